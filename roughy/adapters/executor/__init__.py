@@ -1,0 +1,3 @@
+from roughy.adapters.executor.subprocess import SubprocessExecutor
+
+__all__ = ["SubprocessExecutor"]

@@ -1,0 +1,3 @@
+from roughy.adapters.storage.local import LocalStorage
+
+__all__ = ["LocalStorage"]

@@ -1,0 +1,44 @@
+"""The FastAPI application: routes per resource, one error mapping, the request edge."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from roughy import __version__
+from roughy.api import errors
+from roughy.api.deps import Services
+from roughy.api.middleware import EdgeMiddleware
+from roughy.api.routes import admin, assets, credits, cuts, files, health, renders
+
+
+def create_app(
+    services: Services,
+    *,
+    on_startup: Callable[[], Any] | None = None,
+    on_shutdown: Callable[[], Any] | None = None,
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if on_startup:
+            on_startup()
+        yield
+        if on_shutdown:
+            on_shutdown()
+
+    app = FastAPI(
+        title="roughy",
+        version=__version__,
+        summary="Upload, cut and render video and audio.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.state.metrics_registry = health.store_registry(services.store)
+    errors.install(app)
+    for module in (assets, cuts, renders, credits, admin, files, health):
+        app.include_router(module.router)
+    app.add_middleware(EdgeMiddleware, store=services.store, settings=services.settings)
+    return app

@@ -1,0 +1,138 @@
+"""The request edge, as one pure ASGI middleware: request id, auth, rate limit, body size, logs.
+
+Authentication happens here, before FastAPI reads the body, so that the SPEC's order holds:
+401 before 400 before 422. The authenticated account is left in `scope["state"]`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+import time
+import uuid
+from typing import Any
+
+import anyio
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from roughy.api.errors import error_response
+from roughy.core.errors import PayloadTooLarge, RateLimited, RoughyError, Unauthorized
+
+log = logging.getLogger("roughy.api")
+
+PUBLIC = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc")
+SIGNED = ("/v1/uploads/", "/v1/files/")
+
+
+class TokenBucket:
+    """Per-key request limit: `rate` per second, bursts up to twice that."""
+
+    def __init__(self, rate: float):
+        self.rate = rate
+        self.capacity = max(1.0, rate * 2)
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> float:
+        """0 if allowed, else seconds until a token is free."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - last) * self.rate)
+            if tokens >= 1:
+                self._buckets[key] = (tokens - 1, now)
+                return 0.0
+            self._buckets[key] = (tokens, now)
+            return (1 - tokens) / self.rate
+
+
+class EdgeMiddleware:
+    def __init__(self, app: ASGIApp, *, store: Any, settings: Any):
+        self.app = app
+        self.store = store
+        self.settings = settings
+        self.bucket = TokenBucket(settings.rate_limit_per_second)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _header(scope, b"x-request-id") or f"req_{uuid.uuid4().hex[:16]}"
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        started = time.monotonic()
+        status_holder = {"status": 500, "started": False}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                status_holder["started"] = True
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"]) + [(b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self._check(scope, state)
+            await self.app(scope, receive, send_with_id)
+        except RoughyError as exc:
+            await error_response(exc.status, exc.code, exc.message, exc.param, exc.headers)(
+                scope, receive, send_with_id
+            )
+        except Exception:
+            log.exception("unhandled error (request %s)", request_id)
+            if not status_holder["started"]:
+                await error_response(
+                    500, "internal_error", f"an internal error occurred; quote request id {request_id}"
+                )(scope, receive, send_with_id)
+        finally:
+            log.info(
+                "%s %s -> %s (%.1f ms) request_id=%s",
+                scope["method"],
+                scope["path"],
+                status_holder["status"],
+                (time.monotonic() - started) * 1000,
+                request_id,
+            )
+
+    async def _check(self, scope: Scope, state: dict[str, Any]) -> None:
+        path: str = scope["path"]
+        if path.startswith(PUBLIC) or path.startswith(SIGNED) or not path.startswith("/v1/"):
+            return
+        length = _header(scope, b"content-length")
+        if length and length.isdigit() and int(length) > self.settings.max_body_bytes:
+            raise PayloadTooLarge(f"request body is over the limit of {self.settings.max_body_bytes} bytes")
+        key = _bearer(scope)
+        if path.startswith("/v1/admin/"):
+            admin_key = self.settings.admin_key
+            if not admin_key:
+                from roughy.core.errors import NotFound
+
+                raise NotFound("the admin API is not enabled (set ROUGHY_ADMIN_KEY)")
+            if key is None or not hmac.compare_digest(key.encode(), admin_key.encode()):
+                raise Unauthorized("a valid admin key is required")
+            return
+        if key is None:
+            raise Unauthorized("missing API key: send Authorization: Bearer <key>")
+        account = await anyio.to_thread.run_sync(self.store.account_for_key, key)
+        if account is None:
+            raise Unauthorized("unknown or revoked API key")
+        wait = self.bucket.take(account.id)
+        if wait > 0:
+            raise RateLimited("too many requests; slow down", retry_after=max(1, int(wait + 0.999)))
+        state["account"] = account
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _bearer(scope: Scope) -> str | None:
+    value = _header(scope, b"authorization")
+    if not value:
+        return None
+    scheme, _, token = value.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None

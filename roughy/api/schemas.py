@@ -1,0 +1,200 @@
+"""Request and response models: one family per resource. These are what /openapi.json shows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from roughy.core.models import AssetKind, AssetState, CutMethod, CutState, Format, RenderState, Resolution
+
+T = TypeVar("T")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- requests ------------------------------------------------------------------------------------
+
+
+class AssetCreate(Strict):
+    kind: AssetKind
+    filename: str = Field(min_length=1, max_length=255)
+    client_audio: bool = Field(False, strict=True)
+
+
+class SegmentIn(Strict):
+    start: float = Field(strict=True, allow_inf_nan=True)
+    end: float = Field(strict=True, allow_inf_nan=True)
+
+
+class CutCreate(Strict):
+    """Either `segments`, or `method: "silence"` with its parameters."""
+
+    segments: list[SegmentIn] | None = None
+    method: Literal["silence"] | None = None
+    min_silence: float = Field(0.5, gt=0, le=60, strict=True)
+    threshold_db: float = Field(-35.0, ge=-120, lt=0, strict=True)
+    padding: float = Field(0.1, ge=0, le=10, strict=True)
+
+
+class OutputIn(Strict):
+    format: Format
+    resolution: Resolution | None = None
+    video_bitrate: Literal[5, 10, 20, 50] | None = None
+    audio_bitrate: Literal[128, 192, 256, 320] | None = None
+
+
+class RenderCreate(Strict):
+    asset_id: str = Field(min_length=1, max_length=64)
+    cut_id: str | None = Field(None, max_length=64)
+    output: OutputIn
+
+
+class AccountCreate(Strict):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class CreditGrant(Strict):
+    amount: int = Field(gt=0, le=1_000_000, strict=True)
+    reason: str = Field("", max_length=500)
+
+
+# -- responses -----------------------------------------------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    param: str | None = None
+
+
+class ErrorEnvelope(BaseModel):
+    error: ErrorBody
+
+
+class ListOf(BaseModel, Generic[T]):
+    object: Literal["list"] = "list"
+    data: list[T]
+    has_more: bool
+
+
+class UploadTarget(BaseModel):
+    url: str
+    method: Literal["PUT"] = "PUT"
+    headers: dict[str, str]
+    expires_at: datetime
+
+
+class VideoOut(BaseModel):
+    width: int
+    height: int
+    fps: float
+    codec: str
+    bitrate_kbps: int | None
+    rotation: int
+
+
+class AudioOut(BaseModel):
+    codec: str
+    bitrate_kbps: int | None
+    sample_rate: int
+    channels: int
+
+
+class ErrorInfoOut(BaseModel):
+    code: str
+    message: str
+
+
+class AssetOut(BaseModel):
+    id: str
+    object: Literal["asset"] = "asset"
+    kind: AssetKind
+    filename: str
+    state: AssetState
+    cuttable: bool
+    duration: float | None
+    video: VideoOut | None
+    audio: AudioOut | None
+    error: ErrorInfoOut | None
+    created_at: datetime
+    upload: dict[str, UploadTarget] | None = Field(
+        description="Upload targets for the parts still awaiting upload (fresh on every read)."
+    )
+
+
+class SegmentOut(BaseModel):
+    start: float
+    end: float
+
+
+class CutOut(BaseModel):
+    id: str
+    object: Literal["cut"] = "cut"
+    asset_id: str
+    state: CutState
+    method: CutMethod
+    segments: list[SegmentOut]
+    error: ErrorInfoOut | None
+    created_at: datetime
+
+
+class OutputOut(BaseModel):
+    format: Format
+    resolution: Resolution | None
+    video_bitrate: int | None
+    audio_bitrate: int | None
+
+
+class ResultOut(BaseModel):
+    format: Format
+    width: int | None
+    height: int | None
+    duration: float
+    size_bytes: int
+    video_bitrate_kbps: int | None
+    audio_bitrate_kbps: int | None
+
+
+class RenderOut(BaseModel):
+    id: str
+    object: Literal["render"] = "render"
+    asset_id: str
+    cut_id: str | None
+    output: OutputOut
+    state: RenderState
+    progress: float
+    error: ErrorInfoOut | None
+    result: ResultOut | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    download_url: str | None = Field(None, description="Only on GET /v1/renders/{id} of a completed render.")
+    download_expires_at: datetime | None = None
+
+
+class LedgerEntryOut(BaseModel):
+    id: str
+    type: Literal["grant", "charge"]
+    amount: int
+    asset_id: str | None
+    reason: str
+    created_at: datetime
+
+
+class CreditsOut(BaseModel):
+    balance: int
+    entries: list[LedgerEntryOut]
+
+
+class AccountOut(BaseModel):
+    id: str
+    name: str
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    key: str

@@ -1,0 +1,88 @@
+"""Domain objects to response models. Upload targets and download URLs are signed here, fresh."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict
+from pathlib import PurePath
+
+from roughy.api import schemas as s
+from roughy.api.deps import Services
+from roughy.core.models import Asset, Cut, LedgerEntry, PartState, Render, RenderState
+
+
+def asset_out(asset: Asset, svc: Services) -> s.AssetOut:
+    upload = {
+        part.value: s.UploadTarget(
+            **svc.storage.upload_target(f"assets/{asset.id}/{part.value}", svc.settings.upload_url_ttl)
+        )
+        for part in asset.parts
+        if asset.part_state(part) is PartState.AWAITING_UPLOAD
+    }
+    return s.AssetOut(
+        id=asset.id,
+        kind=asset.kind,
+        filename=asset.filename,
+        state=asset.state,
+        cuttable=asset.cuttable,
+        duration=round(asset.duration, 6) if asset.duration is not None else None,
+        video=s.VideoOut(**{k: v for k, v in asdict(asset.video).items() if k != "hdr"}) if asset.video else None,
+        audio=s.AudioOut(**asdict(asset.audio)) if asset.audio else None,
+        error=s.ErrorInfoOut(**asdict(asset.error)) if asset.error else None,
+        created_at=asset.created_at,
+        upload=upload or None,
+    )
+
+
+def cut_out(cut: Cut) -> s.CutOut:
+    return s.CutOut(
+        id=cut.id,
+        asset_id=cut.asset_id,
+        state=cut.state,
+        method=cut.method,
+        segments=[s.SegmentOut(start=x.start, end=x.end) for x in cut.segments],
+        error=s.ErrorInfoOut(**asdict(cut.error)) if cut.error else None,
+        created_at=cut.created_at,
+    )
+
+
+def render_out(render: Render, svc: Services | None = None, filename: str | None = None) -> s.RenderOut:
+    """The render; with `svc` and `filename`, a completed one carries a fresh download URL."""
+    out = s.RenderOut(
+        id=render.id,
+        asset_id=render.asset_id,
+        cut_id=render.cut_id,
+        output=s.OutputOut(**render.output.as_dict()),  # type: ignore[arg-type]
+        state=render.state,
+        progress=round(render.progress, 4),
+        error=s.ErrorInfoOut(**asdict(render.error)) if render.error else None,
+        result=s.ResultOut(**asdict(render.result)) if render.result else None,
+        created_at=render.created_at,
+        started_at=render.started_at,
+        completed_at=render.completed_at,
+    )
+    if svc is not None and filename and render.state is RenderState.COMPLETED:
+        key = f"renders/{render.id}/output.{render.output.format.value}"
+        out.download_url, out.download_expires_at = svc.storage.download_url(
+            key, filename, svc.settings.download_url_ttl
+        )
+    return out
+
+
+def download_filename(asset_filename: str, render: Render) -> str:
+    """`talk.mov` rendered to 720p mp4 -> `talk-720p.mp4`; only safe characters survive."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", PurePath(asset_filename).stem).strip("._") or "render"
+    tier = f"-{render.output.resolution.value}" if render.output.resolution else ""
+    cut = "-cut" if render.cut_id else ""
+    return f"{stem[:80]}{cut}{tier}.{render.output.format.value}"
+
+
+def ledger_out(entry: LedgerEntry) -> s.LedgerEntryOut:
+    return s.LedgerEntryOut(
+        id=entry.id,
+        type=entry.type.value,  # type: ignore[arg-type]
+        amount=entry.amount,
+        asset_id=entry.asset_id,
+        reason=entry.reason,
+        created_at=entry.created_at,
+    )

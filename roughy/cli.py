@@ -1,0 +1,161 @@
+"""`roughy`: serve the embedded service, administer it, or render a file through it.
+
+    roughy serve [--host H] [--port P] [--data-dir D]
+    roughy admin create-account NAME | create-key ACCOUNT_ID | revoke-key KEY_ID
+                 | grant ACCOUNT_ID AMOUNT [--reason R] | accounts
+    roughy render FILE --format mp4 [--resolution 720p] [--cut 1.5-10,20-30] [-o OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from roughy.settings import Settings
+
+AUDIO_SUFFIXES = {".mp3", ".m4a", ".aac", ".wav", ".flac", ".ogg", ".opus", ".mka", ".wma", ".aiff"}
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in ("host", "port", "data_dir", "public_url"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    return Settings(**overrides)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from roughy.bootstrap import build_embedded, first_start
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = _settings(args)
+    embedded = build_embedded(settings)
+    created = first_start(embedded.store, settings)
+    url = settings.resolved_public_url()
+    if created:
+        account_id, key = created
+        print(
+            f"\nroughy: first start in {settings.data_dir.resolve()}\n"
+            f"  account {account_id} with {settings.starter_credits} starter credits\n"
+            f"  API key (shown once, keep it): {key}\n\n"
+            f"  export ROUGHY_API_URL={url} ROUGHY_API_KEY={key}\n",
+            flush=True,
+        )
+    print(f"roughy: serving on {url} (OpenAPI at {url}/openapi.json)", flush=True)
+    uvicorn.run(embedded.app, host=settings.host, port=settings.port, log_level="warning")
+    return 0
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    from roughy.adapters.store import open_store
+    from roughy.core.accounts import new_api_key
+
+    settings = _settings(args)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings.resolved_database_url())
+    if args.action == "create-account":
+        account = store.create_account(args.name)
+        print(f"{account.id}\t{account.name}")
+    elif args.action == "create-key":
+        if store.get_account(args.account_id) is None:
+            return _fail(f"no such account: {args.account_id}")
+        key = new_api_key()
+        print(f"{store.create_api_key(args.account_id, key)}\t{key}")
+    elif args.action == "revoke-key":
+        if not store.revoke_api_key(args.key_id):
+            return _fail(f"no such active key: {args.key_id}")
+        print(f"revoked {args.key_id}")
+    elif args.action == "grant":
+        if store.get_account(args.account_id) is None:
+            return _fail(f"no such account: {args.account_id}")
+        entry = store.grant(args.account_id, args.amount, args.reason)
+        print(f"{entry.id}\t+{entry.amount}\tbalance {store.balance(args.account_id)}")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from roughy.client import Client, ClientError, parse_cut
+
+    path = Path(args.file)
+    if not path.is_file():
+        return _fail(f"no such file: {path}")
+    if not args.api_key:
+        return _fail("no API key: set ROUGHY_API_KEY or pass --api-key")
+    output: dict[str, Any] = {"format": args.format}
+    for name in ("resolution", "video_bitrate", "audio_bitrate"):
+        if getattr(args, name):
+            output[name] = getattr(args, name)
+    try:
+        segments = parse_cut(args.cut) if args.cut else None
+        with Client(args.api_url, args.api_key) as client:
+            out = client.render_file(
+                path,
+                kind="audio" if path.suffix.lower() in AUDIO_SUFFIXES else "video",
+                output=output,
+                segments=segments,
+                out=Path(args.output) if args.output else None,
+                progress=sys.stderr.isatty() or args.progress,
+            )
+    except (ClientError, ValueError) as exc:
+        return _fail(str(exc))
+    print(out)
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"roughy: {message}", file=sys.stderr)
+    return 1
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="roughy", description="An open-source render service.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the embedded service (API, SQLite, local disk, runner)")
+    serve.add_argument("--host", help="listen address (ROUGHY_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (ROUGHY_PORT, default 8000)")
+    serve.add_argument("--data-dir", type=Path, help="data directory (ROUGHY_DATA_DIR)")
+    serve.add_argument("--public-url", help="base URL of signed links (ROUGHY_PUBLIC_URL)")
+    serve.set_defaults(func=cmd_serve)
+
+    admin = sub.add_parser("admin", help="operator commands on the embedded database")
+    admin.add_argument("--data-dir", type=Path, help="data directory (ROUGHY_DATA_DIR)")
+    actions = admin.add_subparsers(dest="action", required=True)
+    actions.add_parser("create-account").add_argument("name")
+    actions.add_parser("create-key").add_argument("account_id")
+    actions.add_parser("revoke-key").add_argument("key_id")
+    grant = actions.add_parser("grant")
+    grant.add_argument("account_id")
+    grant.add_argument("amount", type=int)
+    grant.add_argument("--reason", default="operator grant")
+    admin.set_defaults(func=cmd_admin)
+
+    render = sub.add_parser("render", help="upload FILE, render it, download the result")
+    render.add_argument("file")
+    render.add_argument("--format", required=True, choices=["mp4", "mov", "m4a", "mp3"])
+    render.add_argument("--resolution", choices=["720p", "1080p", "4k"])
+    render.add_argument("--video-bitrate", type=int, choices=[5, 10, 20, 50])
+    render.add_argument("--audio-bitrate", type=int, choices=[128, 192, 256, 320])
+    render.add_argument("--cut", help="kept segments in seconds: START-END[,START-END...]")
+    render.add_argument("-o", "--output", help="output file (default: the server's filename, here)")
+    render.add_argument("--progress", action="store_true", help="show the progress bar even when not a TTY")
+    render.add_argument("--api-url", default=os.environ.get("ROUGHY_API_URL", "http://127.0.0.1:8000"))
+    render.add_argument("--api-key", default=os.environ.get("ROUGHY_API_KEY"))
+    render.set_defaults(func=cmd_render)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

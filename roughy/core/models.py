@@ -1,0 +1,250 @@
+"""The domain's nouns: states as enums, resources as plain dataclasses.
+
+Nothing here knows about HTTP, SQL or ffmpeg. The store maps these to rows, the API maps them
+to JSON, the runtime moves them between states with the rules in `states.py`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class AssetKind(enum.StrEnum):
+    VIDEO = "video"
+    AUDIO = "audio"
+
+
+class AssetState(enum.StrEnum):
+    UPLOADING = "uploading"
+    PROCESSING = "processing"
+    READY = "ready"
+    FAILED = "failed"
+    PAYMENT_REQUIRED = "payment_required"
+
+
+class PartState(enum.StrEnum):
+    """One uploaded part (the video file, or the audio file) of an asset."""
+
+    AWAITING_UPLOAD = "awaiting_upload"
+    UPLOADED = "uploaded"  # the client called .../complete; processing has not finished
+    PROCESSED = "processed"
+    FAILED = "failed"
+
+
+class PartName(enum.StrEnum):
+    VIDEO = "video"
+    AUDIO = "audio"
+
+
+class CutState(enum.StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class CutMethod(enum.StrEnum):
+    SEGMENTS = "segments"
+    SILENCE = "silence"
+
+
+class RenderState(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class Format(enum.StrEnum):
+    MP4 = "mp4"
+    MOV = "mov"
+    M4A = "m4a"
+    MP3 = "mp3"
+
+    @property
+    def is_video(self) -> bool:
+        return self in (Format.MP4, Format.MOV)
+
+    @property
+    def mime_type(self) -> str:
+        return {
+            Format.MP4: "video/mp4",
+            Format.MOV: "video/quicktime",
+            Format.M4A: "audio/mp4",
+            Format.MP3: "audio/mpeg",
+        }[self]
+
+
+class Resolution(enum.StrEnum):
+    P720 = "720p"
+    P1080 = "1080p"
+    UHD4K = "4k"
+
+    @property
+    def short_edge(self) -> int:
+        return {Resolution.P720: 720, Resolution.P1080: 1080, Resolution.UHD4K: 2160}[self]
+
+
+VIDEO_BITRATES_MBPS: tuple[int, ...] = (5, 10, 20, 50)
+AUDIO_BITRATES_KBPS: tuple[int, ...] = (128, 192, 256, 320)
+
+
+class LedgerType(enum.StrEnum):
+    GRANT = "grant"
+    CHARGE = "charge"
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What probing found of a video stream. `width`/`height` are the display size."""
+
+    width: int
+    height: int
+    fps: float
+    codec: str
+    bitrate_kbps: int | None
+    rotation: int = 0
+    hdr: bool = False  # PQ or HLG transfer: tone-map to SDR BT.709
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    codec: str
+    bitrate_kbps: int | None
+    sample_rate: int
+    channels: int
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: float
+    end: float
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    code: str
+    message: str
+
+
+@dataclass
+class Account:
+    id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass
+class Asset:
+    id: str
+    account_id: str
+    kind: AssetKind
+    filename: str
+    client_audio: bool
+    state: AssetState
+    video_part: PartState | None
+    audio_part: PartState | None
+    created_at: datetime
+    duration: float | None = None
+    video: VideoInfo | None = None
+    audio: AudioInfo | None = None
+    error: ErrorInfo | None = None
+    charged: bool = False
+
+    @property
+    def parts(self) -> list[PartName]:
+        names = []
+        if self.video_part is not None:
+            names.append(PartName.VIDEO)
+        if self.audio_part is not None:
+            names.append(PartName.AUDIO)
+        return names
+
+    def part_state(self, part: PartName) -> PartState | None:
+        return self.video_part if part is PartName.VIDEO else self.audio_part
+
+    @property
+    def cuttable(self) -> bool:
+        """The asset's audio is processed and paid for (SPEC 3)."""
+        if not self.charged or self.state in (AssetState.FAILED, AssetState.PAYMENT_REQUIRED):
+            return False
+        if self.kind is AssetKind.AUDIO or self.client_audio:
+            return self.audio_part is PartState.PROCESSED
+        return self.state is AssetState.READY
+
+
+@dataclass
+class Cut:
+    id: str
+    account_id: str
+    asset_id: str
+    state: CutState
+    method: CutMethod
+    created_at: datetime
+    segments: list[Segment] = field(default_factory=list)
+    silence: dict[str, float] | None = None  # min_silence, threshold_db, padding
+    error: ErrorInfo | None = None
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """A normalised output request: None means Auto (or the source's size)."""
+
+    format: Format
+    resolution: Resolution | None = None
+    video_bitrate: int | None = None  # Mbps, one of VIDEO_BITRATES_MBPS
+    audio_bitrate: int | None = None  # kbps, one of AUDIO_BITRATES_KBPS
+
+    def as_dict(self) -> dict[str, str | int | None]:
+        return {
+            "format": self.format.value,
+            "resolution": self.resolution.value if self.resolution else None,
+            "video_bitrate": self.video_bitrate,
+            "audio_bitrate": self.audio_bitrate,
+        }
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    format: Format
+    width: int | None
+    height: int | None
+    duration: float
+    size_bytes: int
+    video_bitrate_kbps: int | None
+    audio_bitrate_kbps: int | None
+
+
+@dataclass
+class Render:
+    id: str
+    account_id: str
+    asset_id: str
+    cut_id: str | None
+    output: OutputSpec
+    signature: str
+    state: RenderState
+    created_at: datetime
+    progress: float = 0.0
+    error: ErrorInfo | None = None
+    result: RenderResult | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    id: str
+    account_id: str
+    type: LedgerType
+    amount: int
+    asset_id: str | None
+    reason: str
+    created_at: datetime

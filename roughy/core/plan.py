@@ -1,0 +1,65 @@
+"""The encode plan: everything the encoder needs to know, and nothing about where files live.
+
+A plan is computed once by `planning.plan_render` from the asset's probe and the output spec,
+serialised to JSON for the encoder (a subprocess here, a Kubernetes Job there), and turned into
+an ffmpeg argument list by `roughy.encoder.ffmpeg_args`. Sources are given to the encoder
+separately, as paths or URLs, because they differ between runtimes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from roughy.core.models import Format, Segment
+
+
+@dataclass(frozen=True)
+class VideoPlan:
+    width: int  # output display size: even, never above the source
+    height: int
+    fps: float  # constant output frame rate: the source's average, at most 60
+    bitrate_kbps: int
+    hdr: bool = False  # source is PQ/HLG: tone-map to SDR BT.709
+
+
+@dataclass(frozen=True)
+class AudioPlan:
+    bitrate_kbps: int
+    channels: int  # 1 stays 1, everything else becomes 2
+    sample_rate: int
+
+
+@dataclass(frozen=True)
+class EncodePlan:
+    format: Format
+    duration: float  # expected output duration in seconds (progress, time limit)
+    video: VideoPlan | None
+    audio: AudioPlan | None
+    segments: tuple[Segment, ...] | None = None  # None: the whole source
+    # True when the video source has no usable audio and audio comes from a separate file
+    # (a client audio part): the encoder then opens a second input for the audio.
+    separate_audio: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["format"] = self.format.value
+        if self.segments is not None:
+            data["segments"] = [[s.start, s.end] for s in self.segments]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EncodePlan:
+        segments = data.get("segments")
+        return cls(
+            format=Format(data["format"]),
+            duration=float(data["duration"]),
+            video=VideoPlan(**data["video"]) if data.get("video") else None,
+            audio=AudioPlan(**data["audio"]) if data.get("audio") else None,
+            segments=tuple(Segment(float(a), float(b)) for a, b in segments) if segments else None,
+            separate_audio=bool(data.get("separate_audio", False)),
+        )
+
+    def time_limit(self, base: float = 120.0, per_second: float = 20.0) -> float:
+        """Seconds an encode may take before it is killed: scaled to the output duration."""
+        return base + per_second * self.duration

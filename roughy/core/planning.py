@@ -1,0 +1,165 @@
+"""Output-spec rules (SPEC 5.1, 5.3): validation against the asset, tiers, ladders, Auto.
+
+Every function here is pure: an asset's probe and a requested spec in, a decision out.
+
+The Auto bitrate table (documented in the README):
+
+| output shorter edge | Auto video | Auto audio (stereo / mono) |
+|---|---|---|
+| up to 720  | 5 Mbps  | 192 / 128 kbps |
+| up to 1080 | 10 Mbps | 192 / 128 kbps |
+| above 1080 | 20 Mbps | 192 / 128 kbps |
+
+Auto is never above the source's bitrate (when known): it then takes the source's bitrate. An
+explicit audio bitrate above the source's is lowered to it; an explicit video bitrate above the
+source's is a 422 (SPEC 5.3).
+"""
+
+from __future__ import annotations
+
+from roughy.core.errors import ValidationFailed
+from roughy.core.models import (
+    AssetKind,
+    AudioInfo,
+    Format,
+    OutputSpec,
+    Resolution,
+    Segment,
+    VideoInfo,
+)
+from roughy.core.plan import AudioPlan, EncodePlan, VideoPlan
+
+MAX_FPS = 60.0
+AUTO_AUDIO_STEREO_KBPS = 192
+AUTO_AUDIO_MONO_KBPS = 128
+MP3_SAMPLE_RATES = (32000, 44100, 48000)
+
+
+def even(value: float) -> int:
+    """Round to the nearest even integer, at least 2."""
+    return max(2, int(round(value / 2.0)) * 2)
+
+
+def auto_video_mbps(short_edge: int) -> int:
+    if short_edge <= 720:
+        return 5
+    if short_edge <= 1080:
+        return 10
+    return 20
+
+
+def output_size(video: VideoInfo, resolution: Resolution | None) -> tuple[int, int]:
+    """Display size of the output: the tier sets the shorter edge, the other follows in proportion.
+
+    Never upscales: a tier above the source is refused earlier by `validate_output`; when the
+    source's shorter edge is already at or below the tier it is kept (made even).
+    """
+    w, h = video.width, video.height
+    short = min(w, h)
+    if resolution is None or resolution.short_edge >= short:
+        return even(w), even(h)
+    scale = resolution.short_edge / short
+    if w <= h:
+        return resolution.short_edge, even(h * scale)
+    return even(w * scale), resolution.short_edge
+
+
+def validate_output(
+    spec: OutputSpec, kind: AssetKind, video: VideoInfo | None, audio: AudioInfo | None, *, probed: bool
+) -> None:
+    """The SPEC 5.3 checks that need the asset. `probed` says whether its values are known."""
+    if spec.format.is_video:
+        if kind is AssetKind.AUDIO:
+            raise ValidationFailed("a video format needs a video asset", param="output.format")
+    else:
+        if spec.resolution is not None:
+            raise ValidationFailed("resolution applies to video formats only", param="output.resolution")
+        if spec.video_bitrate is not None:
+            raise ValidationFailed(
+                "video_bitrate applies to video formats only", param="output.video_bitrate"
+            )
+        if probed and audio is None:
+            raise ValidationFailed("the source has no audio track", param="output.format")
+    if not (probed and video and spec.format.is_video):
+        return
+    if spec.resolution is not None and spec.resolution.short_edge > min(video.width, video.height):
+        raise ValidationFailed(
+            f"{spec.resolution.value} is above the source's {min(video.width, video.height)}p;"
+            " renders never upscale",
+            param="output.resolution",
+        )
+    if (
+        spec.video_bitrate is not None
+        and video.bitrate_kbps is not None
+        and spec.video_bitrate * 1000 > video.bitrate_kbps
+    ):
+        raise ValidationFailed(
+            f"video_bitrate {spec.video_bitrate} Mbps is above the source's {video.bitrate_kbps} kbps",
+            param="output.video_bitrate",
+        )
+
+
+def video_bitrate_kbps(spec: OutputSpec, video: VideoInfo, short_edge: int) -> int:
+    if spec.video_bitrate is not None:
+        return spec.video_bitrate * 1000
+    auto = auto_video_mbps(short_edge) * 1000
+    return min(auto, video.bitrate_kbps) if video.bitrate_kbps else auto
+
+
+def audio_bitrate_kbps(spec: OutputSpec, audio: AudioInfo) -> int:
+    channels = output_channels(audio.channels)
+    wanted = spec.audio_bitrate or (AUTO_AUDIO_MONO_KBPS if channels == 1 else AUTO_AUDIO_STEREO_KBPS)
+    if audio.bitrate_kbps:
+        wanted = min(wanted, audio.bitrate_kbps)
+    return max(32, wanted)
+
+
+def output_channels(channels: int) -> int:
+    return 1 if channels == 1 else 2
+
+
+def output_sample_rate(audio: AudioInfo, fmt: Format) -> int:
+    rate = audio.sample_rate or 48000
+    if fmt is Format.MP3 and rate not in MP3_SAMPLE_RATES:
+        return 48000 if rate > 44100 else 44100
+    return min(rate, 48000) if rate > 48000 else rate
+
+
+def plan_render(
+    spec: OutputSpec,
+    *,
+    duration: float,
+    video: VideoInfo | None,
+    audio: AudioInfo | None,
+    segments: list[Segment] | None,
+    separate_audio: bool = False,
+) -> EncodePlan:
+    """The encode plan for a validated spec."""
+    out_duration = sum(s.duration for s in segments) if segments else duration
+    video_plan = None
+    if spec.format.is_video:
+        if video is None:
+            raise ValidationFailed("the asset has no video stream", param="output.format")
+        width, height = output_size(video, spec.resolution)
+        video_plan = VideoPlan(
+            width=width,
+            height=height,
+            fps=round(min(video.fps or 30.0, MAX_FPS), 3),
+            bitrate_kbps=video_bitrate_kbps(spec, video, min(width, height)),
+            hdr=video.hdr,
+        )
+    audio_plan = None
+    if audio is not None:
+        audio_plan = AudioPlan(
+            bitrate_kbps=audio_bitrate_kbps(spec, audio),
+            channels=output_channels(audio.channels),
+            sample_rate=output_sample_rate(audio, spec.format),
+        )
+    return EncodePlan(
+        format=spec.format,
+        duration=round(out_duration, 6),
+        video=video_plan,
+        audio=audio_plan,
+        segments=tuple(segments) if segments else None,
+        separate_audio=separate_audio and video_plan is not None and audio_plan is not None,
+    )

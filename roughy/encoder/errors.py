@@ -1,0 +1,70 @@
+"""Encoder errors: a stable `code` for the API, an `exit_code` for the process.
+
+The exit code is the contract with whoever started `roughy-encode`: the embedded runtime reads
+it, and on Kubernetes a Job's `podFailurePolicy` fails fast on `InvalidMedia.exit_code` (3)
+instead of retrying a source that will never decode. Messages are for humans: they carry the
+last few lines of ffmpeg's stderr, never a Python traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+#: How many trailing stderr lines an error message keeps: enough for ffmpeg's reason, short
+#: enough to show in an API response.
+TAIL_LINES = 5
+TAIL_CHARS = 600
+
+
+class EncoderError(Exception):
+    """Base of every error the encoder reports on purpose."""
+
+    code: str = "encode_failed"
+    exit_code: int = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+class InvalidMedia(EncoderError):
+    """The input is junk, truncated or undecodable: permanent, retrying cannot help."""
+
+    code = "invalid_media"
+    exit_code = 3
+
+
+class EncodeTimeout(EncoderError):
+    """The encode ran past its time limit and was killed."""
+
+    code = "encode_timeout"
+    exit_code = 4
+
+
+class EncodeFailed(EncoderError):
+    """Anything else ffmpeg failed at (may be transient: a network read, a full disk)."""
+
+    code = "encode_failed"
+    exit_code = 1
+
+
+def stderr_tail(lines: Iterable[str], *, max_lines: int = TAIL_LINES, max_chars: int = TAIL_CHARS) -> str:
+    """The useful end of ffmpeg's stderr: last non-empty lines, trimmed, joined with ' | '.
+
+    ffmpeg prints the actual reason last; progress noise and blank lines are dropped so the
+    message stays one readable line.
+    """
+    kept = [line.strip() for line in lines if line.strip()]
+    text = " | ".join(kept[-max_lines:])
+    if len(text) > max_chars:
+        text = "..." + text[-(max_chars - 3) :]
+    return text
+
+
+def with_tail(message: str, lines: Iterable[str]) -> str:
+    """`message`, followed by ffmpeg's stderr tail when there is one."""
+    tail = stderr_tail(lines)
+    return f"{message}: {tail}" if tail else message

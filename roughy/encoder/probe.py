@@ -1,0 +1,224 @@
+"""Probe a media file with PyAV (the bundled ffmpeg has no ffprobe).
+
+Reports what the rest of the service plans with: the *display* size (after rotation and
+non-square pixels), the average frame rate, bitrates and whether the video is HDR. Anything that
+cannot be opened or decoded (junk, empty, an MP4 cut before its `moov` atom) is `InvalidMedia`,
+a permanent failure the caller should not retry.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from typing import Any
+
+import av
+import av.error
+from av.audio.stream import AudioStream
+from av.container import InputContainer
+from av.stream import Disposition
+from av.video.reformatter import ColorTrc
+from av.video.stream import VideoStream
+
+from roughy.core.models import AudioInfo, VideoInfo
+from roughy.encoder.errors import EncodeFailed, InvalidMedia
+
+#: Transfer functions that mean HDR: PQ (HDR10, Dolby Vision base layers) and HLG.
+HDR_TRANSFERS = frozenset({int(ColorTrc.SMPTE2084), int(ColorTrc.ARIB_STD_B67)})
+
+#: Network reads (presigned URLs) must not hang a worker: seconds to open, then per read.
+OPEN_TIMEOUT = 30.0
+READ_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    duration: float
+    video: VideoInfo | None
+    audio: AudioInfo | None
+    format_name: str
+    size_bytes: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def probe(path_or_url: str) -> MediaInfo:
+    """Open `path_or_url` and describe its first real video stream and first audio stream."""
+    container = _open(path_or_url)
+    try:
+        return _describe(container, path_or_url)
+    except av.error.FFmpegError as exc:
+        raise InvalidMedia(f"cannot decode {_name(path_or_url)}: {_reason(exc)}") from None
+    finally:
+        container.close()
+
+
+def _open(path_or_url: str) -> InputContainer:
+    """Open for reading, turning PyAV's errors into the encoder's."""
+    if _is_local(path_or_url) and not os.path.exists(path_or_url):
+        # Not the media's fault: the caller passed a bad path (retrying may help once it exists).
+        raise EncodeFailed(f"source not found: {path_or_url}")
+    if _is_local(path_or_url) and os.path.getsize(path_or_url) == 0:
+        raise InvalidMedia(f"{_name(path_or_url)} is empty")
+    try:
+        return av.open(path_or_url, mode="r", timeout=(OPEN_TIMEOUT, READ_TIMEOUT))
+    except av.error.HTTPError as exc:
+        raise EncodeFailed(f"cannot read {_name(path_or_url)}: {_reason(exc)}") from None
+    except (av.error.FFmpegError, UnicodeDecodeError) as exc:
+        reason = exc.reason if isinstance(exc, UnicodeDecodeError) else _reason(exc)
+        raise InvalidMedia(f"{_name(path_or_url)} is not a readable media file: {reason}") from None
+
+
+def _describe(container: InputContainer, path_or_url: str) -> MediaInfo:
+    video_stream = _first_video(container)
+    audio_stream = container.streams.audio[0] if container.streams.audio else None
+    if video_stream is None and audio_stream is None:
+        raise InvalidMedia(f"{_name(path_or_url)} has no audio or video stream")
+    duration = _duration(container)
+    audio = _audio_info(audio_stream, container) if audio_stream is not None else None
+    video = None
+    if video_stream is not None:
+        audio_kbps = audio.bitrate_kbps if audio else None
+        video = _video_info(container, video_stream, duration, audio_kbps)
+    size = os.path.getsize(path_or_url) if _is_local(path_or_url) else _container_size(container)
+    return MediaInfo(
+        duration=duration,
+        video=video,
+        audio=audio,
+        format_name=container.format.name,
+        size_bytes=size,
+    )
+
+
+def _first_video(container: InputContainer) -> VideoStream | None:
+    """The first video stream that is real video, not cover art (an attached picture)."""
+    for stream in container.streams.video:
+        if not stream.disposition & Disposition.attached_pic:
+            return stream
+    return None
+
+
+def _duration(container: InputContainer) -> float:
+    """Container duration, else the longest stream's, else 0 (unknown)."""
+    if container.duration is not None and container.duration > 0:
+        return container.duration / av.time_base
+    longest = 0.0
+    for stream in container.streams:
+        if stream.duration is not None and stream.time_base is not None:
+            longest = max(longest, float(stream.duration * stream.time_base))
+    return longest
+
+
+def _video_info(
+    container: InputContainer, stream: VideoStream, duration: float, audio_kbps: int | None
+) -> VideoInfo:
+    stored_w, stored_h = stream.codec_context.width, stream.codec_context.height
+    if stored_w <= 0 or stored_h <= 0:
+        raise InvalidMedia("the video stream has no frame size (undecodable)")
+    rotation = _rotation(container, stream)
+    width, height = display_size(stored_w, stored_h, stream.sample_aspect_ratio, rotation)
+    return VideoInfo(
+        width=width,
+        height=height,
+        fps=_fps(stream),
+        codec=stream.codec_context.codec.canonical_name,
+        bitrate_kbps=_video_kbps(container, stream, duration, audio_kbps),
+        rotation=rotation,
+        hdr=stream.codec_context.color_trc in HDR_TRANSFERS,
+    )
+
+
+def display_size(width: int, height: int, sar: Fraction | None, rotation: int) -> tuple[int, int]:
+    """Stored size -> display size: stretch the width by the sample aspect ratio, then rotate.
+
+    A 720x576 stream with SAR 16:15 displays 768x576; a 1920x1080 stream rotated 90 degrees
+    displays 1080x1920.
+    """
+    if sar is not None and sar > 0 and sar != 1:
+        width = max(1, round(width * sar))
+    if rotation in (90, 270):
+        width, height = height, width
+    return width, height
+
+
+def _rotation(container: InputContainer, stream: VideoStream) -> int:
+    """Rotation in degrees (0/90/180/270, counter-clockwise as ffprobe prints it).
+
+    PyAV does not expose the stream's display matrix, so the first frame is decoded and its
+    `rotation` (taken from the same matrix) read. A stream that yields no frame is undecodable.
+    """
+    for frame in container.decode(stream):
+        return normalise_rotation(frame.rotation)
+    raise InvalidMedia("the video stream has no decodable frame")
+
+
+def normalise_rotation(degrees: float) -> int:
+    """Any angle -> the nearest of 0, 90, 180, 270 (PyAV reports -90 for 270, -180 for 180)."""
+    return (round(degrees / 90.0) * 90) % 360
+
+
+def _fps(stream: VideoStream) -> float:
+    """The average frame rate (what a VFR phone clip becomes as CFR), else the guessed one."""
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate is not None and rate > 0:
+            return round(float(rate), 3)
+    return 0.0
+
+
+def _video_kbps(
+    container: InputContainer, stream: VideoStream, duration: float, audio_kbps: int | None
+) -> int | None:
+    """The stream's bitrate; else the container's overall rate minus the audio's (MKV and
+    WebM do not store per-stream rates)."""
+    if stream.bit_rate:
+        return max(1, round(stream.bit_rate / 1000))
+    total = _container_kbps(container, duration)
+    if total is None:
+        return None
+    return max(1, total - (audio_kbps or 0))
+
+
+def _audio_info(stream: AudioStream, container: InputContainer) -> AudioInfo:
+    ctx = stream.codec_context
+    kbps: int | None = round(ctx.bit_rate / 1000) if ctx.bit_rate else None
+    if kbps is None and len(container.streams) == 1:
+        kbps = _container_kbps(container, _duration(container))
+    return AudioInfo(
+        codec=ctx.codec.canonical_name,
+        bitrate_kbps=kbps,
+        sample_rate=ctx.sample_rate,
+        channels=ctx.channels,
+    )
+
+
+def _container_kbps(container: InputContainer, duration: float) -> int | None:
+    if container.bit_rate:
+        return max(1, round(container.bit_rate / 1000))
+    size = _container_size(container)
+    if size and duration > 0:
+        return max(1, round(size * 8 / duration / 1000))
+    return None
+
+
+def _container_size(container: InputContainer) -> int | None:
+    try:
+        size = int(container.size)
+    except (AttributeError, av.error.FFmpegError, OSError):
+        return None
+    return size if size > 0 else None
+
+
+def _is_local(path_or_url: str) -> bool:
+    return "://" not in path_or_url
+
+
+def _name(path_or_url: str) -> str:
+    """The file name alone: messages must not leak presigned query strings or local layout."""
+    base = path_or_url.split("?", 1)[0].rstrip("/")
+    return os.path.basename(base) or "the source"
+
+
+def _reason(exc: av.error.FFmpegError) -> str:
+    return str(exc.strerror or exc).strip()

@@ -1,0 +1,129 @@
+"""The one way the encoder runs ffmpeg: argv list, progress, bounded stderr, time limit.
+
+- Argument lists only (no shell); the command is logged with `shlex.join` so it can be pasted.
+- stdout carries `-progress` blocks and is read in the foreground; stderr is drained by a
+  thread into a bounded deque (a chatty ffmpeg cannot fill the pipe and stall, nor memory).
+- A timer kills ffmpeg at the time limit: that also unblocks the foreground read, whatever
+  ffmpeg was stuck on (a stalled network read included).
+- No `start_new_session`: the embedded runtime starts `roughy-encode` in its own process group
+  and kills the whole group on cancel, so ffmpeg must stay in ours. Whatever unwinds this
+  function (an error, a callback raising, the CLI's SIGTERM handler) kills ffmpeg first.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import subprocess
+import threading
+from collections import deque
+from collections.abc import Callable
+
+from roughy.encoder.errors import EncodeFailed, EncodeTimeout, InvalidMedia, with_tail
+from roughy.encoder.progress import ProgressParser
+
+log = logging.getLogger(__name__)
+
+STDERR_LINES = 200
+
+#: stderr phrases meaning the *input* cannot be decoded: a permanent failure (exit code 3).
+INVALID_INPUT_MARKERS = (
+    "invalid data found when processing input",
+    "moov atom not found",
+    "could not find codec parameters",
+    "does not contain any stream",
+    "matches no streams",
+    "no decoder for stream",
+    "decoding requested, but no decoder found",
+)
+
+
+def run(
+    argv: list[str],
+    *,
+    duration: float,
+    time_limit: float,
+    on_progress: Callable[[float], None] | None = None,
+    on_stderr: Callable[[str], None] | None = None,
+) -> None:
+    """Run ffmpeg to completion, reporting progress; raise an `EncoderError` on failure.
+
+    `duration` is the expected output length (for progress); `time_limit` is in seconds.
+    `on_stderr`, if given, sees every stderr line (from the reader thread): silencedetect
+    reports there.
+    """
+    log.info("running %s", shlex.join(argv))
+    tail: deque[str] = deque(maxlen=STDERR_LINES)
+    proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        bufsize=1,
+    )
+    timed_out = threading.Event()
+    timer = threading.Timer(time_limit, _expire, args=(proc, timed_out))
+    timer.daemon = True
+    reader = threading.Thread(target=_drain, args=(proc, tail, on_stderr), daemon=True)
+    try:
+        timer.start()
+        reader.start()
+        _follow_progress(proc, duration, on_progress)
+        code = proc.wait()
+    finally:
+        timer.cancel()
+        _kill(proc)
+        reader.join(timeout=5)
+    if timed_out.is_set():
+        raise EncodeTimeout(with_tail(f"ffmpeg did not finish within {time_limit:g} s", tail))
+    if code != 0:
+        raise classify_failure(code, list(tail))
+
+
+def classify_failure(code: int, stderr_lines: list[str]) -> InvalidMedia | EncodeFailed:
+    """A non-zero exit: bad input (permanent) or a failure worth retrying."""
+    text = "\n".join(stderr_lines).lower()
+    if any(marker in text for marker in INVALID_INPUT_MARKERS):
+        return InvalidMedia(with_tail("the source could not be decoded", stderr_lines))
+    return EncodeFailed(with_tail(f"ffmpeg exited with code {code}", stderr_lines))
+
+
+def _follow_progress(
+    proc: subprocess.Popen[str], duration: float, on_progress: Callable[[float], None] | None
+) -> None:
+    assert proc.stdout is not None
+    parser = ProgressParser(duration)
+    for line in proc.stdout:
+        fraction = parser.feed(line)
+        if fraction is not None and on_progress is not None:
+            on_progress(fraction)
+
+
+def _drain(
+    proc: subprocess.Popen[str], tail: deque[str], on_stderr: Callable[[str], None] | None
+) -> None:
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        tail.append(line.rstrip("\n"))
+        if on_stderr is not None:
+            on_stderr(line)
+
+
+def _expire(proc: subprocess.Popen[str], timed_out: threading.Event) -> None:
+    if proc.poll() is None:
+        timed_out.set()
+        log.warning("ffmpeg pid %s hit its time limit; killing it", proc.pid)
+        proc.kill()
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    """Make sure ffmpeg is gone (SIGKILL: it must not finalise a half-written output)."""
+    if proc.poll() is None:
+        proc.kill()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:  # pragma: no cover - a process that survives SIGKILL
+        log.error("ffmpeg pid %s did not exit after SIGKILL", proc.pid)

@@ -1,0 +1,180 @@
+"""The encoder's jobs: render a plan, extract an asset's audio, find its silences.
+
+Outputs are written to a temp file beside the final path and moved into place with
+`os.replace` only once ffmpeg succeeded and the result probes: a reader never sees a partial
+file, and any failure (or a SIGTERM unwinding through here) removes the temp.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TypedDict
+
+from roughy.core.models import AudioInfo
+from roughy.core.plan import EncodePlan
+from roughy.encoder import runner
+from roughy.encoder.errors import EncodeFailed, InvalidMedia
+from roughy.encoder.ffmpeg_args import build_ffmpeg_args
+from roughy.encoder.probe import MediaInfo, probe
+from roughy.encoder.tools import ffmpeg_path
+
+ProgressCallback = Callable[[float], None]
+
+
+class RenderResultDict(TypedDict):
+    format: str
+    width: int | None
+    height: int | None
+    duration: float
+    size_bytes: int
+    video_bitrate_kbps: int | None
+    audio_bitrate_kbps: int | None
+
+
+def render(
+    plan: EncodePlan,
+    *,
+    video_src: str | None,
+    audio_src: str | None,
+    output: str,
+    on_progress: ProgressCallback | None = None,
+    time_limit: float | None = None,
+) -> RenderResultDict:
+    """Encode `plan` to `output`; return what was produced (SPEC 5.6 `result`).
+
+    `time_limit` defaults to the plan's own (scaled to its duration).
+    """
+    limit = plan.time_limit() if time_limit is None else time_limit
+    with _temp_beside(output) as temp:
+        argv = build_ffmpeg_args(
+            plan, video_src=video_src, audio_src=audio_src, output=str(temp), ffmpeg=ffmpeg_path()
+        )
+        runner.run(argv, duration=plan.duration, time_limit=limit, on_progress=on_progress)
+        produced = _probe_output(temp)
+        os.replace(temp, output)
+    return RenderResultDict(
+        format=plan.format.value,
+        width=produced.video.width if produced.video else None,
+        height=produced.video.height if produced.video else None,
+        duration=round(produced.duration, 3),
+        size_bytes=os.path.getsize(output),
+        video_bitrate_kbps=plan.video.bitrate_kbps if plan.video else None,
+        audio_bitrate_kbps=plan.audio.bitrate_kbps if plan.audio else None,
+    )
+
+
+def extract_audio(
+    src: str, output: str, *, time_limit: float | None = None, on_progress: ProgressCallback | None = None
+) -> AudioInfo:
+    """Copy `src`'s first audio track, untouched, into Matroska audio (`.mka`).
+
+    A stream copy is fast and lossless, and Matroska carries any codec, so cuts and audio
+    renders can read a small file instead of the whole video. Raises InvalidMedia when `src`
+    has no audio.
+    """
+    info = probe(src)
+    if info.audio is None:
+        raise InvalidMedia("the source has no audio track")
+    limit = time_limit if time_limit is not None else 60.0 + info.duration
+    with _temp_beside(output) as temp:
+        argv = [
+            ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "warning", "-y",
+            "-i", src, "-map", "0:a:0", "-vn", "-sn", "-dn", "-c:a", "copy",
+            "-f", "matroska", "-progress", "pipe:1", "-nostats", str(temp),
+        ]  # fmt: skip
+        runner.run(argv, duration=info.duration, time_limit=limit, on_progress=on_progress)
+        produced = _probe_output(temp)
+        os.replace(temp, output)
+    if produced.audio is None:  # pragma: no cover - ffmpeg succeeded but wrote no audio
+        raise EncodeFailed("the extracted file has no audio track")
+    # Matroska stores no per-stream bitrate: the source's own figure is the exact one.
+    bitrate = info.audio.bitrate_kbps or produced.audio.bitrate_kbps
+    return AudioInfo(
+        codec=produced.audio.codec,
+        bitrate_kbps=bitrate,
+        sample_rate=produced.audio.sample_rate,
+        channels=produced.audio.channels,
+    )
+
+
+def detect_silence(
+    src: str,
+    *,
+    min_silence: float,
+    threshold_db: float,
+    time_limit: float | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> list[tuple[float, float]]:
+    """Silent stretches of at least `min_silence` seconds below `threshold_db` (dBFS), in order."""
+    info = probe(src)
+    if info.audio is None:
+        raise InvalidMedia("the source has no audio track")
+    limit = time_limit if time_limit is not None else 60.0 + 2.0 * info.duration
+    lines: list[str] = []
+    argv = [
+        ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "info", "-i", src,
+        "-map", "0:a:0", "-vn", "-sn", "-dn",
+        "-af", f"silencedetect=noise={threshold_db:g}dB:d={min_silence:g}",
+        "-f", "null", "-progress", "pipe:1", "-nostats", "-",
+    ]  # fmt: skip
+    runner.run(
+        argv,
+        duration=info.duration,
+        time_limit=limit,
+        on_progress=on_progress,
+        on_stderr=lambda line: lines.append(line) if "silence_" in line else None,
+    )
+    return parse_silencedetect(lines, info.duration)
+
+
+_SILENCE_START = re.compile(r"silence_start:\s*(-?[0-9.]+(?:e-?\d+)?)")
+_SILENCE_END = re.compile(r"silence_end:\s*(-?[0-9.]+(?:e-?\d+)?)")
+
+
+def parse_silencedetect(lines: Iterable[str], duration: float) -> list[tuple[float, float]]:
+    """Pair silencedetect's `silence_start` / `silence_end` lines into (start, end) spans.
+
+    A silence still open at the end of the file has no `silence_end`: it is closed at
+    `duration`. Starts slightly below zero (the filter's look-back) are clamped to 0.
+    """
+    spans: list[tuple[float, float]] = []
+    start: float | None = None
+    for line in lines:
+        if (m := _SILENCE_START.search(line)) is not None:
+            start = max(0.0, float(m.group(1)))
+        elif (m := _SILENCE_END.search(line)) is not None and start is not None:
+            end = min(float(m.group(1)), duration) if duration > 0 else float(m.group(1))
+            if end > start:
+                spans.append((start, end))
+            start = None
+    if start is not None and duration > start:
+        spans.append((start, duration))
+    return spans
+
+
+@contextlib.contextmanager
+def _temp_beside(output: str) -> Iterator[Path]:
+    """A temp path in the output's directory (same filesystem: `os.replace` is atomic),
+    with the same suffix; removed on any exit unless it was moved into place."""
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=f".part{out.suffix}", dir=out.parent)
+    os.close(fd)
+    temp = Path(name)
+    try:
+        yield temp
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _probe_output(path: Path) -> MediaInfo:
+    """Probe what ffmpeg wrote: a file that does not probe is a failed encode, not bad input."""
+    try:
+        return probe(str(path))
+    except InvalidMedia as exc:
+        raise EncodeFailed(f"ffmpeg produced an unreadable file: {exc.message}") from None

@@ -1,0 +1,218 @@
+"""The embedded runtime: one scheduler thread, a bounded pool of encode workers, recovery.
+
+The database is the queue. The scheduler wakes on `wake()` (called by the API after it writes
+work) or every `poll_interval` seconds, processes assets and cuts on a small pool, and claims
+pending renders (pending -> running, atomically) while encode workers are free. Nothing is held
+only in memory: after a crash, `recover()` puts renders left running back to pending and the
+parts left uploaded are processed again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from prometheus_client import Counter, Histogram
+
+from roughy.core.models import Asset, AssetKind, ErrorInfo, Format, PartName, Render, RenderResult
+from roughy.core.planning import plan_render
+from roughy.core.ports import Cancelled, EncodeJob
+from roughy.encoder.errors import EncoderError
+from roughy.runtime.processing import AssetProcessor, audio_key, part_key
+
+log = logging.getLogger(__name__)
+
+ENCODE_SECONDS = Histogram(
+    "roughy_encode_seconds", "Wall time of finished encodes", buckets=(1, 5, 15, 30, 60, 120, 300, 900, 3600)
+)
+RENDERS_FINISHED = Counter("roughy_renders_finished_total", "Renders that reached a final state", ["state"])
+
+
+def output_key(render: Render) -> str:
+    return f"renders/{render.id}/output.{render.output.format.value}"
+
+
+class EmbeddedRuntime:
+    def __init__(self, store, storage, executor, *, workers: int = 2, asset_workers: int = 1,
+                 poll_interval: float = 0.5):  # type: ignore[no-untyped-def]
+        self.store = store
+        self.storage = storage
+        self.executor = executor
+        self.processor = AssetProcessor(store, storage)
+        self.workers = workers
+        self.poll_interval = poll_interval
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._render_pool = ThreadPoolExecutor(workers, thread_name_prefix="encode")
+        self._asset_pool = ThreadPoolExecutor(asset_workers, thread_name_prefix="asset")
+        self._running: dict[str, Future[None]] = {}
+        self._asset_jobs: dict[str, Future[None]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.recover()
+        self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop scheduling; kill running encodes and put their renders back to pending."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        with self._lock:
+            running = list(self._running)
+        for render_id in running:
+            self.executor.stop(render_id)
+        self._render_pool.shutdown(wait=True, cancel_futures=True)
+        self._asset_pool.shutdown(wait=True, cancel_futures=True)
+        self.store.requeue_running_renders()
+
+    def recover(self) -> None:
+        requeued = self.store.requeue_running_renders()
+        for render_id in requeued:
+            self.storage.delete_prefix(f"renders/{render_id}/")
+        if requeued:
+            log.warning("recovered %d render(s) left running by a previous process", len(requeued))
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    @property
+    def queue_depth(self) -> int:
+        return self.store.render_counts().get("pending", 0)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.poll_interval)
+            self._wake.clear()
+            try:
+                self.tick()
+            except Exception:
+                log.exception("scheduler tick failed; retrying")
+                time.sleep(self.poll_interval)
+
+    def tick(self) -> None:
+        for asset in self.store.assets_to_process():
+            self._submit_asset_job(f"asset:{asset.id}", self.processor.process_asset, asset.id)
+        for cut in self.store.cuts_to_process():
+            self._submit_asset_job(f"cut:{cut.id}", self.processor.process_cut, cut.id)
+        while self._free_workers() > 0 and not self._stop.is_set():
+            render = self.store.claim_next_render()
+            if render is None:
+                break
+            with self._lock:
+                self._running[render.id] = self._render_pool.submit(self._execute, render)
+
+    def _free_workers(self) -> int:
+        with self._lock:
+            return self.workers - len(self._running)
+
+    def _submit_asset_job(self, key: str, fn, arg: str) -> None:  # type: ignore[no-untyped-def]
+        with self._lock:
+            if key in self._asset_jobs:
+                return
+            future = self._asset_pool.submit(self._guard, fn, arg)
+            self._asset_jobs[key] = future
+        future.add_done_callback(lambda _f: self._asset_done(key))
+
+    def _asset_done(self, key: str) -> None:
+        with self._lock:
+            self._asset_jobs.pop(key, None)
+        self._wake.set()  # a processed asset may unblock cuts and renders
+
+    @staticmethod
+    def _guard(fn, arg: str) -> None:  # type: ignore[no-untyped-def]
+        try:
+            fn(arg)
+        except Exception:
+            log.exception("processing %s failed; it will be retried", arg)
+
+    # -- one render -------------------------------------------------------------------------
+
+    def _execute(self, render: Render) -> None:
+        started = time.monotonic()
+        try:
+            job = self._job(render)
+            result = self.executor.run(job, lambda p: self.store.set_progress(render.id, p))
+        except Cancelled:
+            self._cleanup_if_gone(render)
+            return
+        except EncoderError as exc:
+            self._finish(render, None, ErrorInfo(exc.code, exc.message))
+            return
+        except Exception as exc:  # a bug: fail the render with a request-free message, log it
+            log.exception("render %s crashed", render.id)
+            self._finish(render, None, ErrorInfo("internal_error", f"the render failed: {type(exc).__name__}"))
+            return
+        finally:
+            with self._lock:
+                self._running.pop(render.id, None)
+            self._wake.set()
+        ENCODE_SECONDS.observe(time.monotonic() - started)
+        self._finish(render, _result(result), None)
+
+    def _job(self, render: Render) -> EncodeJob:
+        asset = self.store.get_asset(render.asset_id)
+        if asset is None:
+            raise Cancelled(render.id)
+        segments = None
+        if render.cut_id:
+            cut = self.store.get_cut(render.cut_id)
+            if cut is None:
+                raise Cancelled(render.id)
+            segments = cut.segments
+        separate_audio = asset.kind is AssetKind.VIDEO and asset.client_audio and asset.audio is not None
+        plan = plan_render(
+            render.output,
+            duration=asset.duration or 0.0,
+            video=asset.video,
+            audio=asset.audio,
+            segments=segments,
+            separate_audio=separate_audio,
+        )
+        video_src, audio_src = self._sources(asset, render.output.format, separate_audio)
+        return EncodeJob(render.id, plan, video_src, audio_src, self.storage.output_target(output_key(render)))
+
+    def _sources(self, asset: Asset, fmt: Format, separate_audio: bool) -> tuple[str | None, str | None]:
+        audio = self.storage.source_url(audio_key(asset)) if asset.audio is not None else None
+        if not fmt.is_video:
+            return None, audio
+        video = self.storage.source_url(part_key(asset.id, PartName.VIDEO))
+        return video, audio if separate_audio else None
+
+    def _finish(self, render: Render, result: RenderResult | None, error: ErrorInfo | None) -> None:
+        if self.store.finish_render(render.id, result, error):
+            RENDERS_FINISHED.labels("completed" if result else "failed").inc()
+            if error is not None:
+                self.storage.delete_prefix(f"renders/{render.id}/")
+        else:
+            self._cleanup_if_gone(render)
+
+    def _cleanup_if_gone(self, render: Render) -> None:
+        if self.store.get_render(render.id) is None:
+            self.storage.delete_prefix(f"renders/{render.id}/")
+
+    def cancel(self, render_id: str) -> None:
+        """Called after the render's row is deleted: stop its encode, remove its files."""
+        self.executor.stop(render_id)
+        self.storage.delete_prefix(f"renders/{render_id}/")
+
+
+def _result(data: dict) -> RenderResult:  # type: ignore[type-arg]
+    return RenderResult(
+        format=Format(data["format"]),
+        width=data.get("width"),
+        height=data.get("height"),
+        duration=float(data["duration"]),
+        size_bytes=int(data["size_bytes"]),
+        video_bitrate_kbps=data.get("video_bitrate_kbps"),
+        audio_bitrate_kbps=data.get("audio_bitrate_kbps"),
+    )

@@ -1,0 +1,47 @@
+"""Settings, validated once at start-up and passed in (never read at import time)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ROUGHY_", extra="ignore")
+
+    data_dir: Path = Field(Path("./roughy-data"), description="Embedded data directory (SQLite file and media).")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the store; default: SQLite in the data directory."
+    )
+    public_url: str | None = Field(
+        None, description="Base URL that signed upload and download links point at (default: http://HOST:PORT)."
+    )
+    host: str = Field("127.0.0.1", description="Address `roughy serve` listens on.")
+    port: int = Field(8000, description="Port `roughy serve` listens on.")
+    admin_key: str | None = Field(None, description="Enables the admin API, authenticated with this key.")
+    starter_credits: int = Field(10, ge=0, description="Credits granted to the first account on first start.")
+    webhook_allow_private: bool = Field(False, description="Allow loopback/private webhook targets.")
+    download_url_ttl: int = Field(900, gt=0, description="Seconds a signed download URL stays valid.")
+    upload_url_ttl: int = Field(3600, gt=0, description="Seconds a signed upload URL stays valid.")
+    max_upload_bytes: int = Field(5 * 1024**3, gt=0, description="Largest accepted upload part, in bytes.")
+    max_body_bytes: int = Field(1024 * 1024, gt=0, description="Largest accepted JSON request body.")
+    workers: int = Field(2, ge=1, description="Renders encoded at once by the embedded runtime.")
+    asset_workers: int = Field(1, ge=1, description="Assets and cuts processed at once.")
+    max_active_renders: int = Field(
+        200, ge=1, description="Pending or running renders an account may have before 429."
+    )
+    rate_limit_per_second: float = Field(50.0, gt=0, description="Requests per second per API key (burst 2x).")
+    encode_timeout_base: float = Field(120.0, gt=0, description="Time limit of an encode: base seconds...")
+    encode_timeout_factor: float = Field(20.0, gt=0, description="... plus this many per output second.")
+    signing_key: str | None = Field(
+        None, description="HMAC key for signed URLs; default: generated once into the data directory."
+    )
+    ffmpeg: str | None = Field(None, description="ffmpeg binary; default: the one shipped by imageio-ffmpeg.")
+
+    def resolved_public_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'roughy.db').resolve()}"
