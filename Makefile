@@ -3,6 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The PostgreSQL tier of the store tests runs when a local server answers (CI starts one).
+PG_READY := $(shell pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && echo yes)
+ifeq ($(PG_READY),yes)
+export ROUGHY_TEST_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+endif
 
 .PHONY: run test lint bench clean
 

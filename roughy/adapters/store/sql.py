@@ -350,7 +350,6 @@ class SqlStore:
                     .values(
                         state=RenderState.RUNNING.value,
                         started_at=now(),
-                        progress=0.0,
                         attempts=t.renders.c.attempts + 1,
                     )
                 )
@@ -397,7 +396,11 @@ class SqlStore:
         return res.rowcount > 0
 
     def requeue_running_renders(self) -> list[str]:
-        """Recovery after a crash: renders left running go back to pending (progress reset)."""
+        """Recovery after a crash: renders left running go back to pending.
+
+        Their progress is kept: the next attempt only moves it once it overtakes, so a client
+        never sees progress go backwards.
+        """
         with self.tx() as c:
             ids = list(
                 c.execute(
@@ -408,7 +411,7 @@ class SqlStore:
                 c.execute(
                     update(t.renders)
                     .where(t.renders.c.id.in_(ids))
-                    .values(state=RenderState.PENDING.value, progress=0.0, started_at=None)
+                    .values(state=RenderState.PENDING.value, started_at=None)
                 )
         return ids
 
