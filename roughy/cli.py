@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -34,8 +35,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from roughy.bootstrap import build_embedded, first_start
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = _settings(args)
+    setup_logging(settings.log_format)
     embedded = build_embedded(settings)
     created = first_start(embedded.store, settings)
     url = settings.resolved_public_url()
@@ -51,6 +52,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"roughy: serving on {url} (OpenAPI at {url}/openapi.json)", flush=True)
     uvicorn.run(embedded.app, host=settings.host, port=settings.port, log_level="warning")
     return 0
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log pipelines (ROUGHY_LOG_FORMAT=json)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in ("request_id", "method", "path", "status", "duration_ms"):
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(fmt: str) -> None:
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
 
 def cmd_admin(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +39,7 @@ class Settings(BaseSettings):
     signing_key: str | None = Field(
         None, description="HMAC key for signed URLs; default: generated once into the data directory."
     )
+    log_format: Literal["text", "json"] = Field("text", description="Log lines as text, or one JSON object each.")
     ffmpeg: str | None = Field(None, description="ffmpeg binary; default: the one shipped by imageio-ffmpeg.")
 
     def resolved_public_url(self) -> str:

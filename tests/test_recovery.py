@@ -20,11 +20,11 @@ from tests.media import make_video
 
 
 class Server:
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, **env_extra: str):
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, ROUGHY_DATA_DIR=str(data_dir), ROUGHY_PORT=str(self.port))
+        env = dict(os.environ, ROUGHY_DATA_DIR=str(data_dir), ROUGHY_PORT=str(self.port), **env_extra)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "roughy.cli", "serve"],
             env=env,
@@ -120,3 +120,18 @@ def test_an_asset_uploaded_but_not_processed_is_processed_after_restart(tmp_path
             assert ready["video"]["width"] == 320
     finally:
         second.crash()
+
+
+def test_json_logs_carry_the_request_id(tmp_path):
+    server = Server(tmp_path / "data", ROUGHY_LOG_FORMAT="json")
+    assert server.key
+    with server.client(server.key) as api:
+        resp = api.get("/v1/credits", headers={"X-Request-Id": "req-from-client-42"})
+        assert resp.headers["x-request-id"] == "req-from-client-42"
+    server.crash()
+    rest = (server.proc.stdout.read() if server.proc.stdout else "").splitlines()
+    import json
+
+    entries = [json.loads(line) for line in rest if line.startswith("{")]
+    mine = [e for e in entries if e.get("request_id") == "req-from-client-42"]
+    assert mine and mine[0]["status"] == 200 and mine[0]["path"] == "/v1/credits"

@@ -74,6 +74,8 @@ class EdgeMiddleware:
 
         try:
             await self._check(scope, state)
+            if _is_json_api(scope["path"]):
+                receive = await self._buffered_body(receive)
             await self.app(scope, receive, send_with_id)
         except RoughyError as exc:
             await error_response(exc.status, exc.code, exc.message, exc.param, exc.headers)(
@@ -86,14 +88,47 @@ class EdgeMiddleware:
                     500, "internal_error", f"an internal error occurred; quote request id {request_id}"
                 )(scope, receive, send_with_id)
         finally:
+            duration_ms = round((time.monotonic() - started) * 1000, 1)
             log.info(
                 "%s %s -> %s (%.1f ms) request_id=%s",
                 scope["method"],
                 scope["path"],
                 status_holder["status"],
-                (time.monotonic() - started) * 1000,
+                duration_ms,
                 request_id,
+                extra={
+                    "request_id": request_id,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status_holder["status"],
+                    "duration_ms": duration_ms,
+                },
             )
+
+    async def _buffered_body(self, receive: Receive) -> Receive:
+        """Read the (small, JSON) body here, after auth: a chunked body without Content-Length
+        must hold to `max_body_bytes` too. The app then reads the buffered copy."""
+        limit = self.settings.max_body_bytes
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break  # the client went away: let the app see the disconnect
+            body += message.get("body", b"")
+            if len(body) > limit:
+                raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        return replay
 
     async def _check(self, scope: Scope, state: dict[str, Any]) -> None:
         path: str = scope["path"]
@@ -121,6 +156,10 @@ class EdgeMiddleware:
         if wait > 0:
             raise RateLimited("too many requests; slow down", retry_after=max(1, int(wait + 0.999)))
         state["account"] = account
+
+
+def _is_json_api(path: str) -> bool:
+    return path.startswith("/v1/") and not path.startswith(SIGNED)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -33,6 +33,7 @@ MAX_FPS = 60.0
 AUTO_AUDIO_STEREO_KBPS = 192
 AUTO_AUDIO_MONO_KBPS = 128
 MP3_SAMPLE_RATES = (32000, 44100, 48000)
+AAC_SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)  # AAC-LC, <= 48k
 
 
 def even(value: float) -> int:
@@ -57,7 +58,7 @@ def output_size(video: VideoInfo, resolution: Resolution | None) -> tuple[int, i
     w, h = video.width, video.height
     short = min(w, h)
     if resolution is None or resolution.short_edge >= short:
-        return even(w), even(h)
+        return max(2, w - w % 2), max(2, h - h % 2)  # made even by dropping a pixel: never upscales
     scale = resolution.short_edge / short
     if w <= h:
         return resolution.short_edge, even(h * scale)
@@ -111,7 +112,7 @@ def audio_bitrate_kbps(spec: OutputSpec, audio: AudioInfo) -> int:
     wanted = spec.audio_bitrate or (AUTO_AUDIO_MONO_KBPS if channels == 1 else AUTO_AUDIO_STEREO_KBPS)
     if audio.bitrate_kbps:
         wanted = min(wanted, audio.bitrate_kbps)
-    return max(32, wanted)
+    return max(8, wanted)  # 8 kbps: the floor below which the encoders refuse
 
 
 def output_channels(channels: int) -> int:
@@ -122,7 +123,7 @@ def output_sample_rate(audio: AudioInfo, fmt: Format) -> int:
     rate = audio.sample_rate or 48000
     if fmt is Format.MP3 and rate not in MP3_SAMPLE_RATES:
         return 48000 if rate > 44100 else 44100
-    return min(rate, 48000) if rate > 48000 else rate
+    return min((r for r in AAC_SAMPLE_RATES if r >= rate), default=48000)  # the encoder refuses others
 
 
 def plan_render(

@@ -75,9 +75,13 @@ def _floor_to(t: float, frame: float) -> float:
 
 
 def keep_between_silences(
-    silences: list[tuple[float, float]], *, duration: float, padding: float
+    silences: list[tuple[float, float]], *, duration: float, padding: float, min_length: float = 0.0
 ) -> list[Segment]:
-    """Invert detected silences into kept segments, keeping `padding` seconds of each silence's edges."""
+    """Invert detected silences into kept segments, keeping `padding` seconds of each silence's edges.
+
+    Pieces shorter than `min_length` (a click between two silences, shorter than a frame) are
+    dropped rather than failing the cut.
+    """
     kept: list[Segment] = []
     cursor = 0.0
     for s_start, s_end in sorted(silences):
@@ -85,9 +89,9 @@ def keep_between_silences(
         cut_to = min(duration, s_end - padding)
         if cut_to <= cut_from:
             continue  # the silence is shorter than twice the padding: keep it
-        if cut_from > cursor:
+        if round(cut_from, 6) > round(cursor, 6):  # no zero-length pieces once rounded
             kept.append(Segment(round(cursor, 6), round(cut_from, 6)))
         cursor = cut_to
-    if duration > cursor:
+    if round(duration, 6) > round(cursor, 6):
         kept.append(Segment(round(cursor, 6), round(duration, 6)))
-    return kept
+    return [seg for seg in kept if seg.duration >= min_length]

@@ -72,7 +72,7 @@ class AssetProcessor:
             except InsufficientCredit:
                 if asset.state is not AssetState.PAYMENT_REQUIRED:
                     asset.state = AssetState.PAYMENT_REQUIRED
-                    self.store.save_asset(asset)
+                    self._save(asset)
                 return
             asset = self.store.get_asset(asset_id)
             if asset is None:
@@ -81,6 +81,28 @@ class AssetProcessor:
             if asset.part_state(part) is PartState.UPLOADED:
                 asset = self._process_part(asset, part)
         asset.state = overall_state(asset)
+        self._save(asset)
+
+    def _save(self, asset: Asset) -> None:
+        """Write this worker's copy back without undoing what the API did meanwhile.
+
+        Processing a part takes a while; meanwhile the client may complete the other part (the
+        API moves it awaiting_upload -> uploaded). Writing back the copy read before that would
+        revert the completion and leave the asset `uploading` for ever, so parts the API moved
+        on are taken from the row as it is now. An asset deleted meanwhile is not resurrected,
+        and what this worker wrote for it (extracted audio) is removed.
+        """
+        fresh = self.store.get_asset(asset.id)
+        if fresh is None:
+            self.storage.delete_prefix(f"assets/{asset.id}/")
+            return
+        moved = False
+        if asset.video_part is PartState.AWAITING_UPLOAD and fresh.video_part is not PartState.AWAITING_UPLOAD:
+            asset.video_part, moved = fresh.video_part, True
+        if asset.audio_part is PartState.AWAITING_UPLOAD and fresh.audio_part is not PartState.AWAITING_UPLOAD:
+            asset.audio_part, moved = fresh.audio_part, True
+        if moved and asset.state is not AssetState.PAYMENT_REQUIRED:
+            asset.state = overall_state(asset)
         self.store.save_asset(asset)
 
     def _process_part(self, asset: Asset, part: PartName) -> Asset:
@@ -122,7 +144,7 @@ class AssetProcessor:
         asset.audio_part = PartState.PROCESSED
         # The audio part is what cuts read: make the asset cuttable now, before other parts finish.
         asset.state = overall_state(asset)
-        self.store.save_asset(asset)
+        self._save(asset)
         return asset
 
     # -- cuts -------------------------------------------------------------------------------
@@ -164,9 +186,17 @@ class AssetProcessor:
             min_silence=float(params.get("min_silence", 0.5)),
             threshold_db=float(params.get("threshold_db", -35.0)),
         )
-        kept = keep_between_silences(
-            silences, duration=asset.duration or 0.0, padding=float(params.get("padding", 0.1))
-        )
+        duration = asset.duration or 0.0
+        padding = float(params.get("padding", 0.1))
+        # Padding keeps a little silence next to kept sound; at the source's edges there is no
+        # sound to pad, so a silence touching the start or the end goes whole (no slivers of
+        # nothing, and a silent source keeps nothing).
+        silences = [
+            (-padding if s <= 0.01 else s, duration + padding if e >= duration - 0.05 else e)
+            for s, e in silences
+        ]
+        frame = 1.0 / asset.video.fps if asset.video and asset.video.fps else 0.001
+        kept = keep_between_silences(silences, duration=duration, padding=padding, min_length=frame * 1.01)
         if not kept:
             raise SegmentsOutOfRange("the whole source is silent: nothing to keep")
         return kept

@@ -346,3 +346,18 @@ def test_deleting_the_asset_stops_its_renders(api, media_dir, service: Service):
     assert render["id"] not in service.embedded.runtime.executor._procs
     time.sleep(0.3)
     assert not service.embedded.storage.path(f"renders/{render['id']}").exists()
+
+
+def test_an_encode_over_its_time_limit_fails_instead_of_running_forever(tmp_path, media_dir):
+    from tests.conftest import start_service
+
+    svc = start_service(tmp_path / "slow", encode_timeout_base=0.3, encode_timeout_factor=0.01)
+    try:
+        with svc.client() as api:
+            a = ready_asset(api, make_video(media_dir / "limit.mp4", duration=10.0, width=1280, height=720))
+            render = finished_render(api, {"asset_id": a["id"], "output": {"format": "mp4"}}, timeout=60)
+            assert render["state"] == "failed"
+            assert render["error"]["code"] == "encode_timeout" and "did not finish within" in render["error"]["message"]
+            assert not svc.embedded.storage.path(f"renders/{render['id']}").exists()
+    finally:
+        svc.stop()

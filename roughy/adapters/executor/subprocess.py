@@ -42,7 +42,9 @@ class SubprocessExecutor:
         self._lock = threading.Lock()
 
     def command(self, job: EncodeJob, plan_path: Path) -> list[str]:
-        argv = [sys.executable, "-m", "roughy.encoder", "render", "--plan", str(plan_path), "--output", job.output]
+        time_limit = job.plan.time_limit(*self._timeout)
+        argv = [sys.executable, "-m", "roughy.encoder", "render", "--plan", str(plan_path), "--output", job.output,
+                "--time-limit", f"{time_limit:.3f}"]
         if job.video_src:
             argv += ["--video", job.video_src]
         if job.audio_src:
@@ -73,8 +75,8 @@ class SubprocessExecutor:
                 start_new_session=True,
             )
             self._procs[job.render_id] = proc
-        base, factor = self._timeout
-        watchdog = threading.Timer(job.plan.time_limit(base, factor) + 30, self._kill, [proc])
+        # The encoder enforces the time limit itself; this is the backstop if it hangs.
+        watchdog = threading.Timer(job.plan.time_limit(*self._timeout) + 30, self._kill, [proc])
         watchdog.daemon = True
         watchdog.start()
         stderr_tail: deque[str] = deque(maxlen=20)

@@ -48,12 +48,14 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, schema: str | None = None) -> Engine:
+    """`schema` (PostgreSQL only) puts every table in that schema (its search_path): test isolation."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         _sqlite_pragmas(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    connect_args = {"options": f"-csearch_path={schema}"} if schema else {}
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args)
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -333,30 +335,30 @@ class SqlStore:
             return int(c.execute(query).scalar_one())
 
     def claim_next_render(self) -> Render | None:
-        """Move the oldest pending render to running; None when there is none."""
+        """Move the oldest pending render to running; None when there is none.
+
+        PostgreSQL: `FOR UPDATE SKIP LOCKED`, so concurrent claimers take different rows.
+        SQLite: the transaction holds the write lock (BEGIN IMMEDIATE), so claims are serial.
+        """
+        query = (
+            select(t.renders.c.id)
+            .where(t.renders.c.state == RenderState.PENDING.value)
+            .order_by(t.renders.c.seq)
+            .limit(1)
+        )
+        if not self.is_sqlite:
+            query = query.with_for_update(skip_locked=True)
         with self.tx() as c:
-            for _ in range(5):
-                row_id = c.execute(
-                    select(t.renders.c.id)
-                    .where(t.renders.c.state == RenderState.PENDING.value)
-                    .order_by(t.renders.c.seq)
-                    .limit(1)
-                ).scalar()
-                if row_id is None:
-                    return None
-                res = c.execute(
-                    update(t.renders)
-                    .where(t.renders.c.id == row_id, t.renders.c.state == RenderState.PENDING.value)
-                    .values(
-                        state=RenderState.RUNNING.value,
-                        started_at=now(),
-                        attempts=t.renders.c.attempts + 1,
-                    )
-                )
-                if res.rowcount:
-                    row = c.execute(select(t.renders).where(t.renders.c.id == row_id)).mappings().one()
-                    return _render(row)
-        return None
+            row_id = c.execute(query).scalar()
+            if row_id is None:
+                return None
+            c.execute(
+                update(t.renders)
+                .where(t.renders.c.id == row_id)
+                .values(state=RenderState.RUNNING.value, started_at=now(), attempts=t.renders.c.attempts + 1)
+            )
+            row = c.execute(select(t.renders).where(t.renders.c.id == row_id)).mappings().one()
+        return _render(row)
 
     def set_progress(self, render_id: str, progress: float) -> None:
         """Progress only moves forward, and only while running."""
@@ -430,13 +432,15 @@ class SqlStore:
     def _page(
         self, table: Any, where: list[Any], limit: int, starting_after: str | None
     ) -> tuple[list[Any], bool]:
-        """Newest first, `limit` rows after the row `starting_after` (an id), and has_more."""
+        """Newest first, `limit` rows after the row `starting_after` (an id), and has_more.
+
+        `where[0]` is the owner scope (account or asset); the cursor is looked up in it alone, so
+        a cursor stays valid after its row stops matching a filter (a pending render claimed).
+        """
         query = select(table).where(and_(*where))
         with self.tx() as c:
             if starting_after:
-                seq = c.execute(
-                    select(table.c.seq).where(table.c.id == starting_after, and_(*where))
-                ).scalar()
+                seq = c.execute(select(table.c.seq).where(table.c.id == starting_after, where[0])).scalar()
                 if seq is None:
                     return [], False
                 query = query.where(table.c.seq < seq)

@@ -1,0 +1,48 @@
+"""A migrated SqlStore on SQLite (a file) and on PostgreSQL (a fresh schema per test).
+
+The PostgreSQL tier reads ROUGHY_TEST_DATABASE_URL and skips, saying so, when it is unset.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from roughy.adapters.store import SqlStore, make_engine, migrate
+
+PG_ENV = "ROUGHY_TEST_DATABASE_URL"
+PG_SKIP = f"{PG_ENV} is not set; the PostgreSQL tier runs in CI (.ci/run sets it)"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
+    """What every runtime does at start-up (engine, migrations to head, store), on both engines."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'roughy.db'}")
+        migrate(engine)
+        yield SqlStore(engine)
+        engine.dispose()
+        return
+
+    url = os.environ.get(PG_ENV)
+    if not url:
+        pytest.skip(PG_SKIP)
+    schema = f"roughy_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url, poolclass=NullPool)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine = make_engine(url, schema=schema)
+    try:
+        migrate(engine)
+        yield SqlStore(engine)
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
