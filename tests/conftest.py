@@ -109,7 +109,9 @@ def song(media_dir: Path) -> Path:
     return make_audio(media_dir / "song.mp3", duration=3.0, channels=2)
 
 
-def wait_for(fetch: Callable[[], dict[str, Any]], done: Callable[[dict[str, Any]], bool], timeout: float = 60) -> dict[str, Any]:
+def wait_for(
+    fetch: Callable[[], dict[str, Any]], done: Callable[[dict[str, Any]], bool], timeout: float = 60
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         obj = fetch()

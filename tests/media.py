@@ -122,9 +122,7 @@ def _video_codec_args(codec: str, width: int, height: int, hdr: bool) -> list[st
     return args
 
 
-def make_audio(
-    path: str | os.PathLike[str], *, duration: float = 2.0, channels: int = 2
-) -> Path:
+def make_audio(path: str | os.PathLike[str], *, duration: float = 2.0, channels: int = 2) -> Path:
     """Tones, one per channel, in the format named by the suffix (mp3, m4a, wav, ...)."""
     out = Path(path)
     codec = _AUDIO_CODECS.get(out.suffix.lower(), [])
@@ -193,9 +191,7 @@ def make_sync_markers(
     return out
 
 
-def truncate_file(
-    src: str | os.PathLike[str], dst: str | os.PathLike[str], fraction: float
-) -> Path:
+def truncate_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], fraction: float) -> Path:
     """Copy the first `fraction` of `src`'s bytes to `dst` (an upload cut short)."""
     data = Path(src).read_bytes()
     out = Path(dst)

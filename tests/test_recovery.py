@@ -71,7 +71,13 @@ def test_a_render_running_when_the_process_dies_completes_after_restart(tmp_path
         before = wait_for(
             lambda: api.get(f"/v1/renders/{render['id']}").json(), lambda r: r["progress"] > 0.02, timeout=60
         )
+        encoder_pids = _encoder_pids(str(tmp_path / "data"))
+        assert encoder_pids, "an encoder runs for the render"
     first.crash()
+    deadline = time.monotonic() + 5  # the orphaned encoder notices its parent died and stops
+    while _alive(encoder_pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(encoder_pids), "the encoder outlived the crashed service"
 
     second = Server(tmp_path / "data")
     try:
@@ -135,3 +141,28 @@ def test_json_logs_carry_the_request_id(tmp_path):
     entries = [json.loads(line) for line in rest if line.startswith("{")]
     mine = [e for e in entries if e.get("request_id") == "req-from-client-42"]
     assert mine and mine[0]["status"] == 200 and mine[0]["path"] == "/v1/credits"
+
+
+def _encoder_pids(data_dir: str) -> list[int]:
+    """Processes whose command line mentions this data directory: the encoder and its ffmpeg."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if data_dir in cmdline and "serve" not in cmdline:
+                pids.append(int(entry.name))
+    return pids
+
+
+def _alive(pids: list[int]) -> bool:
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            return True
+    return False

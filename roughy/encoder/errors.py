@@ -8,6 +8,7 @@ last few lines of ffmpeg's stderr, never a Python traceback.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 #: How many trailing stderr lines an error message keeps: enough for ffmpeg's reason, short
@@ -51,13 +52,25 @@ class EncodeFailed(EncoderError):
     exit_code = 1
 
 
+#: ffmpeg's per-component prefixes ("[in#0 @ 0x55c4e23f3a40] "): noise to a reader.
+_COMPONENT_PREFIX = re.compile(r"\[[^\]]* @ 0x[0-9a-f]+\]\s*")
+#: Query strings of URLs (presigned signatures) must not end up in an API response.
+_URL_QUERY = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s?]+)\?\S*", re.IGNORECASE)
+
+
+def clean_line(line: str) -> str:
+    """One stderr line as a person should see it: no component addresses, no URL secrets."""
+    line = _COMPONENT_PREFIX.sub("", line)
+    return _URL_QUERY.sub(r"\1?...", line).strip()
+
+
 def stderr_tail(lines: Iterable[str], *, max_lines: int = TAIL_LINES, max_chars: int = TAIL_CHARS) -> str:
     """The useful end of ffmpeg's stderr: last non-empty lines, trimmed, joined with ' | '.
 
     ffmpeg prints the actual reason last; progress noise and blank lines are dropped so the
     message stays one readable line.
     """
-    kept = [line.strip() for line in lines if line.strip()]
+    kept = [cleaned for cleaned in map(clean_line, lines) if cleaned]
     text = " | ".join(kept[-max_lines:])
     if len(text) > max_chars:
         text = "..." + text[-(max_chars - 3) :]

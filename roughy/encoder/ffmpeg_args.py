@@ -22,8 +22,12 @@ Choices, and why (the numbers were measured on this class of machine, see DESIGN
   and its audio exactly as long, so nothing drifts across joins. Each audio segment gets a 5 ms
   fade in and out so the joins do not click.
 - Memory: every `-i` keeps a demuxer and decoder open for the whole encode, about 22 MB per
-  1080p input (x2 with separate audio). A cut list of N segments costs N inputs; callers with
-  very long cut lists should batch (10-20 segments a process) and join the batches.
+  1080p input, so a cut list of N segments in one process costs N inputs (a 500-segment cut
+  would need ~11 GB). Cut lists longer than `BATCH_SEGMENTS` (16) are rendered in batches by
+  `tasks.render`: each batch is one process of at most 16 segments that encodes the video with
+  the final settings into an intermediate MOV (audio kept as PCM), and one last process joins
+  the batches with the concat demuxer, copying the video and encoding the audio once (AAC
+  per batch would add priming delay at every batch join).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from fractions import Fraction
+from typing import NamedTuple
 
 from roughy.core.models import Format, Segment
 from roughy.core.plan import AudioPlan, EncodePlan, VideoPlan
@@ -38,6 +43,7 @@ from roughy.core.plan import AudioPlan, EncodePlan, VideoPlan
 X264_PRESET = "veryfast"
 MAXRATE_FACTOR = 1.5  # VBV peak over the average bitrate
 BUFSIZE_FACTOR = 2.0  # VBV buffer, in seconds of average bitrate
+BATCH_SEGMENTS = 16  # segments (open inputs) per ffmpeg process for long cut lists
 CUT_GUARD = 0.0001  # seconds a cut stops before the next frame boundary
 FADE_SECONDS = 0.005  # per-segment audio fade at cut joins: removes the click, inaudible
 MP3_SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
@@ -65,6 +71,15 @@ class PlanError(ValueError):
     """The plan and the given sources do not fit together (a caller bug, not bad media)."""
 
 
+class Cut(NamedTuple):
+    """One kept segment as ffmpeg reads it: `-ss start -t duration`; `length` is what it adds
+    to the output (whole frames for video; `duration` plus the guard)."""
+
+    start: float
+    duration: float
+    length: float
+
+
 def build_ffmpeg_args(
     plan: EncodePlan,
     *,
@@ -73,26 +88,114 @@ def build_ffmpeg_args(
     output: str,
     ffmpeg: str = "ffmpeg",
 ) -> list[str]:
-    """The full ffmpeg argv that renders `plan` to `output`."""
+    """The full ffmpeg argv that renders `plan` to `output` in one process.
+
+    For a cut list longer than `BATCH_SEGMENTS` prefer `build_batch_args` + `build_join_args`
+    (what `tasks.render` does): this function still works, with one open input per segment.
+    """
     _check_sources(plan, video_src, audio_src)
-    inputs, graph, maps = _inputs_and_graph(plan, video_src, audio_src)
-    argv = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "warning", "-y"]
-    argv += inputs
-    if graph:
-        argv += ["-filter_complex", ";".join(graph)]
-    argv += maps
+    video_in, audio_in, separate = _sources(plan, video_src, audio_src)
+    cuts = plan_cuts(plan)
+    if cuts is None:
+        inputs, graph, maps = _whole_graph(plan, video_in, audio_in, separate)
+    else:
+        inputs, graph, maps = _cut_graph(plan, cuts, video_in, audio_in, separate)
+    argv = [*_head(ffmpeg), *inputs, *_graph_args(graph), *maps]
+    if plan.video is not None:
+        argv += video_codec_args(plan.video)
+    argv += audio_codec_args(plan.format, plan.audio) if plan.audio is not None else ["-an"]
+    return argv + _tail(plan.format, container_args(plan.format), output)
+
+
+def build_batch_args(
+    plan: EncodePlan,
+    cuts: Sequence[Cut],
+    *,
+    video_src: str | None,
+    audio_src: str | None,
+    output: str,
+    ffmpeg: str = "ffmpeg",
+) -> list[str]:
+    """One batch of a long cut list -> an intermediate MOV for `build_join_args`.
+
+    Video is encoded once, here, with the final settings (the join only copies it); audio is
+    kept as PCM so that it is encoded once over the whole output at the join (per-batch AAC
+    would add priming delay at every batch boundary). The batch's audio is padded/trimmed to
+    exactly the batch's video length, so batches line up end to end.
+    """
+    _check_sources(plan, video_src, audio_src)
+    video_in, audio_in, separate = _sources(plan, video_src, audio_src)
+    length = sum(cut.length for cut in cuts)
+    inputs, graph, maps = _cut_graph(plan, cuts, video_in, audio_in, separate, audio_length=length)
+    argv = [*_head(ffmpeg), *inputs, *_graph_args(graph), *maps]
     if plan.video is not None:
         argv += video_codec_args(plan.video)
     if plan.audio is not None:
-        argv += audio_codec_args(plan.format, plan.audio)
+        rate = output_sample_rate(plan.format, plan.audio)
+        argv += ["-c:a", "pcm_s24le", "-ac", str(plan.audio.channels), "-ar", str(rate)]
     else:
         argv += ["-an"]
-    if not plan.format.is_video:
-        argv += ["-vn"]
-    argv += ["-sn", "-dn"]
-    argv += container_args(plan.format)
-    argv += ["-progress", "pipe:1", "-stats_period", "0.25", "-nostats", output]
-    return argv
+    return argv + _tail(plan.format, ["-f", "mov"], output)
+
+
+def build_join_args(plan: EncodePlan, *, concat_list: str, output: str, ffmpeg: str = "ffmpeg") -> list[str]:
+    """Join batch files (an ffconcat list, see `ffconcat_text`): copy the video, encode the
+    audio once, write the final container."""
+    argv = [*_head(ffmpeg), "-f", "concat", "-safe", "0", "-i", concat_list]
+    if plan.format.is_video:
+        argv += ["-map", "0:v:0", "-c:v", "copy"]
+    if plan.audio is not None:
+        argv += ["-map", "0:a:0", *audio_codec_args(plan.format, plan.audio)]
+    else:
+        argv += ["-an"]
+    return argv + _tail(plan.format, container_args(plan.format), output)
+
+
+def ffconcat_text(parts: Sequence[tuple[str, float]]) -> str:
+    """An ffconcat list of (path, exact length) pairs. The `duration` lines make the demuxer
+    place each file exactly where the previous one ends, whatever the files' own rounding."""
+    lines = ["ffconcat version 1.0"]
+    for path, length in parts:
+        quoted = path.replace("'", "'\\''")
+        lines += [f"file '{quoted}'", f"duration {_num(length)}"]
+    return "\n".join(lines) + "\n"
+
+
+def plan_cuts(plan: EncodePlan) -> list[Cut] | None:
+    """The plan's segments as cuts: on the output frame grid for video, exact for audio."""
+    if not plan.segments:
+        return None
+    if plan.format.is_video and plan.video is not None:
+        return snap_segments(plan.segments, plan.video.fps)
+    return [Cut(s.start, s.duration, s.duration) for s in plan.segments]
+
+
+def batches(cuts: Sequence[Cut], size: int | None = None) -> list[list[Cut]]:
+    """Split a cut list into batches of at most `size` (default `BATCH_SEGMENTS`) segments,
+    evened out (21 segments by 16 make 11 + 10, not 16 + 5)."""
+    limit = size or BATCH_SEGMENTS
+    count = max(1, math.ceil(len(cuts) / limit))
+    per, extra = divmod(len(cuts), count)
+    out: list[list[Cut]] = []
+    start = 0
+    for i in range(count):
+        end = start + per + (1 if i < extra else 0)
+        out.append(list(cuts[start:end]))
+        start = end
+    return out
+
+
+def _head(ffmpeg: str) -> list[str]:
+    return [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "warning", "-y"]
+
+
+def _graph_args(graph: list[str]) -> list[str]:
+    return ["-filter_complex", ";".join(graph)] if graph else []
+
+
+def _tail(fmt: Format, container: list[str], output: str) -> list[str]:
+    args = [] if fmt.is_video else ["-vn"]
+    return [*args, "-sn", "-dn", *container, "-progress", "pipe:1", "-stats_period", "0.25", "-nostats", output]
 
 
 def _check_sources(plan: EncodePlan, video_src: str | None, audio_src: str | None) -> None:
@@ -110,18 +213,13 @@ def _check_sources(plan: EncodePlan, video_src: str | None, audio_src: str | Non
             raise PlanError("an audio format needs audio_src")
 
 
-def _inputs_and_graph(
-    plan: EncodePlan, video_src: str | None, audio_src: str | None
-) -> tuple[list[str], list[str], list[str]]:
-    """The `-i` options, the filter graph chains and the `-map` options."""
+def _sources(plan: EncodePlan, video_src: str | None, audio_src: str | None) -> tuple[str | None, str | None, bool]:
+    """Which file each stream is read from: (video input, audio input, audio is separate)."""
     want_video = plan.format.is_video
-    want_audio = plan.audio is not None
-    separate = want_video and plan.separate_audio and want_audio
+    separate = want_video and plan.separate_audio and plan.audio is not None
     video_in = video_src if want_video else None
     audio_in = audio_src if (separate or not want_video) else video_src
-    if plan.segments:
-        return _cut_graph(plan, video_in, audio_in, separate)
-    return _whole_graph(plan, video_in, audio_in, separate)
+    return video_in, audio_in, separate
 
 
 def _whole_graph(
@@ -147,60 +245,66 @@ def _whole_graph(
 
 
 def _cut_graph(
-    plan: EncodePlan, video_in: str | None, audio_in: str | None, separate: bool
+    plan: EncodePlan,
+    cuts: Sequence[Cut],
+    video_in: str | None,
+    audio_in: str | None,
+    separate: bool,
+    *,
+    audio_length: float | None = None,
 ) -> tuple[list[str], list[str], list[str]]:
-    """One input per segment (two with separate audio), one concat, one output chain."""
-    assert plan.segments is not None
-    has_video = plan.video is not None and video_in is not None
+    """One input per segment (two with separate audio), one concat, one output chain.
+
+    `audio_length`: pad/trim the joined audio to exactly this many seconds (batches).
+    """
+    has_video = plan.format.is_video and plan.video is not None and video_in is not None
     has_audio = plan.audio is not None and audio_in is not None
-    cuts = (
-        snap_segments(plan.segments, plan.video.fps)
-        if plan.video is not None and has_video
-        else [(s.start, s.duration) for s in plan.segments]
-    )
     inputs: list[str] = []
     graph: list[str] = []
     pads: list[str] = []
     index = 0
-    for n, (start, duration) in enumerate(cuts):
-        seek = ["-ss", _num(start), "-t", _num(duration)]
+    for n, cut in enumerate(cuts):
+        seek = ["-ss", _num(cut.start), "-t", _num(cut.duration)]
+        video_index = index
         if has_video:
             inputs += [*seek, "-i", str(video_in)]
             pads.append(f"[{index}:v:0]")
-            video_index = index
             index += 1
         if has_audio:
-            if has_video and not separate:
-                audio_index = video_index
-            else:
+            audio_index = video_index
+            if not has_video or separate:
                 inputs += [*seek, "-i", str(audio_in)]
                 audio_index = index
                 index += 1
-            graph.append(f"[{audio_index}:a:0]{fade_filters(duration)}[a{n}]")
+            graph.append(f"[{audio_index}:a:0]{fade_filters(cut.duration)}[a{n}]")
             pads.append(f"[a{n}]")
     v, a = int(has_video), int(has_audio)
-    outs = ("[vcat]" if has_video else "") + ("[aout]" if has_audio else "")
+    audio_label = "[acat]" if audio_length is not None else "[aout]"
+    outs = ("[vcat]" if has_video else "") + (audio_label if has_audio else "")
     graph.append(f"{''.join(pads)}concat=n={len(cuts)}:v={v}:a={a}{outs}")
     maps: list[str] = []
     if has_video and plan.video is not None:
         graph.append(f"[vcat]{video_filters(plan.video)}[vout]")
         maps += ["-map", "[vout]"]
     if has_audio:
+        if audio_length is not None:
+            length = _num(audio_length)
+            graph.append(f"[acat]apad=whole_dur={length},atrim=duration={length}[aout]")
         maps += ["-map", "[aout]"]
     return inputs, graph, maps
 
 
-def snap_segments(segments: Sequence[Segment], fps: float) -> list[tuple[float, float]]:
-    """(start, duration) per segment on the output frame grid.
+def snap_segments(segments: Sequence[Segment], fps: float) -> list[Cut]:
+    """Cuts on the output frame grid.
 
-    Starts are rounded to the nearest frame; each duration is the difference of the rounded
+    Starts are rounded to the nearest frame; each length is the difference of the rounded
     cumulative output lengths, so the total is within half a frame of the planned total and
     every segment is a whole number of frames (at least one). The start is floored to the
-    microsecond (a frame exactly on it is kept) and the duration stops `CUT_GUARD` short of the
-    next frame boundary (that frame is not kept), whatever the source's time base rounding.
+    microsecond (a frame exactly on it is kept) and the `-t` duration stops `CUT_GUARD` short of
+    the next frame boundary (that frame is not kept), whatever the source's time base rounding.
     """
     frame = 1 / fps_fraction(fps)
-    cuts: list[tuple[float, float]] = []
+    cuts: list[Cut] = []
     planned = Fraction(0)
     emitted = 0
     for seg in segments:
@@ -208,7 +312,8 @@ def snap_segments(segments: Sequence[Segment], fps: float) -> list[tuple[float, 
         frames = max(1, _round_half_up(planned / frame) - emitted)
         emitted += frames
         start = math.floor(float(_round_half_up(Fraction(seg.start) / frame) * frame) * 1e6) / 1e6
-        cuts.append((start, float(frames * frame) - CUT_GUARD))
+        length = float(frames * frame)
+        cuts.append(Cut(start, length - CUT_GUARD, length))
     return cuts
 
 
@@ -254,13 +359,16 @@ def video_codec_args(video: VideoPlan) -> list[str]:
 
 def audio_codec_args(fmt: Format, audio: AudioPlan) -> list[str]:
     """AAC-LC (MP4/MOV/M4A) or MP3 at the plan's bitrate, channel count and sample rate."""
-    rate = audio.sample_rate
     if fmt is Format.MP3:
         codec = ["-c:a", "libmp3lame"]
-        rate = mp3_sample_rate(rate)
     else:
         codec = ["-c:a", "aac", "-profile:a", "aac_low"]
+    rate = output_sample_rate(fmt, audio)
     return [*codec, "-b:a", f"{audio.bitrate_kbps}k", "-ac", str(audio.channels), "-ar", str(rate)]
+
+
+def output_sample_rate(fmt: Format, audio: AudioPlan) -> int:
+    return mp3_sample_rate(audio.sample_rate) if fmt is Format.MP3 else audio.sample_rate
 
 
 def mp3_sample_rate(rate: int) -> int:

@@ -18,6 +18,7 @@ import av.error
 from av.audio.stream import AudioStream
 from av.container import InputContainer
 from av.stream import Disposition
+from av.video.frame import VideoFrame
 from av.video.reformatter import ColorTrc
 from av.video.stream import VideoStream
 
@@ -111,14 +112,15 @@ def _duration(container: InputContainer) -> float:
     return longest
 
 
-def _video_info(
-    container: InputContainer, stream: VideoStream, duration: float, audio_kbps: int | None
-) -> VideoInfo:
+def _video_info(container: InputContainer, stream: VideoStream, duration: float, audio_kbps: int | None) -> VideoInfo:
     stored_w, stored_h = stream.codec_context.width, stream.codec_context.height
     if stored_w <= 0 or stored_h <= 0:
         raise InvalidMedia("the video stream has no frame size (undecodable)")
-    rotation = _rotation(container, stream)
+    frame = _first_frame(container, stream)
+    rotation = normalise_rotation(frame.rotation)
     width, height = display_size(stored_w, stored_h, stream.sample_aspect_ratio, rotation)
+    # The transfer is usually in the container; some files carry it only in the bitstream.
+    transfers = {stream.codec_context.color_trc, frame.color_trc}
     return VideoInfo(
         width=width,
         height=height,
@@ -126,7 +128,7 @@ def _video_info(
         codec=stream.codec_context.codec.canonical_name,
         bitrate_kbps=_video_kbps(container, stream, duration, audio_kbps),
         rotation=rotation,
-        hdr=stream.codec_context.color_trc in HDR_TRANSFERS,
+        hdr=bool(transfers & HDR_TRANSFERS),
     )
 
 
@@ -143,19 +145,18 @@ def display_size(width: int, height: int, sar: Fraction | None, rotation: int) -
     return width, height
 
 
-def _rotation(container: InputContainer, stream: VideoStream) -> int:
-    """Rotation in degrees (0/90/180/270, counter-clockwise as ffprobe prints it).
-
-    PyAV does not expose the stream's display matrix, so the first frame is decoded and its
-    `rotation` (taken from the same matrix) read. A stream that yields no frame is undecodable.
-    """
+def _first_frame(container: InputContainer, stream: VideoStream) -> VideoFrame:
+    """The first decoded frame: it carries the rotation (from the display matrix, which PyAV
+    does not expose on the stream) and the colour transfer. A stream that yields no frame is
+    undecodable."""
     for frame in container.decode(stream):
-        return normalise_rotation(frame.rotation)
+        return frame
     raise InvalidMedia("the video stream has no decodable frame")
 
 
 def normalise_rotation(degrees: float) -> int:
-    """Any angle -> the nearest of 0, 90, 180, 270 (PyAV reports -90 for 270, -180 for 180)."""
+    """Any angle -> the nearest of 0, 90, 180, 270, counter-clockwise as ffprobe prints it
+    (PyAV reports -90 for 270 and -180 for 180)."""
     return (round(degrees / 90.0) * 90) % 360
 
 
@@ -167,9 +168,7 @@ def _fps(stream: VideoStream) -> float:
     return 0.0
 
 
-def _video_kbps(
-    container: InputContainer, stream: VideoStream, duration: float, audio_kbps: int | None
-) -> int | None:
+def _video_kbps(container: InputContainer, stream: VideoStream, duration: float, audio_kbps: int | None) -> int | None:
     """The stream's bitrate; else the container's overall rate minus the audio's (MKV and
     WebM do not store per-stream rates)."""
     if stream.bit_rate:

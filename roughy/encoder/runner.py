@@ -91,9 +91,7 @@ def classify_failure(code: int, stderr_lines: list[str]) -> InvalidMedia | Encod
     return EncodeFailed(with_tail(f"ffmpeg exited with code {code}", stderr_lines))
 
 
-def _follow_progress(
-    proc: subprocess.Popen[str], duration: float, on_progress: Callable[[float], None] | None
-) -> None:
+def _follow_progress(proc: subprocess.Popen[str], duration: float, on_progress: Callable[[float], None] | None) -> None:
     assert proc.stdout is not None
     parser = ProgressParser(duration)
     for line in proc.stdout:
@@ -102,9 +100,7 @@ def _follow_progress(
             on_progress(fraction)
 
 
-def _drain(
-    proc: subprocess.Popen[str], tail: deque[str], on_stderr: Callable[[str], None] | None
-) -> None:
+def _drain(proc: subprocess.Popen[str], tail: deque[str], on_stderr: Callable[[str], None] | None) -> None:
     assert proc.stderr is not None
     for line in proc.stderr:
         tail.append(line.rstrip("\n"))

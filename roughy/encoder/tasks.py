@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypedDict
@@ -18,8 +19,17 @@ from typing import TypedDict
 from roughy.core.models import AudioInfo
 from roughy.core.plan import EncodePlan
 from roughy.encoder import runner
-from roughy.encoder.errors import EncodeFailed, InvalidMedia
-from roughy.encoder.ffmpeg_args import build_ffmpeg_args
+from roughy.encoder.errors import EncodeFailed, EncodeTimeout, InvalidMedia
+from roughy.encoder.ffmpeg_args import (
+    BATCH_SEGMENTS,
+    Cut,
+    batches,
+    build_batch_args,
+    build_ffmpeg_args,
+    build_join_args,
+    ffconcat_text,
+    plan_cuts,
+)
 from roughy.encoder.probe import MediaInfo, probe
 from roughy.encoder.tools import ffmpeg_path
 
@@ -47,16 +57,14 @@ def render(
 ) -> RenderResultDict:
     """Encode `plan` to `output`; return what was produced (SPEC 5.6 `result`).
 
-    `time_limit` defaults to the plan's own (scaled to its duration).
+    `time_limit` (seconds, for the whole render) defaults to the plan's own, scaled to its
+    duration. Cut lists longer than `BATCH_SEGMENTS` are encoded in batches and joined.
     """
     limit = plan.time_limit() if time_limit is None else time_limit
-    with _temp_beside(output) as temp:
-        argv = build_ffmpeg_args(
-            plan, video_src=video_src, audio_src=audio_src, output=str(temp), ffmpeg=ffmpeg_path()
-        )
-        runner.run(argv, duration=plan.duration, time_limit=limit, on_progress=on_progress)
-        produced = _probe_output(temp)
-        os.replace(temp, output)
+    try:
+        produced = _render_to(plan, video_src, audio_src, output, on_progress, time.monotonic() + limit)
+    except EncodeTimeout:
+        raise EncodeTimeout(f"the render did not finish within its time limit of {limit:g} s") from None
     return RenderResultDict(
         format=plan.format.value,
         width=produced.video.width if produced.video else None,
@@ -66,6 +74,89 @@ def render(
         video_bitrate_kbps=plan.video.bitrate_kbps if plan.video else None,
         audio_bitrate_kbps=plan.audio.bitrate_kbps if plan.audio else None,
     )
+
+
+def _render_to(
+    plan: EncodePlan,
+    video_src: str | None,
+    audio_src: str | None,
+    output: str,
+    on_progress: ProgressCallback | None,
+    deadline: float,
+) -> MediaInfo:
+    """Encode into a temp file beside `output`, probe it, move it into place."""
+    cuts = plan_cuts(plan)
+    with _temp_beside(output) as temp:
+        if cuts is not None and len(cuts) > BATCH_SEGMENTS:
+            _render_batched(plan, batches(cuts, BATCH_SEGMENTS), video_src, audio_src, temp, on_progress, deadline)
+        else:
+            argv = build_ffmpeg_args(
+                plan, video_src=video_src, audio_src=audio_src, output=str(temp), ffmpeg=ffmpeg_path()
+            )
+            _run(argv, plan.duration, deadline, on_progress)
+        produced = _probe_output(temp)
+        os.replace(temp, output)
+    return produced
+
+
+#: Share of the progress bar the batches take; the join (a copy and an audio encode) the rest.
+BATCH_PROGRESS_SHARE = 0.95
+
+
+def _render_batched(
+    plan: EncodePlan,
+    groups: list[list[Cut]],
+    video_src: str | None,
+    audio_src: str | None,
+    temp: Path,
+    on_progress: ProgressCallback | None,
+    deadline: float,
+) -> None:
+    """Batches of at most BATCH_SEGMENTS inputs each into intermediate MOVs beside the output,
+    then one join. Intermediates are removed whatever happens."""
+    total = sum(cut.length for group in groups for cut in group) or 1.0
+    done = 0.0
+    parts: list[tuple[str, float]] = []
+    with contextlib.ExitStack() as stack:
+        for group in groups:
+            part = stack.enter_context(_temp_beside(str(temp.with_suffix(".mov")), tag="batch"))
+            length = sum(cut.length for cut in group)
+            argv = build_batch_args(
+                plan, group, video_src=video_src, audio_src=audio_src, output=str(part), ffmpeg=ffmpeg_path()
+            )
+            _run(argv, length, deadline, _scaled(on_progress, done / total, length / total))
+            done += length
+            parts.append((str(part), length))
+        concat_list = stack.enter_context(_temp_beside(str(temp.with_suffix(".ffconcat")), tag="list"))
+        concat_list.write_text(ffconcat_text(parts), encoding="utf-8")
+        argv = build_join_args(plan, concat_list=str(concat_list), output=str(temp), ffmpeg=ffmpeg_path())
+        _run(argv, total, deadline, _scaled(on_progress, 1.0, 0.0, join=True))
+
+
+def _scaled(
+    on_progress: ProgressCallback | None, offset: float, share: float, *, join: bool = False
+) -> ProgressCallback | None:
+    """Map one process's 0..1 onto its slice of the whole render's progress."""
+    if on_progress is None:
+        return None
+    callback: ProgressCallback = on_progress
+
+    def report(fraction: float) -> None:
+        if join:
+            overall = BATCH_PROGRESS_SHARE + (1 - BATCH_PROGRESS_SHARE) * fraction
+        else:
+            overall = BATCH_PROGRESS_SHARE * min(1.0, offset + share * fraction)
+        callback(1.0 if join and fraction >= 1.0 else min(overall, 0.999))
+
+    return report
+
+
+def _run(argv: list[str], duration: float, deadline: float, on_progress: ProgressCallback | None) -> None:
+    """One ffmpeg process with what is left of the render's time limit."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise EncodeTimeout("the render ran out of time before its last step")
+    runner.run(argv, duration=duration, time_limit=remaining, on_progress=on_progress)
 
 
 def extract_audio(
@@ -158,12 +249,12 @@ def parse_silencedetect(lines: Iterable[str], duration: float) -> list[tuple[flo
 
 
 @contextlib.contextmanager
-def _temp_beside(output: str) -> Iterator[Path]:
+def _temp_beside(output: str, *, tag: str = "part") -> Iterator[Path]:
     """A temp path in the output's directory (same filesystem: `os.replace` is atomic),
     with the same suffix; removed on any exit unless it was moved into place."""
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=f".part{out.suffix}", dir=out.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=f".{tag}{out.suffix}", dir=out.parent)
     os.close(fd)
     temp = Path(name)
     try:

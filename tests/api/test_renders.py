@@ -184,7 +184,8 @@ def test_identical_requests_return_the_same_render(api, asset):
     reordered = api.post("/v1/renders", json={"output": {"format": "m4a"}, "asset_id": asset["id"]})
     assert first.status_code == 201 and reordered.status_code == 200
     assert first.json()["id"] == reordered.json()["id"]
-    explicit = api.post("/v1/renders", json={"asset_id": asset["id"], "output": {"format": "m4a", "audio_bitrate": 128}})
+    explicit_body = {"asset_id": asset["id"], "output": {"format": "m4a", "audio_bitrate": 128}}
+    explicit = api.post("/v1/renders", json=explicit_body)
     other = api.post("/v1/renders", json={"asset_id": asset["id"], "output": {"format": "mp3"}})
     assert explicit.status_code == 201 and other.status_code == 201
     assert len({first.json()["id"], explicit.json()["id"], other.json()["id"]}) == 3

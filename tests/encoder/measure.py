@@ -122,3 +122,19 @@ def rotation_of(path: str | Path) -> int:
         for frame in container.decode(video=0):
             return int(frame.rotation)
     return 0
+
+
+def max_step(path: str | Path, *, skip: float = 0.1) -> float:
+    """The largest jump between consecutive (mono-mixed) samples, as a fraction of full scale,
+    ignoring `skip` seconds at each end (AAC priming and the final fade): a click at a join
+    shows up as a step far above what the tones themselves produce."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        rate = stream.sample_rate
+        resampler = AudioResampler(format="s16", layout="mono", rate=rate)
+        pcm = array.array("h")
+        for frame in container.decode(stream):
+            for out in resampler.resample(frame):
+                pcm.frombytes(bytes(out.planes[0])[: out.samples * 2])
+    window = pcm[int(skip * rate) : len(pcm) - int(skip * rate)]
+    return max((abs(b - a) for a, b in zip(window, window[1:], strict=False)), default=0) / 32768

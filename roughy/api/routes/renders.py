@@ -78,7 +78,10 @@ def _json(render: Render, status_code: int) -> JSONResponse:
     return JSONResponse(body, status_code=status_code)
 
 
-@router.get("", response_model=s.ListOf[s.RenderOut], response_model_exclude={"data": {"__all__": {"download_url", "download_expires_at"}}})
+NO_URLS = {"data": {"__all__": {"download_url", "download_expires_at"}}}
+
+
+@router.get("", response_model=s.ListOf[s.RenderOut], response_model_exclude=NO_URLS)
 def list_renders(
     svc: ServicesDep,
     account: AccountDep,

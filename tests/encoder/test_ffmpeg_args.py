@@ -1,0 +1,284 @@
+"""The argv builder, without running ffmpeg: every rule of SPEC 5.5 visible in the arguments."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+from roughy.core.models import Format, Segment
+from roughy.core.plan import AudioPlan, EncodePlan, VideoPlan
+from roughy.encoder.ffmpeg_args import (
+    CUT_GUARD,
+    Cut,
+    PlanError,
+    batches,
+    build_batch_args,
+    build_ffmpeg_args,
+    build_join_args,
+    ffconcat_text,
+    fps_expr,
+    fps_fraction,
+    mp3_sample_rate,
+    plan_cuts,
+    snap_segments,
+)
+
+VIDEO = VideoPlan(width=1280, height=720, fps=25.0, bitrate_kbps=5000)
+AUDIO = AudioPlan(bitrate_kbps=192, channels=2, sample_rate=48000)
+SEGMENTS = (Segment(1.0, 2.0), Segment(3.0, 4.48), Segment(6.0, 6.4))
+
+
+def plan(fmt: Format = Format.MP4, **kw: object) -> EncodePlan:
+    defaults: dict[str, object] = {
+        "duration": 10.0,
+        "video": VIDEO if fmt.is_video else None,
+        "audio": AUDIO,
+    }
+    defaults.update(kw)
+    return EncodePlan(format=fmt, **defaults)  # type: ignore[arg-type]
+
+
+def args_for(p: EncodePlan, *, video: str | None = "in.mp4", audio: str | None = "in.mp4") -> list[str]:
+    return build_ffmpeg_args(p, video_src=video, audio_src=audio, output="out.tmp", ffmpeg="ffmpeg")
+
+
+def value(argv: list[str], flag: str) -> str:
+    return argv[argv.index(flag) + 1]
+
+
+def values(argv: list[str], flag: str) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv) if a == flag]
+
+
+def graph(argv: list[str]) -> str:
+    return value(argv, "-filter_complex")
+
+
+def test_video_encode_basics() -> None:
+    argv = args_for(plan())
+    assert argv[0] == "ffmpeg" and argv[-1] == "out.tmp"
+    assert value(argv, "-c:v") == "libx264"
+    assert value(argv, "-preset") == "veryfast"
+    assert value(argv, "-pix_fmt") == "yuv420p"
+    assert value(argv, "-b:v") == "5000k"
+    assert value(argv, "-maxrate") == "7500k"
+    assert value(argv, "-bufsize") == "10000k"
+    assert "fps=25,scale=1280:720:flags=bicubic,setsar=1,format=yuv420p" in graph(argv)
+    assert "-y" in argv and "-nostdin" in argv
+    assert value(argv, "-progress") == "pipe:1" and "-nostats" in argv
+
+
+@pytest.mark.parametrize(
+    ("fmt", "muxer", "faststart"),
+    [
+        (Format.MP4, "mp4", True),
+        (Format.MOV, "mov", True),
+        (Format.M4A, "ipod", True),
+        (Format.MP3, "mp3", False),
+    ],
+)
+def test_container_is_forced_and_indexed_first(fmt: Format, muxer: str, faststart: bool) -> None:
+    argv = args_for(plan(fmt))
+    assert value(argv, "-f") == muxer
+    assert ("-movflags" in argv and value(argv, "-movflags") == "+faststart") is faststart
+
+
+def test_audio_codecs_per_format() -> None:
+    for fmt in (Format.MP4, Format.MOV, Format.M4A):
+        argv = args_for(plan(fmt))
+        assert value(argv, "-c:a") == "aac"
+        assert value(argv, "-profile:a") == "aac_low"
+    argv = args_for(plan(Format.MP3))
+    assert value(argv, "-c:a") == "libmp3lame"
+    assert value(argv, "-b:a") == "192k"
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_channels_and_rate(channels: int) -> None:
+    argv = args_for(plan(audio=AudioPlan(128, channels, 44100)))
+    assert value(argv, "-ac") == str(channels)
+    assert value(argv, "-ar") == "44100"
+
+
+def test_mp3_keeps_a_rate_mp3_supports() -> None:
+    argv = args_for(plan(Format.MP3, audio=AudioPlan(128, 2, 96000)))
+    assert value(argv, "-ar") == "48000"
+    assert mp3_sample_rate(88200) == 48000
+    assert mp3_sample_rate(44100) == 44100
+    assert mp3_sample_rate(8000) == 8000
+
+
+def test_audio_formats_read_the_audio_source_only() -> None:
+    argv = args_for(plan(Format.M4A), video="video.mp4", audio="audio.mka")
+    assert values(argv, "-i") == ["audio.mka"]
+    assert values(argv, "-map") == ["0:a:0"]
+    assert "-vn" in argv and "-filter_complex" not in argv
+
+
+def test_video_without_audio_plan_has_no_audio() -> None:
+    argv = args_for(plan(audio=None))
+    assert "-an" in argv
+    assert values(argv, "-map") == ["[vout]"]
+    assert "-c:a" not in argv
+
+
+def test_separate_audio_opens_a_second_input() -> None:
+    argv = args_for(plan(separate_audio=True), video="video.mp4", audio="voice.mka")
+    assert values(argv, "-i") == ["video.mp4", "voice.mka"]
+    assert values(argv, "-map") == ["[vout]", "1:a:0"]
+
+
+def test_own_audio_maps_the_video_file() -> None:
+    argv = args_for(plan(), video="video.mp4", audio="ignored.mka")
+    assert values(argv, "-i") == ["video.mp4"]
+    assert values(argv, "-map") == ["[vout]", "0:a:0"]
+
+
+def test_hdr_chain_only_for_hdr() -> None:
+    sdr = args_for(plan())
+    assert "tonemap" not in graph(sdr) and "zscale" not in graph(sdr)
+    assert "-color_trc" not in sdr
+    hdr = args_for(plan(video=VideoPlan(1280, 720, 25.0, 5000, hdr=True)))
+    chain = graph(hdr)
+    assert "zscale=w=1280:h=720:pin=bt2020:min=bt2020nc:t=linear" in chain
+    assert "tonemap=tonemap=hable" in chain
+    assert "zscale=t=bt709:m=bt709:r=tv" in chain
+    assert chain.index("tonemap") < chain.index("format=yuv420p")
+    assert "scale=1280:720:flags" not in chain
+    for flag in ("-color_primaries", "-color_trc", "-colorspace"):
+        assert value(hdr, flag) == "bt709"
+
+
+def test_cut_uses_one_input_per_segment_and_one_concat() -> None:
+    argv = args_for(plan(segments=SEGMENTS, duration=2.9))
+    assert values(argv, "-i") == ["in.mp4"] * 3
+    assert values(argv, "-ss") == ["1", "3", "6"]
+    assert values(argv, "-t") == [f"{d - CUT_GUARD:g}" for d in (1.0, 1.48, 0.4)]
+    # every -ss/-t sits right before its own -i (input options)
+    for i, flag in enumerate(argv):
+        if flag == "-i":
+            assert argv[i - 4] == "-ss" and argv[i - 2] == "-t"
+    chain = graph(argv)
+    assert chain.count("concat=") == 1
+    assert "[0:v:0][a0][1:v:0][a1][2:v:0][a2]concat=n=3:v=1:a=1[vcat][aout]" in chain
+    assert chain.count("fps=") == 1 and chain.count("scale=") == 1
+    assert values(argv, "-map") == ["[vout]", "[aout]"]
+    assert values(argv, "-c:v") == ["libx264"]
+
+
+def test_cut_audio_segments_fade_in_and_out() -> None:
+    chain = graph(args_for(plan(segments=SEGMENTS, duration=2.9)))
+    assert chain.count("afade=t=in:st=0:d=0.005") == 3
+    assert chain.count("afade=t=out:") == 3
+    assert "[2:a:0]afade=t=in:st=0:d=0.005,afade=t=out:st=0.3949:d=0.005[a2]" in chain
+
+
+def test_cut_with_separate_audio_opens_two_inputs_per_segment() -> None:
+    argv = args_for(plan(segments=SEGMENTS, separate_audio=True), video="v.mp4", audio="a.mka")
+    assert values(argv, "-i") == ["v.mp4", "a.mka"] * 3
+    assert values(argv, "-ss") == ["1", "1", "3", "3", "6", "6"]
+    assert "[0:v:0][a0][2:v:0][a1][4:v:0][a2]concat=n=3:v=1:a=1" in graph(argv)
+
+
+def test_audio_only_cut_concats_audio_with_exact_times() -> None:
+    segments = (Segment(0.5, 1.23), Segment(2.0, 2.5))
+    argv = args_for(plan(Format.MP3, segments=segments), audio="a.mka")
+    assert values(argv, "-ss") == ["0.5", "2"]
+    assert values(argv, "-t") == ["0.73", "0.5"]  # not snapped to any frame grid
+    assert "[a0][a1]concat=n=2:v=0:a=1[aout]" in graph(argv)
+    assert "fps=" not in graph(argv)
+
+
+def test_video_cut_without_audio() -> None:
+    argv = args_for(plan(segments=SEGMENTS, audio=None))
+    assert "concat=n=3:v=1:a=0[vcat]" in graph(argv)
+    assert "afade" not in graph(argv)
+    assert "-an" in argv
+
+
+def test_snapping_keeps_whole_frames_and_the_total() -> None:
+    segments = [Segment(0.21, 1.0), Segment(1.33, 2.05), Segment(2.9, 3.5)]
+    cuts = snap_segments(segments, 25.0)
+    frame = 0.04
+    for start, duration, length in cuts:
+        assert abs(start / frame - round(start / frame)) < 1e-3
+        assert abs(length / frame - round(length / frame)) < 1e-9
+        assert duration == pytest.approx(length - CUT_GUARD)
+    total = sum(cut.length for cut in cuts)
+    assert abs(total - sum(s.duration for s in segments)) <= frame / 2 + 1e-9
+    assert [round(cut.start, 6) for cut in cuts] == [0.2, 1.32, 2.92]
+
+
+def test_snapping_keeps_tiny_segments() -> None:
+    cuts = snap_segments([Segment(1.0, 1.01), Segment(2.0, 2.01)], 25.0)
+    assert all(cut.duration > 0 and cut.length == pytest.approx(0.04) for cut in cuts)
+
+
+def test_ntsc_rates_are_exact() -> None:
+    assert fps_fraction(29.97) == Fraction(30000, 1001)
+    assert fps_fraction(59.94) == Fraction(60000, 1001)
+    assert fps_fraction(23.976) == Fraction(24000, 1001)
+    assert fps_expr(25.0) == "25"
+    assert fps_expr(29.97) == "30000/1001"
+    assert fps_fraction(21.0) == 21
+    with pytest.raises(PlanError):
+        fps_fraction(0)
+
+
+@pytest.mark.parametrize(
+    ("p", "video", "audio"),
+    [
+        (plan(Format.MP4), None, "a.mp4"),
+        (plan(Format.MP3), "v.mp4", None),
+        (plan(Format.MP4, separate_audio=True), "v.mp4", None),
+        (plan(Format.MP4, video=None), "v.mp4", "v.mp4"),
+    ],
+)
+def test_mismatched_sources_are_a_plan_error(p: EncodePlan, video: str | None, audio: str | None) -> None:
+    with pytest.raises(PlanError):
+        args_for(p, video=video, audio=audio)
+
+
+def test_batches_are_even_and_keep_order() -> None:
+    cuts = [Cut(float(i), 1.0, 1.0) for i in range(21)]
+    groups = batches(cuts, 16)
+    assert [len(g) for g in groups] == [11, 10]
+    assert [c for g in groups for c in g] == cuts
+    assert batches(cuts[:3], 16) == [cuts[:3]]
+    assert [len(g) for g in batches(cuts, 5)] == [5, 4, 4, 4, 4]
+
+
+def test_batch_encodes_final_video_with_pcm_audio_padded_to_the_batch_length() -> None:
+    p = plan(segments=SEGMENTS)
+    cuts = plan_cuts(p)
+    assert cuts is not None
+    argv = build_batch_args(p, cuts[:2], video_src="in.mp4", audio_src=None, output="b0.mov")
+    assert values(argv, "-i") == ["in.mp4"] * 2
+    assert value(argv, "-c:v") == "libx264" and value(argv, "-b:v") == "5000k"
+    assert value(argv, "-c:a") == "pcm_s24le" and value(argv, "-ac") == "2"
+    assert value(argv, "-f") == "mov" and "-movflags" not in argv
+    assert "[acat]apad=whole_dur=2.48,atrim=duration=2.48[aout]" in graph(argv)
+
+
+def test_join_copies_video_and_encodes_audio_once() -> None:
+    argv = build_join_args(plan(segments=SEGMENTS), concat_list="list.ffconcat", output="out.tmp")
+    assert argv[argv.index("-i") - 4 : argv.index("-i") + 2] == [
+        "-f", "concat", "-safe", "0", "-i", "list.ffconcat",
+    ]  # fmt: skip
+    assert value(argv, "-c:v") == "copy"
+    assert value(argv, "-c:a") == "aac"
+    assert values(argv, "-f")[-1] == "mp4" and value(argv, "-movflags") == "+faststart"
+    mp3 = build_join_args(plan(Format.MP3, segments=SEGMENTS), concat_list="l", output="o")
+    assert "-c:v" not in mp3 and value(mp3, "-c:a") == "libmp3lame" and "-vn" in mp3
+
+
+def test_ffconcat_lists_exact_lengths_and_quotes_paths() -> None:
+    text = ffconcat_text([("/tmp/a.mov", 2.48), ("/tmp/it's.mov", 0.4)])
+    assert text.splitlines() == [
+        "ffconcat version 1.0",
+        "file '/tmp/a.mov'",
+        "duration 2.48",
+        "file '/tmp/it'\\''s.mov'",
+        "duration 0.4",
+    ]

@@ -1,0 +1,212 @@
+"""Real renders: what a user would notice in the produced files (SPEC 5.5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import pytest
+
+from roughy.core.models import Format
+from roughy.core.plan import AudioPlan, EncodePlan, VideoPlan
+from roughy.encoder.probe import probe
+from roughy.encoder.tasks import render
+from tests.encoder.conftest import PlanFor
+from tests.encoder.measure import rotation_of, stream_times, top_level_atoms
+from tests.media import ffmpeg, make_video, truncate_file
+
+
+def run_render(plan: EncodePlan, src: Path, out: Path) -> dict[str, object]:
+    progress: list[float] = []
+    result = render(plan, video_src=str(src), audio_src=str(src), output=str(out), on_progress=progress.append)
+    assert out.exists()
+    assert progress and progress[-1] == 1.0 and progress == sorted(progress)
+    assert [p.name for p in out.parent.iterdir() if ".part" in p.name] == []
+    return dict(result)
+
+
+def video_props(path: Path) -> tuple[str, int, int, tuple[int, int] | None, str | None]:
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        ctx = s.codec_context
+        sar = s.sample_aspect_ratio
+        pix = ctx.pix_fmt
+        return (
+            ctx.codec.canonical_name,
+            ctx.width,
+            ctx.height,
+            (sar.numerator, sar.denominator) if sar else None,
+            pix,
+        )
+
+
+def test_rotated_phone_clip_becomes_portrait_without_rotation_flag(
+    tmp_path: Path, rotated_clip: Path, plan_for: PlanFor
+) -> None:
+    plan = plan_for(rotated_clip)
+    assert plan.video is not None and (plan.video.width, plan.video.height) == (180, 320)
+    out = tmp_path / "portrait.mp4"
+    result = run_render(plan, rotated_clip, out)
+    assert (result["width"], result["height"]) == (180, 320)
+    codec, width, height, sar, pix = video_props(out)
+    assert (codec, width, height, pix) == ("h264", 180, 320, "yuv420p")
+    assert rotation_of(out) == 0
+    info = probe(str(out))
+    assert info.video is not None and info.video.rotation == 0
+
+
+def test_result_reports_what_was_produced(tmp_path: Path, stereo_clip: Path, plan_for: PlanFor) -> None:
+    plan = plan_for(stereo_clip, Format.MOV)
+    out = tmp_path / "clip.mov"
+    result = run_render(plan, stereo_clip, out)
+    assert plan.video is not None and plan.audio is not None
+    assert result == {
+        "format": "mov",
+        "width": 320,
+        "height": 240,
+        "duration": pytest.approx(2.0, abs=0.05),
+        "size_bytes": out.stat().st_size,
+        "video_bitrate_kbps": plan.video.bitrate_kbps,
+        "audio_bitrate_kbps": plan.audio.bitrate_kbps,
+    }
+    assert "mov" in probe(str(out)).format_name
+
+
+def test_vfr_comes_out_constant_at_the_average_rate(tmp_path: Path, plan_for: PlanFor) -> None:
+    src = make_video(tmp_path / "vfr.mp4", vfr=True)
+    plan = plan_for(src)
+    assert plan.video is not None
+    out = tmp_path / "cfr.mp4"
+    run_render(plan, src, out)
+    times = stream_times(out)
+    steps = {round(b - a, 4) for a, b in zip(times.video_pts, times.video_pts[1:], strict=False)}
+    assert steps == {round(1 / plan.video.fps, 4)}  # every frame the same length: CFR
+    info = probe(str(out))
+    assert info.video is not None and info.video.fps == pytest.approx(plan.video.fps, abs=0.01)
+    assert times.audio_duration == pytest.approx(times.video_duration, abs=1 / plan.video.fps)
+
+
+def test_hdr_is_tone_mapped_to_bt709_8bit(tmp_path: Path, plan_for: PlanFor) -> None:
+    src = make_video(tmp_path / "hdr.mp4", hdr=True, audio=None)
+    plan = plan_for(src)
+    assert plan.video is not None and plan.video.hdr
+    out = tmp_path / "sdr.mp4"
+    run_render(plan, src, out)
+    with av.open(str(out)) as c:
+        ctx = c.streams.video[0].codec_context
+        assert ctx.pix_fmt == "yuv420p"
+        # 1 = BT.709 for primaries, transfer and matrix alike
+        assert (ctx.color_primaries, ctx.color_trc, ctx.colorspace) == (1, 1, 1)
+    info = probe(str(out))
+    assert info.video is not None and not info.video.hdr and info.audio is None
+
+
+def test_anamorphic_source_gets_square_pixels_at_display_aspect(tmp_path: Path, plan_for: PlanFor) -> None:
+    src = make_video(tmp_path / "anamorphic.mp4", width=240, height=180, sar="4:3")
+    plan = plan_for(src)
+    assert plan.video is not None and (plan.video.width, plan.video.height) == (320, 180)
+    out = tmp_path / "square.mp4"
+    run_render(plan, src, out)
+    _, width, height, sar, _ = video_props(out)
+    assert (width, height) == (320, 180)
+    assert sar in (None, (1, 1), (0, 1))
+
+
+def test_odd_sized_source_encodes_to_even(tmp_path: Path, plan_for: PlanFor) -> None:
+    src = make_video(tmp_path / "odd.mp4", width=321, height=241, audio="mono")
+    plan = plan_for(src)
+    assert plan.video is not None and plan.video.width % 2 == 0 and plan.video.height % 2 == 0
+    out = tmp_path / "even.mp4"
+    result = run_render(plan, src, out)
+    assert (result["width"], result["height"]) == (plan.video.width, plan.video.height)
+
+
+def test_tier_scales_down(tmp_path: Path, stereo_clip: Path, plan_for: PlanFor) -> None:
+    plan = plan_for(stereo_clip)
+    small = EncodePlan(
+        format=plan.format,
+        duration=plan.duration,
+        video=VideoPlan(width=160, height=120, fps=25.0, bitrate_kbps=300),
+        audio=plan.audio,
+    )
+    result = run_render(small, stereo_clip, tmp_path / "small.mp4")
+    assert (result["width"], result["height"]) == (160, 120)
+
+
+@pytest.mark.parametrize(("layout", "channels"), [("5.1", 2), ("mono", 1), ("stereo", 2)])
+def test_channels_fold_to_stereo_and_mono_stays_mono(
+    tmp_path: Path, plan_for: PlanFor, layout: str, channels: int
+) -> None:
+    src = make_video(tmp_path / f"{layout}.mp4", duration=1.0, width=160, height=120, audio=layout)
+    plan = plan_for(src, Format.M4A)
+    out = tmp_path / "out.m4a"
+    run_render(plan, src, out)
+    info = probe(str(out))
+    assert info.audio is not None and info.video is None
+    assert (info.audio.codec, info.audio.channels) == ("aac", channels)
+
+
+def test_mp4_index_is_at_the_front(tmp_path: Path, stereo_clip: Path, plan_for: PlanFor) -> None:
+    for fmt, name in ((Format.MP4, "a.mp4"), (Format.M4A, "a.m4a")):
+        out = tmp_path / name
+        run_render(plan_for(stereo_clip, fmt), stereo_clip, out)
+        atoms = top_level_atoms(out)
+        assert "moov" in atoms and "mdat" in atoms
+        assert atoms.index("moov") < atoms.index("mdat"), atoms
+
+
+def test_audio_formats_probe_as_mp3_and_aac(tmp_path: Path, stereo_clip: Path, plan_for: PlanFor) -> None:
+    mp3 = tmp_path / "a.mp3"
+    run_render(plan_for(stereo_clip, Format.MP3), stereo_clip, mp3)
+    info = probe(str(mp3))
+    assert info.format_name == "mp3" and info.audio is not None and info.audio.codec == "mp3"
+    assert info.video is None
+    m4a = tmp_path / "a.m4a"
+    run_render(plan_for(stereo_clip, Format.M4A), stereo_clip, m4a)
+    info = probe(str(m4a))
+    assert info.audio is not None and info.audio.codec == "aac" and info.video is None
+    with open(m4a, "rb") as f:
+        assert f.read(12)[4:12] == b"ftypM4A "
+
+
+def test_mp3_with_an_odd_sample_rate(tmp_path: Path, stereo_clip: Path) -> None:
+    plan = EncodePlan(format=Format.MP3, duration=2.0, video=None, audio=AudioPlan(128, 2, 96000))
+    out = tmp_path / "odd-rate.mp3"
+    run_render(plan, stereo_clip, out)
+    info = probe(str(out))
+    assert info.audio is not None and info.audio.sample_rate == 48000
+
+
+def test_video_without_audio_track(tmp_path: Path, stereo_clip: Path, plan_for: PlanFor) -> None:
+    plan = plan_for(stereo_clip)
+    silent = EncodePlan(format=plan.format, duration=plan.duration, video=plan.video, audio=None)
+    out = tmp_path / "silent.mp4"
+    run_render(silent, stereo_clip, out)
+    assert probe(str(out)).audio is None
+
+
+def test_separate_audio_replaces_the_videos_own(tmp_path: Path, plan_for: PlanFor) -> None:
+    src = make_video(tmp_path / "noaudio.mp4", audio=None)
+    voice = make_video(tmp_path / "voice.mp4", width=160, height=120, audio="mono")
+    plan = plan_for(src)
+    with_voice = EncodePlan(
+        format=plan.format,
+        duration=plan.duration,
+        video=plan.video,
+        audio=AudioPlan(bitrate_kbps=96, channels=1, sample_rate=48000),
+        separate_audio=True,
+    )
+    out = tmp_path / "dubbed.mp4"
+    render(with_voice, video_src=str(src), audio_src=str(voice), output=str(out))
+    info = probe(str(out))
+    assert info.video is not None and info.audio is not None and info.audio.channels == 1
+
+
+def test_source_damaged_partway_renders_what_is_decodable(tmp_path: Path, plan_for: PlanFor) -> None:
+    src = make_video(tmp_path / "src.mp4", duration=3.0)
+    indexed = tmp_path / "indexed.mp4"
+    ffmpeg("-i", str(src), "-c", "copy", "-movflags", "+faststart", str(indexed))
+    damaged = truncate_file(indexed, tmp_path / "damaged.mp4", 0.6)  # index intact, data cut short
+    plan = plan_for(damaged)
+    result = run_render(plan, damaged, tmp_path / "out.mp4")
+    assert 0.5 < float(result["duration"]) < 2.9  # type: ignore[arg-type]
