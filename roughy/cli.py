@@ -2,7 +2,7 @@
 
     roughy serve [--host H] [--port P] [--data-dir D]
     roughy admin create-account NAME | create-key ACCOUNT_ID | revoke-key KEY_ID
-                 | grant ACCOUNT_ID AMOUNT [--reason R] | accounts
+                 | grant ACCOUNT_ID AMOUNT [--reason R]
     roughy render FILE --format mp4 [--resolution 720p] [--cut 1.5-10,20-30] [-o OUT]
 """
 

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI
 
 from roughy import __version__
-from roughy.api import errors
+from roughy.api import errors, schemas
 from roughy.api.deps import Services
 from roughy.api.middleware import EdgeMiddleware
 from roughy.api.routes import admin, assets, credits, cuts, files, health, renders
+
+
+def _error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """Document the envelope every error actually has (and replace FastAPI's default 422 body)."""
+    return {
+        status: {"model": schemas.ErrorEnvelope, "description": HTTPStatus(status).phrase} for status in statuses
+    }
 
 
 def create_app(
@@ -38,7 +46,9 @@ def create_app(
     app.state.services = services
     app.state.metrics_registry = health.store_registry(services.store)
     errors.install(app)
-    for module in (assets, cuts, renders, credits, admin, files, health):
-        app.include_router(module.router)
+    for module in (assets, cuts, renders, credits, admin):
+        app.include_router(module.router, responses=_error_responses(400, 401, 404, 409, 413, 422, 429, 500))
+    app.include_router(files.router, responses=_error_responses(403, 404, 409, 413, 422))
+    app.include_router(health.router)
     app.add_middleware(EdgeMiddleware, store=services.store, settings=services.settings)
     return app

@@ -75,7 +75,7 @@ class EdgeMiddleware:
         try:
             await self._check(scope, state)
             if _is_json_api(scope["path"]):
-                receive = await self._buffered_body(receive)
+                receive = await self._buffered_body(scope, receive)
             await self.app(scope, receive, send_with_id)
         except RoughyError as exc:
             await error_response(exc.status, exc.code, exc.message, exc.param, exc.headers)(
@@ -105,10 +105,14 @@ class EdgeMiddleware:
                 },
             )
 
-    async def _buffered_body(self, receive: Receive) -> Receive:
-        """Read the (small, JSON) body here, after auth: a chunked body without Content-Length
-        must hold to `max_body_bytes` too. The app then reads the buffered copy."""
+    async def _buffered_body(self, scope: Scope, receive: Receive) -> Receive:
+        """Read the (small, JSON) body here, after auth (SPEC order: 401 before the body): a
+        chunked body without Content-Length must hold to `max_body_bytes` too. The app then
+        reads the buffered copy."""
         limit = self.settings.max_body_bytes
+        length = _header(scope, b"content-length")
+        if length and length.isdigit() and int(length) > limit:
+            raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
         body = bytearray()
         while True:
             message = await receive()
@@ -134,9 +138,6 @@ class EdgeMiddleware:
         path: str = scope["path"]
         if path.startswith(PUBLIC) or path.startswith(SIGNED) or not path.startswith("/v1/"):
             return
-        length = _header(scope, b"content-length")
-        if length and length.isdigit() and int(length) > self.settings.max_body_bytes:
-            raise PayloadTooLarge(f"request body is over the limit of {self.settings.max_body_bytes} bytes")
         key = _bearer(scope)
         if path.startswith("/v1/admin/"):
             admin_key = self.settings.admin_key

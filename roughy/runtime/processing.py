@@ -8,7 +8,7 @@ simply "run it again".
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from collections.abc import Callable
 
 from roughy.core.errors import InsufficientCredit
 from roughy.core.models import (
@@ -57,12 +57,44 @@ def overall_state(asset: Asset) -> AssetState:
     return AssetState.READY
 
 
+Change = Callable[[Asset], None]
+
+
+def _settle(asset: Asset) -> None:
+    """The state that follows from the parts, once the asset is paid for."""
+    if asset.charged or asset.state is not AssetState.PAYMENT_REQUIRED:
+        asset.state = overall_state(asset)
+
+
+def _wait_for_credit(asset: Asset) -> None:
+    if not asset.charged and asset.state is not AssetState.FAILED:
+        asset.state = AssetState.PAYMENT_REQUIRED
+
+
+def _part_failed(part: PartName, error: ErrorInfo) -> Change:
+    def record(a: Asset) -> None:
+        a.error = error
+        if part is PartName.VIDEO:
+            a.video_part = PartState.FAILED
+        else:
+            a.audio_part = PartState.FAILED
+        a.state = AssetState.FAILED
+
+    return record
+
+
 class AssetProcessor:
     def __init__(self, store, storage):  # type: ignore[no-untyped-def]
         self.store = store
         self.storage = storage
 
     def process_asset(self, asset_id: str) -> None:
+        """Charge the asset once, then process each uploaded part and record what was found.
+
+        Probing and extraction run outside any transaction; their results are applied to the
+        row as it is then (`store.modify_asset`), so a part the client completed meanwhile is
+        never undone.
+        """
         asset = self.store.get_asset(asset_id)
         if asset is None or asset.state is AssetState.FAILED:
             return
@@ -70,82 +102,65 @@ class AssetProcessor:
             try:
                 self.store.charge_asset(asset.account_id, asset.id)
             except InsufficientCredit:
-                if asset.state is not AssetState.PAYMENT_REQUIRED:
-                    asset.state = AssetState.PAYMENT_REQUIRED
-                    self._save(asset)
-                return
-            asset = self.store.get_asset(asset_id)
-            if asset is None:
+                self._apply(asset_id, _wait_for_credit)
                 return
         for part in asset.parts:
             if asset.part_state(part) is PartState.UPLOADED:
-                asset = self._process_part(asset, part)
-        asset.state = overall_state(asset)
-        self._save(asset)
+                updated = self._apply(asset_id, self._examine(asset, part))
+                if updated is None:
+                    return
+                asset = updated
+        self._apply(asset_id, _settle)  # e.g. payment_required -> processing/ready once paid
 
-    def _save(self, asset: Asset) -> None:
-        """Write this worker's copy back without undoing what the API did meanwhile.
+    def _apply(self, asset_id: str, change: Change) -> Asset | None:
+        updated = self.store.modify_asset(asset_id, change)
+        if updated is None:  # deleted meanwhile: remove what this worker wrote for it
+            self.storage.delete_prefix(f"assets/{asset_id}/")
+        return updated
 
-        Processing a part takes a while; meanwhile the client may complete the other part (the
-        API moves it awaiting_upload -> uploaded). Writing back the copy read before that would
-        revert the completion and leave the asset `uploading` for ever, so parts the API moved
-        on are taken from the row as it is now. An asset deleted meanwhile is not resurrected,
-        and what this worker wrote for it (extracted audio) is removed.
-        """
-        fresh = self.store.get_asset(asset.id)
-        if fresh is None:
-            self.storage.delete_prefix(f"assets/{asset.id}/")
-            return
-        moved = False
-        if asset.video_part is PartState.AWAITING_UPLOAD and fresh.video_part is not PartState.AWAITING_UPLOAD:
-            asset.video_part, moved = fresh.video_part, True
-        if asset.audio_part is PartState.AWAITING_UPLOAD and fresh.audio_part is not PartState.AWAITING_UPLOAD:
-            asset.audio_part, moved = fresh.audio_part, True
-        if moved and asset.state is not AssetState.PAYMENT_REQUIRED:
-            asset.state = overall_state(asset)
-        self.store.save_asset(asset)
-
-    def _process_part(self, asset: Asset, part: PartName) -> Asset:
+    def _examine(self, asset: Asset, part: PartName) -> Change:
+        """Process one part; return the change that records its outcome."""
         try:
             if part is PartName.VIDEO:
-                return self._process_video(asset)
-            return self._process_audio(asset)
+                return self._examine_video(asset)
+            return self._examine_audio(asset)
         except EncoderError as exc:
             log.info("asset %s: %s part failed: %s", asset.id, part.value, exc.message)
-            failed = replace(asset, error=ErrorInfo(exc.code, exc.message))
-            if part is PartName.VIDEO:
-                failed.video_part = PartState.FAILED
-            else:
-                failed.audio_part = PartState.FAILED
-            return failed
+            return _part_failed(part, ErrorInfo(exc.code, exc.message))
 
-    def _process_video(self, asset: Asset) -> Asset:
-        info = probe(self.storage.source_url(part_key(asset.id, PartName.VIDEO)))
+    def _examine_video(self, asset: Asset) -> Change:
+        src = self.storage.source_url(part_key(asset.id, PartName.VIDEO))
+        info = probe(src)
         if info.video is None:
             raise _invalid("the video part has no video stream")
-        asset.video = info.video
-        asset.duration = info.duration  # the video's timeline is the source's timeline
-        if not asset.client_audio:
-            if info.audio is not None:
-                out = self.storage.output_target(extracted_audio_key(asset.id))
-                asset.audio = tasks.extract_audio(
-                    self.storage.source_url(part_key(asset.id, PartName.VIDEO)), out
-                )
-        asset.video_part = PartState.PROCESSED
-        return asset
+        extracted = None
+        if not asset.client_audio and info.audio is not None:
+            extracted = tasks.extract_audio(src, self.storage.output_target(extracted_audio_key(asset.id)))
 
-    def _process_audio(self, asset: Asset) -> Asset:
+        def record(a: Asset) -> None:
+            a.video = info.video
+            a.duration = info.duration  # the video's timeline is the source's timeline
+            if not a.client_audio:
+                a.audio = extracted
+            a.video_part = PartState.PROCESSED
+            _settle(a)
+
+        return record
+
+    def _examine_audio(self, asset: Asset) -> Change:
         info = probe(self.storage.source_url(part_key(asset.id, PartName.AUDIO)))
         if info.audio is None:
             raise _invalid("the audio part has no audio stream")
-        asset.audio = info.audio
-        if asset.kind is AssetKind.AUDIO or asset.duration is None:
-            asset.duration = info.duration
-        asset.audio_part = PartState.PROCESSED
-        # The audio part is what cuts read: make the asset cuttable now, before other parts finish.
-        asset.state = overall_state(asset)
-        self._save(asset)
-        return asset
+
+        def record(a: Asset) -> None:
+            # Recorded on its own, before any other part: the asset is cuttable from here on.
+            a.audio = info.audio
+            if a.kind is AssetKind.AUDIO or a.duration is None:
+                a.duration = info.duration
+            a.audio_part = PartState.PROCESSED
+            _settle(a)
+
+        return record
 
     # -- cuts -------------------------------------------------------------------------------
 

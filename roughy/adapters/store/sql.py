@@ -8,7 +8,7 @@ and on the account row lock, never on read-then-write in Python.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime
@@ -198,6 +198,28 @@ class SqlStore:
         with self.tx() as c:
             row = c.execute(query).mappings().first()
         return _asset(row) if row else None
+
+    def modify_asset(self, asset_id: str, change: Callable[[Asset], None]) -> Asset | None:
+        """Read, change and write the asset in one transaction; None if it is gone.
+
+        The API (completing a part) and the processing workers (writing a part's results)
+        change the same row: each applies its change to the row as it is now, under the row
+        lock (PostgreSQL) or the write lock (SQLite), so neither undoes the other.
+        """
+        query = select(t.assets).where(t.assets.c.id == asset_id)
+        if not self.is_sqlite:
+            query = query.with_for_update()
+        with self.tx() as c:
+            row = c.execute(query).mappings().first()
+            if row is None:
+                return None
+            asset = _asset(row)
+            change(asset)
+            values = _asset_row(asset)
+            for key in ("id", "account_id", "created_at"):
+                values.pop(key)
+            c.execute(update(t.assets).where(t.assets.c.id == asset_id).values(**values))
+        return asset
 
     def save_asset(self, asset: Asset) -> bool:
         row = _asset_row(asset)

@@ -65,13 +65,23 @@ def complete_part(asset_id: str, part: PartName, svc: ServicesDep, account: Acco
         return asset_out(asset, svc)  # completing twice is harmless
     if not svc.storage.exists(f"assets/{asset.id}/{part.value}"):
         raise InvalidState(f"nothing was uploaded for the {part.value} part; PUT it to its upload URL first")
-    if part is PartName.VIDEO:
-        asset.video_part = PartState.UPLOADED
-    else:
-        asset.audio_part = PartState.UPLOADED
-    if asset.state is AssetState.UPLOADING:
-        asset.state = AssetState.PROCESSING
-    svc.store.save_asset(asset)
+
+    def mark_uploaded(a: Asset) -> None:
+        if a.part_state(part) is not PartState.AWAITING_UPLOAD:
+            return  # completed concurrently: harmless
+        if part is PartName.VIDEO:
+            a.video_part = PartState.UPLOADED
+        else:
+            a.audio_part = PartState.UPLOADED
+        awaiting = any(a.part_state(p) is PartState.AWAITING_UPLOAD for p in a.parts)
+        if a.state is AssetState.UPLOADING and not awaiting:
+            # A client-audio asset stays `uploading` until its last part is in (never backwards).
+            a.state = AssetState.PROCESSING
+
+    updated = svc.store.modify_asset(asset.id, mark_uploaded)
+    if updated is None:
+        raise NotFound(f"no such asset: {asset_id}")
+    asset = updated
     svc.runtime.wake()
     return asset_out(asset, svc)
 
