@@ -12,9 +12,11 @@ from fastapi import FastAPI
 from roughy.adapters.executor import SubprocessExecutor
 from roughy.adapters.storage import LocalStorage
 from roughy.adapters.store import SqlStore, open_store
+from roughy.adapters.webhooks import WebhookDispatcher, WebhookSender
 from roughy.api.app import create_app
 from roughy.api.deps import Services
 from roughy.core.accounts import new_api_key
+from roughy.core.webhooks import RetryPolicy
 from roughy.runtime.embedded import EmbeddedRuntime
 from roughy.settings import Settings
 
@@ -27,6 +29,7 @@ class Embedded:
     store: SqlStore
     storage: LocalStorage
     runtime: EmbeddedRuntime
+    dispatcher: WebhookDispatcher
     app: FastAPI
 
 
@@ -67,6 +70,26 @@ def build_embedded(settings: Settings) -> Embedded:
     runtime = EmbeddedRuntime(
         store, storage, executor, workers=settings.workers, asset_workers=settings.asset_workers
     )
-    services = Services(settings=settings, store=store, storage=storage, runtime=runtime)
-    app = create_app(services, on_startup=runtime.start, on_shutdown=runtime.stop)
-    return Embedded(settings, store, storage, runtime, app)
+    sender = WebhookSender(allow_private=settings.webhook_allow_private, timeout=settings.webhook_timeout)
+    dispatcher = WebhookDispatcher(store, sender, retry_policy(settings), workers=settings.webhook_workers)
+    services = Services(settings=settings, store=store, storage=storage, runtime=runtime, webhooks=sender)
+
+    def start() -> None:
+        runtime.start()
+        dispatcher.start()
+
+    def stop() -> None:
+        dispatcher.stop()
+        runtime.stop()
+
+    app = create_app(services, on_startup=start, on_shutdown=stop)
+    return Embedded(settings, store, storage, runtime, dispatcher, app)
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        base=settings.webhook_retry_base,
+        cap=settings.webhook_retry_cap,
+        window=settings.webhook_retry_window,
+        disable_after=settings.webhook_disable_after,
+    )

@@ -23,7 +23,22 @@ class Settings(BaseSettings):
     port: int = Field(8000, description="Port `roughy serve` listens on.")
     admin_key: str | None = Field(None, description="Enables the admin API, authenticated with this key.")
     starter_credits: int = Field(10, ge=0, description="Credits granted to the first account on first start.")
-    webhook_allow_private: bool = Field(False, description="Allow loopback/private webhook targets.")
+    webhook_allow_private: bool = Field(
+        False, description="Allow http and loopback/private webhook targets (development only)."
+    )
+    webhook_timeout: float = Field(10.0, gt=0, description="Seconds a webhook receiver has to answer.")
+    webhook_retry_base: float = Field(5.0, gt=0, description="Seconds before the first webhook retry (doubling).")
+    webhook_retry_cap: float = Field(3600.0, gt=0, description="Longest wait between webhook retries.")
+    webhook_retry_window: float = Field(
+        26 * 3600.0, gt=0, description="Webhook retries stop once the event is older than this (seconds)."
+    )
+    webhook_disable_after: int = Field(
+        100, ge=1, description="Consecutive failed attempts after which an endpoint is disabled."
+    )
+    webhook_secret_overlap: float = Field(
+        86400.0, ge=0, description="Seconds the previous secret keeps signing after a rotation."
+    )
+    webhook_workers: int = Field(8, ge=1, description="Webhook deliveries in flight at once.")
     download_url_ttl: int = Field(900, gt=0, description="Seconds a signed download URL stays valid.")
     upload_url_ttl: int = Field(3600, gt=0, description="Seconds a signed upload URL stays valid.")
     max_upload_bytes: int = Field(5 * 1024**3, gt=0, description="Largest accepted upload part, in bytes.")

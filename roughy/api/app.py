@@ -13,7 +13,7 @@ from roughy import __version__
 from roughy.api import errors, schemas
 from roughy.api.deps import Services
 from roughy.api.middleware import EdgeMiddleware
-from roughy.api.routes import admin, assets, credits, cuts, files, health, renders
+from roughy.api.routes import admin, assets, credits, cuts, files, health, renders, webhooks
 
 
 def _error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -46,7 +46,7 @@ def create_app(
     app.state.services = services
     app.state.metrics_registry = health.store_registry(services.store)
     errors.install(app)
-    for module in (assets, cuts, renders, credits, admin):
+    for module in (assets, cuts, renders, credits, admin, webhooks):
         app.include_router(module.router, responses=_error_responses(400, 401, 404, 409, 413, 422, 429, 500))
     app.include_router(files.router, responses=_error_responses(403, 404, 409, 413, 422))
     app.include_router(health.router)

@@ -22,6 +22,7 @@ class Services:
     store: Any  # SqlStore
     storage: Any  # Storage port
     runtime: Any  # wake() and cancel(render_id)
+    webhooks: Any = None  # check_url(url): refuses targets that could never be delivered to
 
 
 def get_services(request: Request) -> Services:

@@ -198,3 +198,49 @@ class AccountOut(BaseModel):
 class ApiKeyOut(BaseModel):
     id: str
     key: str
+
+
+# -- webhooks ------------------------------------------------------------------------------------
+
+EventType = Literal["render.completed", "render.failed", "asset.ready", "asset.failed", "cut.completed", "cut.failed"]
+
+
+class WebhookEndpointCreate(Strict):
+    url: str = Field(min_length=1, max_length=2048)
+    events: list[EventType] = Field(min_length=1, description="Event types to receive.")
+
+
+class WebhookEndpointOut(BaseModel):
+    id: str
+    object: Literal["webhook_endpoint"] = "webhook_endpoint"
+    url: str
+    events: list[str]
+    enabled: bool
+    disabled_reason: str | None
+    created_at: datetime
+    secret: str | None = Field(None, description="The signing secret: only in the creation and rotation answers.")
+    previous_secret_expires_at: datetime | None = None
+
+
+class AttemptOut(BaseModel):
+    attempted_at: datetime
+    status_code: int | None
+    latency_ms: float
+    error: str | None
+
+
+class DeliveryOut(BaseModel):
+    id: str
+    object: Literal["webhook_delivery"] = "webhook_delivery"
+    event_id: str
+    event_type: str
+    state: Literal["pending", "succeeded", "failed"]
+    attempts: list[AttemptOut]
+    next_retry_at: datetime | None
+    created_at: datetime
+    completed_at: datetime | None
+
+
+class RedeliverOut(BaseModel):
+    event_id: str
+    deliveries: list[str]

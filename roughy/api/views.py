@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict
 from pathlib import PurePath
 
 from roughy.api import schemas as s
 from roughy.api.deps import Services
 from roughy.core.models import Asset, Cut, LedgerEntry, PartState, Render, RenderState
+from roughy.core.resources import asset_resource, cut_resource, render_resource
 
 
 def asset_out(asset: Asset, svc: Services) -> s.AssetOut:
@@ -19,48 +19,16 @@ def asset_out(asset: Asset, svc: Services) -> s.AssetOut:
         for part in asset.parts
         if asset.part_state(part) is PartState.AWAITING_UPLOAD
     }
-    return s.AssetOut(
-        id=asset.id,
-        kind=asset.kind,
-        filename=asset.filename,
-        state=asset.state,
-        cuttable=asset.cuttable,
-        duration=round(asset.duration, 6) if asset.duration is not None else None,
-        video=s.VideoOut(**{k: v for k, v in asdict(asset.video).items() if k != "hdr"}) if asset.video else None,
-        audio=s.AudioOut(**asdict(asset.audio)) if asset.audio else None,
-        error=s.ErrorInfoOut(**asdict(asset.error)) if asset.error else None,
-        created_at=asset.created_at,
-        upload=upload or None,
-    )
+    return s.AssetOut(**asset_resource(asset), upload=upload or None)
 
 
 def cut_out(cut: Cut) -> s.CutOut:
-    return s.CutOut(
-        id=cut.id,
-        asset_id=cut.asset_id,
-        state=cut.state,
-        method=cut.method,
-        segments=[s.SegmentOut(start=x.start, end=x.end) for x in cut.segments],
-        error=s.ErrorInfoOut(**asdict(cut.error)) if cut.error else None,
-        created_at=cut.created_at,
-    )
+    return s.CutOut(**cut_resource(cut))
 
 
 def render_out(render: Render, svc: Services | None = None, filename: str | None = None) -> s.RenderOut:
     """The render; with `svc` and `filename`, a completed one carries a fresh download URL."""
-    out = s.RenderOut(
-        id=render.id,
-        asset_id=render.asset_id,
-        cut_id=render.cut_id,
-        output=s.OutputOut(**render.output.as_dict()),  # type: ignore[arg-type]
-        state=render.state,
-        progress=round(render.progress, 4),
-        error=s.ErrorInfoOut(**asdict(render.error)) if render.error else None,
-        result=s.ResultOut(**asdict(render.result)) if render.result else None,
-        created_at=render.created_at,
-        started_at=render.started_at,
-        completed_at=render.completed_at,
-    )
+    out = s.RenderOut(**render_resource(render))
     if svc is not None and filename and render.state is RenderState.COMPLETED:
         key = f"renders/{render.id}/output.{render.output.format.value}"
         out.download_url, out.download_expires_at = svc.storage.download_url(

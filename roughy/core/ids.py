@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 
-PREFIXES = ("acct", "key", "ast", "cut", "rnd", "led", "whe", "evt")
+PREFIXES = ("acct", "key", "ast", "cut", "rnd", "led", "whe", "evt", "dlv")
 
 
 def new_id(prefix: str) -> str:

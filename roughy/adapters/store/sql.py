@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, f
 from sqlalchemy.exc import IntegrityError
 
 from roughy.adapters.store import tables as t
+from roughy.adapters.store.webhooks import WebhookStore, emit
 from roughy.core.errors import InsufficientCredit
 from roughy.core.ids import new_id, now
 from roughy.core.models import (
@@ -42,6 +43,7 @@ from roughy.core.models import (
     Segment,
     VideoInfo,
 )
+from roughy.core.resources import asset_resource, cut_resource, render_resource
 
 
 def hash_key(key: str) -> str:
@@ -76,7 +78,7 @@ def _sqlite_pragmas(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-class SqlStore:
+class SqlStore(WebhookStore):
     def __init__(self, engine: Engine):
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
@@ -214,11 +216,15 @@ class SqlStore:
             if row is None:
                 return None
             asset = _asset(row)
+            before = asset.state
             change(asset)
             values = _asset_row(asset)
             for key in ("id", "account_id", "created_at"):
                 values.pop(key)
             c.execute(update(t.assets).where(t.assets.c.id == asset_id).values(**values))
+            if asset.state is not before and asset.state in (AssetState.READY, AssetState.FAILED):
+                kind = "asset.ready" if asset.state is AssetState.READY else "asset.failed"
+                emit(c, asset.account_id, kind, asset_resource(asset))
         return asset
 
     def save_asset(self, asset: Asset) -> bool:
@@ -263,12 +269,18 @@ class SqlStore:
         return _cut(row) if row else None
 
     def save_cut(self, cut: Cut) -> bool:
+        """Write the cut; its move to completed or failed emits the event in the same transaction."""
         row = _cut_row(cut)
         for key in ("id", "account_id", "asset_id", "created_at"):
             row.pop(key)
         with self.tx() as c:
-            res = c.execute(update(t.cuts).where(t.cuts.c.id == cut.id).values(**row))
-        return res.rowcount > 0
+            before = c.execute(select(t.cuts.c.state).where(t.cuts.c.id == cut.id)).scalar()
+            if before is None:
+                return False
+            c.execute(update(t.cuts).where(t.cuts.c.id == cut.id).values(**row))
+            if before != cut.state.value and cut.state in (CutState.COMPLETED, CutState.FAILED):
+                emit(c, cut.account_id, f"cut.{cut.state.value}", cut_resource(cut))
+        return True
 
     def list_cuts(self, asset_id: str, limit: int, starting_after: str | None) -> tuple[list[Cut], bool]:
         rows, more = self._page(t.cuts, [t.cuts.c.asset_id == asset_id], limit, starting_after)
@@ -408,7 +420,13 @@ class SqlStore:
                 .where(t.renders.c.id == render_id, t.renders.c.state == RenderState.RUNNING.value)
                 .values(**values)
             )
+            if res.rowcount:
+                self._emit_render(c, render_id)
         return res.rowcount > 0
+
+    def _emit_render(self, c: Connection, render_id: str) -> None:
+        render = _render(c.execute(select(t.renders).where(t.renders.c.id == render_id)).mappings().one())
+        emit(c, render.account_id, f"render.{render.state.value}", render_resource(render))
 
     def fail_pending_render(self, render_id: str, error: ErrorInfo) -> bool:
         with self.tx() as c:
@@ -417,6 +435,8 @@ class SqlStore:
                 .where(t.renders.c.id == render_id, t.renders.c.state != RenderState.COMPLETED.value)
                 .values(state=RenderState.FAILED.value, error=asdict(error), completed_at=now())
             )
+            if res.rowcount:
+                self._emit_render(c, render_id)
         return res.rowcount > 0
 
     def requeue_running_renders(self) -> list[str]:

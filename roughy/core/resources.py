@@ -1,0 +1,70 @@
+"""Resources as clients see them (SPEC 3-5), as plain JSON-ready dicts.
+
+One mapping serves the API's responses and the webhook events' `data`, so a render in a
+`render.completed` event reads exactly as `GET /v1/renders/{id}` does (less the download URL).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from roughy.core.models import Asset, Cut, Render
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def asset_resource(asset: Asset) -> dict[str, Any]:
+    video = None
+    if asset.video:
+        video = {k: v for k, v in asdict(asset.video).items() if k != "hdr"}
+    return {
+        "id": asset.id,
+        "object": "asset",
+        "kind": asset.kind.value,
+        "filename": asset.filename,
+        "state": asset.state.value,
+        "cuttable": asset.cuttable,
+        "duration": round(asset.duration, 6) if asset.duration is not None else None,
+        "video": video,
+        "audio": asdict(asset.audio) if asset.audio else None,
+        "error": asdict(asset.error) if asset.error else None,
+        "created_at": _time(asset.created_at),
+    }
+
+
+def cut_resource(cut: Cut) -> dict[str, Any]:
+    return {
+        "id": cut.id,
+        "object": "cut",
+        "asset_id": cut.asset_id,
+        "state": cut.state.value,
+        "method": cut.method.value,
+        "segments": [{"start": s.start, "end": s.end} for s in cut.segments],
+        "error": asdict(cut.error) if cut.error else None,
+        "created_at": _time(cut.created_at),
+    }
+
+
+def render_resource(render: Render) -> dict[str, Any]:
+    result = None
+    if render.result:
+        result = asdict(render.result)
+        result["format"] = render.result.format.value
+    return {
+        "id": render.id,
+        "object": "render",
+        "asset_id": render.asset_id,
+        "cut_id": render.cut_id,
+        "output": render.output.as_dict(),
+        "state": render.state.value,
+        "progress": round(render.progress, 4),
+        "error": asdict(render.error) if render.error else None,
+        "result": result,
+        "created_at": _time(render.created_at),
+        "started_at": _time(render.started_at),
+        "completed_at": _time(render.completed_at),
+    }
