@@ -11,14 +11,13 @@ import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from roughy.adapters.store import tables as t
-from roughy.adapters.store.webhooks import WebhookStore, emit
+from roughy.adapters.store.webhooks import WebhookStore, _utc, emit
 from roughy.core.errors import InsufficientCredit
 from roughy.core.ids import new_id, now
 from roughy.core.models import (
@@ -621,12 +620,3 @@ def _render(r: Any) -> Render:
         completed_at=_utc(r["completed_at"]),
         attempts=int(r["attempts"]),
     )
-
-
-def _utc(value: datetime | None) -> Any:
-    """SQLite hands back naive datetimes: they were written as UTC."""
-    if value is not None and value.tzinfo is None:
-        from datetime import UTC
-
-        return value.replace(tzinfo=UTC)
-    return value

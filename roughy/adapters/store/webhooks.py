@@ -7,7 +7,7 @@ can neither lose an event nor invent one.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
@@ -242,8 +242,7 @@ class WebhookStore:
 
 
 def _utc(value: datetime | None) -> Any:
-    from datetime import UTC
-
+    """SQLite hands back naive datetimes: they were written as UTC."""
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value
