@@ -201,8 +201,15 @@ class EmbeddedRuntime:
             self.storage.delete_prefix(f"renders/{render.id}/")
 
     def cancel(self, render_id: str) -> None:
-        """Called after the render's row is deleted: stop its encode, remove its files."""
-        self.executor.stop(render_id)
+        """Called after the render's row is deleted: stop its encode, remove its files.
+
+        The executor keeps a cancel mark for a render claimed but not started yet; a render
+        that is not ours (finished, or never claimed) must not leave one behind.
+        """
+        with self._lock:
+            claimed = render_id in self._running
+        if not self.executor.stop(render_id) and not claimed:
+            self.executor.forget(render_id)
         self.storage.delete_prefix(f"renders/{render_id}/")
 
 

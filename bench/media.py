@@ -1,0 +1,75 @@
+"""Benchmark sources: testsrc2 + sine from ffmpeg's lavfi, cached under bench/out/.
+
+The cache key is every parameter that changes the file (size, rate, duration, keyframe interval,
+encoder settings, ffmpeg build), so a rerun skips generation and a changed recipe regenerates.
+Files are written to a temp name and renamed into place: an interrupted run leaves no half file
+that a later run would mistake for a cached source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from roughy.encoder.tools import ffmpeg_path
+
+OUT_DIR = Path(__file__).resolve().parent / "out"
+RECIPE_VERSION = 1  # bump when the command below changes in a way the key does not capture
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    duration: float  # seconds
+    width: int
+    height: int
+    fps: int = 30
+    gop_seconds: float = 2.0  # keyframe interval: what input seeking (cuts) decodes from
+    crf: int = 23
+
+    @property
+    def label(self) -> str:
+        return f"{self.duration:g}s {self.width}x{self.height} {self.fps}fps"
+
+    def argv(self, ffmpeg: str, output: Path) -> list[str]:
+        gop = max(1, round(self.fps * self.gop_seconds))
+        return [
+            ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+            "-f", "lavfi", "-i", f"testsrc2=size={self.width}x{self.height}:rate={self.fps}:duration={self.duration:g}",
+            "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={self.duration:g}",
+            "-map", "0:v:0", "-map", "1:a:0",
+            "-c:v", "libx264", "-preset", "ultrafast", "-crf", str(self.crf), "-pix_fmt", "yuv420p",
+            "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
+            "-c:a", "aac", "-b:a", "128k", "-ac", "2",
+            "-movflags", "+faststart", "-f", "mp4", str(output),
+        ]  # fmt: skip
+
+
+def _key(spec: SourceSpec, ffmpeg: str) -> str:
+    ident = "|".join(str(x) for x in (RECIPE_VERSION, spec, os.path.basename(ffmpeg)))
+    return hashlib.sha256(ident.encode()).hexdigest()[:10]
+
+
+def source(spec: SourceSpec, out_dir: Path = OUT_DIR, log=print) -> Path:  # type: ignore[no-untyped-def]
+    """The cached source file for `spec`, generated on first use."""
+    ffmpeg = ffmpeg_path()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shape = f"{spec.width}x{spec.height}-{spec.fps}fps-{spec.duration:g}s-g{spec.gop_seconds:g}"
+    name = f"src-{shape}-{_key(spec, ffmpeg)}.mp4"
+    path = out_dir / name
+    if path.exists() and path.stat().st_size > 0:
+        return path
+    temp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    log(f"  generating {spec.label} source -> {path} ...")
+    started = time.perf_counter()
+    proc = subprocess.run(spec.argv(ffmpeg, temp), capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        temp.unlink(missing_ok=True)
+        raise RuntimeError(f"generating {spec.label} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    os.replace(temp, path)
+    size_mb = path.stat().st_size / 1e6
+    log(f"  generated in {time.perf_counter() - started:.1f} s ({size_mb:.0f} MB)")
+    return path
