@@ -74,7 +74,8 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        reading = conn.get_execution_options().get("roughy_read", False)
+        conn.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
 
 class SqlStore(WebhookStore):
@@ -84,8 +85,17 @@ class SqlStore(WebhookStore):
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
+        """A write transaction (on SQLite it takes the write lock at once: writers queue)."""
         with self.engine.begin() as conn:
             yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction: on SQLite (WAL) it neither takes nor waits for the write lock."""
+        with self.engine.connect() as conn:
+            conn.execution_options(roughy_read=True)
+            with conn.begin():
+                yield conn
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
@@ -100,12 +110,12 @@ class SqlStore(WebhookStore):
         return account
 
     def get_account(self, account_id: str) -> Account | None:
-        with self.tx() as c:
+        with self.read() as c:
             row = c.execute(select(t.accounts).where(t.accounts.c.id == account_id)).mappings().first()
         return Account(**row) if row else None
 
     def count_accounts(self) -> int:
-        with self.tx() as c:
+        with self.read() as c:
             return int(c.execute(select(func.count()).select_from(t.accounts)).scalar_one())
 
     def create_api_key(self, account_id: str, key: str) -> str:
@@ -124,7 +134,7 @@ class SqlStore(WebhookStore):
             .join(t.api_keys, t.api_keys.c.account_id == t.accounts.c.id)
             .where(t.api_keys.c.key_hash == hash_key(key), t.api_keys.c.revoked_at.is_(None))
         )
-        with self.tx() as c:
+        with self.read() as c:
             row = c.execute(query).mappings().first()
         return Account(**row) if row else None
 
@@ -151,12 +161,12 @@ class SqlStore(WebhookStore):
         )
         if conn is not None:
             return int(conn.execute(query).scalar_one())
-        with self.tx() as c:
+        with self.read() as c:
             return int(c.execute(query).scalar_one())
 
     def ledger_entries(self, account_id: str) -> list[LedgerEntry]:
         query = select(t.ledger).where(t.ledger.c.account_id == account_id).order_by(t.ledger.c.seq.desc())
-        with self.tx() as c:
+        with self.read() as c:
             rows = c.execute(query).mappings().all()
         return [_ledger_entry(r) for r in rows]
 
@@ -196,7 +206,7 @@ class SqlStore(WebhookStore):
         query = select(t.assets).where(t.assets.c.id == asset_id)
         if account_id is not None:
             query = query.where(t.assets.c.account_id == account_id)
-        with self.tx() as c:
+        with self.read() as c:
             row = c.execute(query).mappings().first()
         return _asset(row) if row else None
 
@@ -244,7 +254,7 @@ class SqlStore(WebhookStore):
             t.assets.c.state != AssetState.FAILED.value,
             (t.assets.c.video_part == uploaded) | (t.assets.c.audio_part == uploaded),
         )
-        with self.tx() as c:
+        with self.read() as c:
             return [_asset(r) for r in c.execute(query.order_by(t.assets.c.seq)).mappings().all()]
 
     def delete_asset(self, asset_id: str) -> None:
@@ -263,7 +273,7 @@ class SqlStore(WebhookStore):
         query = select(t.cuts).where(t.cuts.c.id == cut_id)
         if account_id is not None:
             query = query.where(t.cuts.c.account_id == account_id)
-        with self.tx() as c:
+        with self.read() as c:
             row = c.execute(query).mappings().first()
         return _cut(row) if row else None
 
@@ -287,7 +297,7 @@ class SqlStore(WebhookStore):
 
     def cuts_to_process(self) -> list[Cut]:
         query = select(t.cuts).where(t.cuts.c.state.in_([CutState.PENDING.value, CutState.PROCESSING.value]))
-        with self.tx() as c:
+        with self.read() as c:
             return [_cut(r) for r in c.execute(query.order_by(t.cuts.c.seq)).mappings().all()]
 
     def delete_cut(self, cut_id: str) -> list[str]:
@@ -327,7 +337,7 @@ class SqlStore(WebhookStore):
         query = select(t.renders).where(
             t.renders.c.signature == signature, t.renders.c.state != RenderState.FAILED.value
         )
-        with self.tx() as c:
+        with self.read() as c:
             row = c.execute(query).mappings().first()
         return _render(row) if row else None
 
@@ -335,7 +345,7 @@ class SqlStore(WebhookStore):
         query = select(t.renders).where(t.renders.c.id == render_id)
         if account_id is not None:
             query = query.where(t.renders.c.account_id == account_id)
-        with self.tx() as c:
+        with self.read() as c:
             row = c.execute(query).mappings().first()
         return _render(row) if row else None
 
@@ -356,7 +366,7 @@ class SqlStore(WebhookStore):
         return [_render(r) for r in rows], more
 
     def renders_of_asset(self, asset_id: str) -> list[str]:
-        with self.tx() as c:
+        with self.read() as c:
             return list(c.execute(select(t.renders.c.id).where(t.renders.c.asset_id == asset_id)).scalars())
 
     def count_active_renders(self, account_id: str) -> int:
@@ -364,7 +374,7 @@ class SqlStore(WebhookStore):
             t.renders.c.account_id == account_id,
             t.renders.c.state.in_([RenderState.PENDING.value, RenderState.RUNNING.value]),
         )
-        with self.tx() as c:
+        with self.read() as c:
             return int(c.execute(query).scalar_one())
 
     def claim_next_render(self) -> Render | None:
@@ -465,7 +475,7 @@ class SqlStore(WebhookStore):
 
     def render_counts(self) -> dict[str, int]:
         query = select(t.renders.c.state, func.count()).group_by(t.renders.c.state)
-        with self.tx() as c:
+        with self.read() as c:
             return {state: int(n) for state, n in c.execute(query).all()}
 
     # -- helpers ----------------------------------------------------------------------------
@@ -479,7 +489,7 @@ class SqlStore(WebhookStore):
         a cursor stays valid after its row stops matching a filter (a pending render claimed).
         """
         query = select(table).where(and_(*where))
-        with self.tx() as c:
+        with self.read() as c:
             if starting_after:
                 seq = c.execute(select(table.c.seq).where(table.c.id == starting_after, where[0])).scalar()
                 if seq is None:

@@ -20,13 +20,14 @@ PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
 
 
 def emit(conn: Connection, account_id: str, type_: str, data: dict[str, Any]) -> str:
-    """Write the event and a pending delivery to each enabled endpoint that wants it."""
+    """Write the event and a pending delivery to each endpoint that wants it (deliveries to a
+    disabled endpoint wait until it is enabled again: disabling pauses delivery, drops nothing)."""
     event_id = new_id("evt")
     at = now()
     conn.execute(insert(t.events).values(id=event_id, account_id=account_id, type=type_, data=data, created_at=at))
     endpoints = conn.execute(
         select(t.webhook_endpoints.c.id, t.webhook_endpoints.c.events).where(
-            t.webhook_endpoints.c.account_id == account_id, t.webhook_endpoints.c.enabled.is_(True)
+            t.webhook_endpoints.c.account_id == account_id
         )
     ).all()
     for endpoint_id, wanted in endpoints:
@@ -50,6 +51,7 @@ class WebhookStore:
     """Mixed into SqlStore: needs `self.tx()`, `self.is_sqlite` and `self._page()`."""
 
     tx: Any
+    read: Any
     is_sqlite: bool
     _page: Any
 
@@ -63,7 +65,7 @@ class WebhookStore:
         query = select(t.webhook_endpoints).where(t.webhook_endpoints.c.id == endpoint_id)
         if account_id is not None:
             query = query.where(t.webhook_endpoints.c.account_id == account_id)
-        with self.tx() as c:
+        with self.read() as c:
             row = c.execute(query).mappings().first()
         return _endpoint(row) if row else None
 
@@ -100,11 +102,18 @@ class WebhookStore:
         return self.get_endpoint(endpoint_id)
 
     def set_endpoint_enabled(self, endpoint_id: str, enabled: bool, reason: str | None = None) -> None:
+        """Enabling resumes the endpoint's waiting deliveries now, not at their backed-off retry time."""
         values: dict[str, Any] = {"enabled": enabled, "disabled_reason": reason}
         if enabled:
             values["consecutive_failures"] = 0
         with self.tx() as c:
             c.execute(update(t.webhook_endpoints).where(t.webhook_endpoints.c.id == endpoint_id).values(**values))
+            if enabled:
+                c.execute(
+                    update(t.deliveries)
+                    .where(t.deliveries.c.endpoint_id == endpoint_id, t.deliveries.c.state == PENDING)
+                    .values(next_attempt_at=now())
+                )
 
     # -- events and deliveries --------------------------------------------------------------
 
@@ -112,22 +121,24 @@ class WebhookStore:
         query = select(t.events).where(t.events.c.id == event_id)
         if account_id is not None:
             query = query.where(t.events.c.account_id == account_id)
-        with self.tx() as c:
+        with self.read() as c:
             row = c.execute(query).mappings().first()
         return Event(row["id"], row["account_id"], row["type"], row["data"], _utc(row["created_at"])) if row else None
 
     def redeliver(self, event: Event) -> list[str]:
-        """A fresh pending delivery of the event to each enabled endpoint that wants it."""
+        """A fresh pending delivery of the event to each endpoint that wants it (to a disabled
+        one, it waits until the endpoint is enabled)."""
         with self.tx() as c:
             endpoints = c.execute(
                 select(t.webhook_endpoints.c.id, t.webhook_endpoints.c.events).where(
                     t.webhook_endpoints.c.account_id == event.account_id,
-                    t.webhook_endpoints.c.enabled.is_(True),
                 )
             ).all()
             return [_queue(c, event.id, eid, now()) for eid, wanted in endpoints if event.type in wanted]
 
-    def claim_due_deliveries(self, limit: int, lease: float) -> list[tuple[Delivery, Event, WebhookEndpoint]]:
+    def claim_due_deliveries(
+        self, limit: int, lease: float, exclude_endpoints: list[str] | None = None
+    ) -> list[tuple[Delivery, Event, WebhookEndpoint]]:
         """Take due deliveries, pushing their next attempt `lease` seconds out so nobody else does.
 
         If this process dies mid-attempt, the lease runs out and the delivery is tried again:
@@ -135,7 +146,7 @@ class WebhookStore:
         """
         at = now()
         query = (
-            select(t.deliveries.c.id)
+            select(t.deliveries.c.id, t.deliveries.c.next_attempt_at)
             .join(t.webhook_endpoints, t.webhook_endpoints.c.id == t.deliveries.c.endpoint_id)
             .where(
                 t.deliveries.c.state == PENDING,
@@ -145,10 +156,13 @@ class WebhookStore:
             .order_by(t.deliveries.c.next_attempt_at)
             .limit(limit)
         )
+        if exclude_endpoints:  # endpoints already using their share of the sender threads
+            query = query.where(t.deliveries.c.endpoint_id.not_in(exclude_endpoints))
         if not self.is_sqlite:
             query = query.with_for_update(of=t.deliveries, skip_locked=True)
         with self.tx() as c:
-            ids = list(c.execute(query).scalars())
+            due = {row.id: _utc(row.next_attempt_at) for row in c.execute(query)}
+            ids = list(due)
             if not ids:
                 return []
             c.execute(
@@ -162,7 +176,20 @@ class WebhookStore:
                 .join(t.webhook_endpoints, t.webhook_endpoints.c.id == t.deliveries.c.endpoint_id)
                 .where(t.deliveries.c.id.in_(ids))
             ).all()
-        return [_claimed(row) for row in rows]
+        claimed = [_claimed(row) for row in rows]
+        for delivery, _event, _endpoint in claimed:
+            delivery.next_attempt_at = due[delivery.id]  # when it was due, not the lease
+        return sorted(claimed, key=lambda item: item[0].next_attempt_at or at)
+
+    def release_deliveries(self, released: list[Delivery]) -> None:
+        """Hand claimed deliveries back unattempted, due when they were (keeping their turn)."""
+        with self.tx() as c:
+            for delivery in released:
+                c.execute(
+                    update(t.deliveries)
+                    .where(t.deliveries.c.id == delivery.id, t.deliveries.c.state == PENDING)
+                    .values(next_attempt_at=delivery.next_attempt_at)
+                )
 
     def record_attempt(
         self, delivery: Delivery, attempt: Attempt, *, next_attempt_at: datetime | None, disable_after: int
@@ -208,7 +235,7 @@ class WebhookStore:
         if not rows:
             return [], more
         ids = [r["id"] for r in rows]
-        with self.tx() as c:
+        with self.read() as c:
             types = dict(
                 c.execute(
                     select(t.deliveries.c.id, t.events.c.type)
@@ -232,7 +259,7 @@ class WebhookStore:
     def pending_deliveries(self) -> int:
         from sqlalchemy import func
 
-        with self.tx() as c:
+        with self.read() as c:
             return int(
                 c.execute(select(func.count()).where(t.deliveries.c.state == PENDING)).scalar_one()
             )

@@ -45,6 +45,9 @@ class WebhookDispatcher:
         self._rng = rng or random.Random()
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="webhook")
         self._busy = 0
+        # One endpoint may hold at most half the pool: a slow or dead receiver delays only itself.
+        self.max_per_endpoint = max(1, workers // 2)
+        self._per_endpoint: dict[str, int] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -80,12 +83,21 @@ class WebhookDispatcher:
             free = self.workers - self._busy
         if free <= 0:
             return 0
-        claimed = self.store.claim_due_deliveries(free, self.lease)
-        for item in claimed:
+        with self._lock:
+            full = [e for e, n in self._per_endpoint.items() if n >= self.max_per_endpoint]
+        claimed = self.store.claim_due_deliveries(free, self.lease, exclude_endpoints=full)
+        postponed = []
+        for delivery, event, endpoint in claimed:
             with self._lock:
+                if self._per_endpoint.get(endpoint.id, 0) >= self.max_per_endpoint:
+                    postponed.append(delivery)
+                    continue
                 self._busy += 1
-            self._pool.submit(self._deliver, *item)
-        return len(claimed)
+                self._per_endpoint[endpoint.id] = self._per_endpoint.get(endpoint.id, 0) + 1
+            self._pool.submit(self._deliver, delivery, event, endpoint)
+        if postponed:  # their endpoint already holds its share of the pool: hand them back
+            self.store.release_deliveries(postponed)
+        return len(claimed) - len(postponed)
 
     def _deliver(self, delivery: Delivery, event: Event, endpoint: WebhookEndpoint) -> None:
         try:
@@ -95,6 +107,9 @@ class WebhookDispatcher:
         finally:
             with self._lock:
                 self._busy -= 1
+                self._per_endpoint[endpoint.id] -= 1
+                if not self._per_endpoint[endpoint.id]:
+                    del self._per_endpoint[endpoint.id]
             self._wake.set()
 
     def attempt(self, delivery: Delivery, event: Event, endpoint: WebhookEndpoint) -> None:

@@ -4,19 +4,22 @@ The target's host is resolved and checked at creation and again at every deliver
 change), and the request goes to the address that was checked (the connection is pinned to it,
 with the original Host header and TLS server name), so a rebinding between check and connect
 cannot reach an internal address. Redirects are never followed; at most `max_body` bytes of a
-response are read.
+response are read. `timeout` bounds the whole attempt (connect, send, headers, body), not each
+read: a receiver trickling a byte at a time cannot hold a sender thread beyond it.
 """
 
 from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import httpcore
 import httpx
 
 from roughy.core.errors import ValidationFailed
@@ -27,8 +30,60 @@ Resolver = Callable[[str, int], list[str]]
 
 
 def resolve(host: str, port: int) -> list[str]:
+    """Addresses in getaddrinfo's order (RFC 6724: reachable families first), without repeats."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return sorted({str(info[4][0]) for info in infos})
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class _Deadline(threading.local):
+    at: float | None = None  # time.monotonic() by which this thread's attempt must be over
+
+
+_deadline = _Deadline()
+
+
+def _left(timeout: float | None) -> float | None:
+    if _deadline.at is None:
+        return timeout
+    left = _deadline.at - time.monotonic()
+    if left <= 0:
+        raise httpcore.ReadTimeout("the attempt ran out of time")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """Each socket operation waits at most until the attempt's deadline."""
+
+    def __init__(self, inner: httpcore.NetworkStream):
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _left(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _left(timeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None) -> Any:
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, _left(timeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.SyncBackend):
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, *args: Any, **kwargs: Any) -> Any:
+        return _DeadlineStream(super().connect_tcp(host, port, _left(timeout), *args, **kwargs))
+
+
+def _client(timeout: float) -> httpx.Client:
+    transport = httpx.HTTPTransport()
+    pool = transport._pool  # httpx's httpcore.ConnectionPool: give it the deadline-keeping sockets
+    assert isinstance(getattr(pool, "_network_backend", None), httpcore.SyncBackend), "httpx internals changed"
+    pool._network_backend = _DeadlineBackend()
+    return httpx.Client(transport=transport, follow_redirects=False, timeout=timeout, trust_env=False)
 
 
 class TargetRefused(Exception):
@@ -48,7 +103,7 @@ class WebhookSender:
         self.timeout = timeout
         self.max_body = max_body
         self.resolver = resolver
-        self.http = httpx.Client(follow_redirects=False, timeout=timeout, trust_env=False)
+        self.http = _client(timeout)
 
     def close(self) -> None:
         self.http.close()
@@ -63,7 +118,11 @@ class WebhookSender:
             raise ValidationFailed(str(exc), param="url") from None
 
     def pinned_address(self, url: str) -> str:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018  (raises ValueError on a bad port)
+        except ValueError as exc:
+            raise TargetRefused(f"not a valid URL ({exc})") from None
         allowed = ("https", "http") if self.allow_private else ("https",)
         if parts.scheme not in allowed:
             raise TargetRefused(f"the URL must be {' or '.join(allowed)}")
@@ -111,6 +170,7 @@ class WebhookSender:
         at = now()
         started = time.monotonic()
         status, error = None, None
+        _deadline.at = started + self.timeout
         try:
             status, error = self._post(endpoint, event, at)
         except TargetRefused as exc:
@@ -119,6 +179,8 @@ class WebhookSender:
             error = f"timed out after {self.timeout:g} s"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:300]
+        finally:
+            _deadline.at = None
         return Attempt(at, status, round((time.monotonic() - started) * 1000, 1), error)
 
     def _post(self, endpoint: WebhookEndpoint, event: Event, at: datetime) -> tuple[int, str | None]:
@@ -139,8 +201,11 @@ class WebhookSender:
 
     def _read_some(self, resp: httpx.Response) -> str:
         data = b""
-        for chunk in resp.iter_raw():
-            data += chunk
-            if len(data) >= self.max_body:
-                break
+        try:
+            for chunk in resp.iter_raw():
+                data += chunk
+                if len(data) >= self.max_body:
+                    break
+        except httpx.TimeoutException:
+            pass  # the status is in; a body still trickling in at the deadline is not waited for
         return data[: self.max_body].decode(errors="replace")

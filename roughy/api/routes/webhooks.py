@@ -115,7 +115,8 @@ def list_deliveries(
 
 @router.post("/v1/events/{event_id}/redeliver", status_code=status.HTTP_202_ACCEPTED, response_model=s.RedeliverOut)
 def redeliver(event_id: str, svc: ServicesDep, account: AccountDep) -> s.RedeliverOut:
-    """Queue the event again, with the same `evt_` id, to every enabled endpoint that wants it."""
+    """Queue the event again, with the same `evt_` id, to every endpoint that wants it
+    (a disabled endpoint's copy waits until it is enabled)."""
     event = svc.store.get_event(event_id, account.id)
     if event is None:
         raise NotFound(f"no such event: {event_id}")
