@@ -54,6 +54,42 @@ class Settings(BaseSettings):
     signing_key: str | None = Field(
         None, description="HMAC key for signed URLs; default: generated once into the data directory."
     )
+    s3_bucket: str | None = Field(None, description="S3 bucket that holds media in the Kubernetes runtime.")
+    s3_endpoint_url: str | None = Field(
+        None, description="S3 API endpoint for S3-compatible stores (MinIO, Ceph, R2); default: AWS for the region."
+    )
+    s3_public_endpoint_url: str | None = Field(
+        None,
+        description="Endpoint that client-facing presigned URLs (uploads, downloads) name, when clients reach "
+        "the store at another address than the cluster does; default: s3_endpoint_url.",
+    )
+    s3_region: str = Field("us-east-1", description="S3 region (part of every SigV4 signature).")
+    s3_access_key_id: str | None = Field(
+        None, description="S3 access key; default: boto3's credential chain (pod identity/IRSA, env, profile)."
+    )
+    s3_secret_access_key: str | None = Field(None, repr=False, description="S3 secret key, with s3_access_key_id.")
+    s3_prefix: str = Field("", description="Key prefix inside the bucket (e.g. 'roughy/'), to share a bucket.")
+    s3_addressing_style: Literal["auto", "virtual", "path"] = Field(
+        "auto", description="S3 bucket addressing: 'path' for MinIO and most self-hosted stores."
+    )
+    s3_multipart_threshold: int = Field(
+        16 * 1024**2, ge=0, le=5 * 1024**3, description="Streams over this many bytes are stored as multipart uploads."
+    )
+    s3_multipart_part_size: int = Field(
+        16 * 1024**2,
+        ge=5 * 1024**2,
+        le=5 * 1024**3,
+        description="Bytes per multipart part (S3: 5 MiB-5 GiB; grown when needed to stay within 10,000 parts).",
+    )
+    s3_encoder_url_ttl: int = Field(
+        24 * 3600,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="Seconds the encoder's presigned source/output URLs stay valid: longer than the longest "
+        "encode (SigV4 caps it at 7 days; temporary credentials end it when they expire).",
+    )
+    s3_max_attempts: int = Field(5, ge=1, description="Attempts per S3 call (botocore 'standard' retries).")
+    s3_timeout: float = Field(60.0, gt=0, description="Seconds to connect to, and to wait on a read from, S3.")
     log_format: Literal["text", "json"] = Field("text", description="Log lines as text, or one JSON object each.")
     ffmpeg: str | None = Field(None, description="ffmpeg binary; default: the one shipped by imageio-ffmpeg.")
 
