@@ -1,0 +1,372 @@
+"""The encoder Job of a Render: `build_job(render, settings, urls) -> dict`, pure and unit-tested.
+
+Why the Job looks the way it does:
+
+- **Owned by the Render** (controller, blockOwnerDeletion): the garbage collector removes the
+  Job with its Render, and kopf can route Job events back to the Render that caused them.
+- **restartPolicy Never, small backoffLimit**: a retry is a new pod (fresh /tmp, maybe another
+  node), never an in-place restart over a half-written output.
+- **podFailurePolicy**: exit 3 (`InvalidMedia`: the source will never decode) and exit 2 (an
+  unusable plan: the same plan fails the same way) fail the Job at once instead of burning the
+  retries; a disrupted pod (preempted, evicted, node drained) is ignored, so it neither counts
+  against the retries nor fails the render.
+- **activeDeadlineSeconds** is a backstop over the whole Job, pending time and retries
+  included (a GPU node scale-up takes minutes): the encoder's own per-attempt limit, the plan's
+  `time_limit()`, fires first and reports a clean `encode_timeout`.
+- **ttlSecondsAfterFinished**: finished Jobs go away on their own, after the operator has
+  copied their outcome to the Render (the TTL leaves it ample time).
+- **No credentials in the pod**: the operator presigns the sources (ffmpeg reads them over HTTP
+  with range requests, so a cut of a long source fetches only what it needs) and the output.
+- **GPU tiers** (4k by default) go to the GPU pool with NVENC; everything else encodes with
+  libx264 on ordinary nodes. The encoder probes NVENC at start and falls back to libx264, so a
+  GPU without an encode unit degrades to a slower render, not a failed one.
+- **Restricted pod security**: non-root, no privilege escalation, no capabilities, seccomp
+  RuntimeDefault, read-only root filesystem; /tmp is an emptyDir sized from the plan, since
+  the output is encoded there before it is uploaded.
+
+The contract with `roughy-encode render` inside the pod (environment, so that neither the plan
+nor a signed URL shows in `ps`): `ROUGHY_PLAN` (the plan's JSON, read when `--plan` is absent),
+`ROUGHY_VIDEO_URL` / `ROUGHY_AUDIO_URL` (defaults of `--video` / `--audio`), `ROUGHY_OUTPUT_URL`
+and `ROUGHY_OUTPUT_CONTENT_TYPE` (PUT the finished `--output` file there), and `ROUGHY_ENCODER`
+(`h264_nvenc`: probe it, fall back to `libx264`). Exit codes as in `roughy.encoder.cli`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from roughy.core.models import Resolution
+from roughy.core.plan import EncodePlan
+from roughy.kube.crd import API_VERSION, KIND, RenderSpec, VideoEncoder, domain_labels, tier_of
+
+CONTAINER = "encoder"
+SCRATCH_DIR = "/tmp"
+
+#: `roughy.encoder.errors.InvalidMedia.exit_code`, and the CLI's "unusable plan" exit. Both are
+#: permanent. Mirrored here (a test keeps them equal) so that building a Job imports no PyAV.
+EXIT_INVALID_MEDIA = 3
+EXIT_UNUSABLE_PLAN = 2
+FAIL_FAST_EXIT_CODES = (EXIT_UNUSABLE_PLAN, EXIT_INVALID_MEDIA)  # Kubernetes wants them sorted
+
+#: `roughy.encoder.ffmpeg_args.BATCH_SEGMENTS` (a test keeps them equal): above it, the encoder
+#: keeps batch intermediates on disk until the join.
+BATCH_SEGMENTS = 16
+PCM_KBPS = 1536  # 48 kHz stereo 16-bit: the audio of the batch intermediates
+SCRATCH_MARGIN = 1.25  # the average bitrate is a target, not a cap
+
+NVIDIA_DRIVER_CAPABILITIES = "compute,video,utility"  # `video` mounts libnvidia-encode (NVENC)
+
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+
+
+class PoolResources(BaseModel):
+    """Requests and limits of the encoder container in one node pool."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cpu_request: str = Field(default="1", description="CPU request; x264 uses every core it is given.")
+    cpu_limit: str | None = Field(
+        default=None, description="CPU limit; none by default (throttling only slows encodes)."
+    )
+    memory_request: str = Field(default="1Gi", description="Memory request: ~22 MB per open 1080p input, 16 at most.")
+    memory_limit: str = Field(default="2Gi", description="Memory limit.")
+
+
+class JobSettings(BaseModel):
+    """How the operator builds encoder Jobs; validated once at start-up and passed in."""
+
+    model_config = ConfigDict(frozen=True)
+
+    image: str = Field(description="The encoder image (images/encoder/Dockerfile).")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    image_pull_secrets: tuple[str, ...] = Field(default=(), description="Names of Secrets to pull the image with.")
+    service_account: str | None = Field(
+        default=None, description="ServiceAccount of encoder pods (needs no API rights)."
+    )
+    priority_class_name: str | None = None
+    instance: str = Field(default="roughy", description="app.kubernetes.io/instance of the Jobs (the Helm release).")
+    backoff_limit: int = Field(default=2, ge=0, le=6, description="Retries of a transient failure.")
+    ttl_seconds_after_finished: int = Field(default=3600, ge=60, description="Finished Jobs are deleted after this.")
+    time_limit_base: float = Field(default=120.0, gt=0, description="Encode time limit: base seconds...")
+    time_limit_per_second: float = Field(default=20.0, gt=0, description="... plus this many per output second.")
+    deadline_factor: float = Field(
+        default=2.0, ge=1.0, description="Job deadline over the encode limit (room for a retry)."
+    )
+    startup_seconds: int = Field(
+        default=600, ge=0, description="Job deadline allowance for scheduling and image pulls."
+    )
+    termination_grace_seconds: int = Field(
+        default=30, ge=1, description="The encoder kills ffmpeg and cleans up on SIGTERM."
+    )
+    run_as_user: int = Field(default=10001, ge=1, description="UID and GID of the encoder (the image's user).")
+    scratch_min_mib: int = Field(default=512, ge=64, description="Smallest /tmp emptyDir, MiB.")
+    pod_annotations: dict[str, str] = Field(
+        default_factory=lambda: {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"},
+        description="Annotations of encoder pods; by default the autoscaler does not evict a running encode.",
+    )
+    cpu: PoolResources = Field(default_factory=lambda: PoolResources())
+    node_selector: dict[str, str] = Field(default_factory=dict, description="nodeSelector of CPU encodes.")
+    tolerations: tuple[dict[str, Any], ...] = Field(default=(), description="Tolerations of CPU encodes.")
+    gpu_tiers: frozenset[Resolution] = Field(
+        default=frozenset({Resolution.UHD4K}), description="Output tiers encoded with NVENC on the GPU pool."
+    )
+    gpu: PoolResources = Field(
+        default_factory=lambda: PoolResources(cpu_request="2", memory_request="2Gi", memory_limit="4Gi")
+    )
+    gpu_resource: str = Field(default="nvidia.com/gpu", description="Extended resource a GPU encode asks 1 of.")
+    gpu_node_selector: dict[str, str] = Field(default_factory=dict, description="nodeSelector of the GPU pool.")
+    gpu_tolerations: tuple[dict[str, Any], ...] = Field(
+        default=({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},),
+        description="Tolerations for the GPU pool's taints.",
+    )
+    gpu_runtime_class: str | None = Field(
+        default=None, description="runtimeClassName of GPU pods (e.g. nvidia), if needed."
+    )
+
+
+@dataclass(frozen=True)
+class PresignedUrls:
+    """Short-lived URLs the operator signs for one Job: GETs of the sources, a PUT of the output.
+
+    Their lifetime must cover the Job's `activeDeadlineSeconds`: a retry late in the deadline
+    still reads the same URLs.
+    """
+
+    output: str
+    video: str | None = None
+    audio: str | None = None
+
+
+def build_job(render: dict[str, Any], settings: JobSettings, urls: PresignedUrls) -> dict[str, Any]:
+    """The batch/v1 Job that encodes `render` (a Render object as read from the API server).
+
+    Raises ValueError (pydantic's ValidationError is one) for a Render no Job can be built for:
+    a permanent error for the operator, not a retry.
+    """
+    name = render["metadata"]["name"]
+    spec = RenderSpec.model_validate(render["spec"])
+    plan = spec.plan.to_plan()
+    _check_urls(spec, urls)
+    labels = job_labels(spec, settings)
+    metadata: dict[str, Any] = {
+        "name": job_name(name),
+        "labels": labels,
+        "ownerReferences": [owner_reference(render)],
+    }
+    if render["metadata"].get("namespace"):
+        metadata["namespace"] = render["metadata"]["namespace"]
+    template = {
+        "metadata": {"labels": dict(labels), "annotations": dict(settings.pod_annotations)},
+        "spec": pod_spec(plan, video_encoder(spec, settings), urls, settings),
+    }
+    job_spec = {
+        "backoffLimit": settings.backoff_limit,
+        "activeDeadlineSeconds": active_deadline_seconds(plan, settings),
+        "ttlSecondsAfterFinished": settings.ttl_seconds_after_finished,
+        "podFailurePolicy": pod_failure_policy(),
+        "template": template,
+    }
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
+
+
+def job_name(render_name: str) -> str:
+    """One Job per Render, under the Render's own name (r-<signature>, 42 characters): creating
+    it again answers AlreadyExists, which is how the operator knows it is already running."""
+    return render_name
+
+
+def owner_reference(render: dict[str, Any]) -> dict[str, Any]:
+    metadata = render["metadata"]
+    if not metadata.get("uid"):
+        raise ValueError("the Render has no metadata.uid: read it from the API server before building its Job")
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": metadata["name"],
+        "uid": metadata["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def job_labels(spec: RenderSpec, settings: JobSettings) -> dict[str, str]:
+    """Recommended app labels plus the domain's (the same as the Render's), so
+    `-l roughy.ai/render=rnd_...` finds both the Render and its Job."""
+    labels = {
+        "app.kubernetes.io/name": "roughy",
+        "app.kubernetes.io/instance": settings.instance,
+        "app.kubernetes.io/component": "encoder",
+        "app.kubernetes.io/part-of": "roughy",
+        "app.kubernetes.io/managed-by": "roughy",
+        **domain_labels(spec),
+    }
+    return {key: _label_value(value) for key, value in labels.items()}
+
+
+def video_encoder(spec: RenderSpec, settings: JobSettings) -> VideoEncoder | None:
+    """The encoder asked for: the spec's choice, else NVENC for GPU tiers. None for audio."""
+    if spec.plan.video is None:
+        return None
+    if spec.encoder is not None:
+        return spec.encoder
+    tier = spec.tier or tier_of(spec.plan.to_plan())
+    return VideoEncoder.H264_NVENC if tier in settings.gpu_tiers else VideoEncoder.LIBX264
+
+
+def encode_time_limit(plan: EncodePlan, settings: JobSettings) -> int:
+    """The encoder's own limit for one attempt, scaled to the output duration."""
+    return math.ceil(plan.time_limit(settings.time_limit_base, settings.time_limit_per_second))
+
+
+def active_deadline_seconds(plan: EncodePlan, settings: JobSettings) -> int:
+    """The Job's limit over all attempts and the time spent pending: the encode limit scaled,
+    plus a fixed allowance for scheduling, a node scale-up and the image pull."""
+    return math.ceil(encode_time_limit(plan, settings) * settings.deadline_factor) + settings.startup_seconds
+
+
+def scratch_mib(plan: EncodePlan, settings: JobSettings) -> int:
+    """Size of the /tmp emptyDir: the output is encoded there before the upload, and a long cut
+    list also keeps its batch intermediates (final video bitrate, PCM audio) until the join."""
+    video = plan.video.bitrate_kbps if plan.video else 0
+    kbps = video + (plan.audio.bitrate_kbps if plan.audio else 0)
+    if plan.segments is not None and len(plan.segments) > BATCH_SEGMENTS:
+        kbps += video + PCM_KBPS
+    megabytes = plan.duration * kbps * SCRATCH_MARGIN * 1000 / 8 / 2**20
+    return settings.scratch_min_mib + math.ceil(megabytes)
+
+
+def pod_failure_policy() -> dict[str, Any]:
+    return {
+        "rules": [
+            {
+                "action": "FailJob",
+                "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": list(FAIL_FAST_EXIT_CODES)},
+            },
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+        ]
+    }
+
+
+def pod_spec(
+    plan: EncodePlan, encoder: VideoEncoder | None, urls: PresignedUrls, settings: JobSettings
+) -> dict[str, Any]:
+    """The pod: one encoder container, no API token (it needs none), the pool's placement."""
+    gpu = encoder is VideoEncoder.H264_NVENC
+    scratch = scratch_mib(plan, settings)
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": settings.termination_grace_seconds,
+        "securityContext": pod_security_context(settings),
+        "containers": [container(plan, encoder, urls, settings, scratch)],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": f"{scratch}Mi"}}],
+    }
+    spec.update(_placement(gpu, settings))
+    optional = {
+        "serviceAccountName": settings.service_account,
+        "priorityClassName": settings.priority_class_name,
+        "runtimeClassName": settings.gpu_runtime_class if gpu else None,
+        "imagePullSecrets": [{"name": name} for name in settings.image_pull_secrets] or None,
+    }
+    spec.update({key: value for key, value in optional.items() if value is not None})
+    return spec
+
+
+def container(
+    plan: EncodePlan, encoder: VideoEncoder | None, urls: PresignedUrls, settings: JobSettings, scratch: int
+) -> dict[str, Any]:
+    """`roughy-encode render` as an argument list (never a shell string); the plan and the
+    presigned URLs travel as environment variables, which keeps them out of `ps` output."""
+    output = f"{SCRATCH_DIR}/output.{plan.format.value}"
+    return {
+        "name": CONTAINER,
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["roughy-encode"],
+        "args": ["render", "--output", output, "--time-limit", str(encode_time_limit(plan, settings))],
+        "env": encoder_env(plan, encoder, urls),
+        "resources": resources(encoder is VideoEncoder.H264_NVENC, scratch, settings),
+        "securityContext": container_security_context(),
+        "volumeMounts": [{"name": "tmp", "mountPath": SCRATCH_DIR}],
+    }
+
+
+def encoder_env(plan: EncodePlan, encoder: VideoEncoder | None, urls: PresignedUrls) -> list[dict[str, str]]:
+    """What `roughy-encode render` reads from its environment (the contract in the module
+    docstring): the plan, the URLs, the encoder to try first."""
+    values = {
+        "ROUGHY_PLAN": json.dumps(plan.to_json(), separators=(",", ":"), sort_keys=True),
+        "ROUGHY_VIDEO_URL": urls.video,
+        "ROUGHY_AUDIO_URL": urls.audio,
+        "ROUGHY_OUTPUT_URL": urls.output,
+        "ROUGHY_OUTPUT_CONTENT_TYPE": plan.format.mime_type,
+        "ROUGHY_ENCODER": encoder.value if encoder else None,
+        "NVIDIA_DRIVER_CAPABILITIES": NVIDIA_DRIVER_CAPABILITIES if encoder is VideoEncoder.H264_NVENC else None,
+        "HOME": SCRATCH_DIR,  # the root filesystem is read-only
+    }
+    return [{"name": name, "value": value} for name, value in values.items() if value is not None]
+
+
+def resources(gpu: bool, scratch: int, settings: JobSettings) -> dict[str, Any]:
+    pool = settings.gpu if gpu else settings.cpu
+    requests = {"cpu": pool.cpu_request, "memory": pool.memory_request, "ephemeral-storage": f"{scratch}Mi"}
+    limits = {"memory": pool.memory_limit}
+    if pool.cpu_limit is not None:
+        limits["cpu"] = pool.cpu_limit
+    if gpu:
+        limits[settings.gpu_resource] = "1"  # extended resources: the request follows the limit
+    return {"requests": requests, "limits": limits}
+
+
+def pod_security_context(settings: JobSettings) -> dict[str, Any]:
+    uid = settings.run_as_user
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "fsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> dict[str, Any]:
+    """What the `restricted` Pod Security Standard asks, plus a read-only root filesystem."""
+    return {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _placement(gpu: bool, settings: JobSettings) -> dict[str, Any]:
+    """nodeSelector and tolerations of the pool the encode runs in (omitted when empty)."""
+    selector = settings.gpu_node_selector if gpu else settings.node_selector
+    tolerations = settings.gpu_tolerations if gpu else settings.tolerations
+    placement: dict[str, Any] = {}
+    if selector:
+        placement["nodeSelector"] = dict(selector)
+    if tolerations:
+        placement["tolerations"] = [dict(toleration) for toleration in tolerations]
+    return placement
+
+
+def _check_urls(spec: RenderSpec, urls: PresignedUrls) -> None:
+    """Every source key has a URL and no URL lacks a key: a mismatch is an operator bug."""
+    for part in ("video", "audio"):
+        if (getattr(spec.sources, part) is None) != (getattr(urls, part) is None):
+            raise ValueError(f"the {part} source key and its presigned URL must be given together")
+
+
+def _label_value(value: str) -> str:
+    if len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
+        raise ValueError(f"not a valid label value: {value!r}")
+    return value

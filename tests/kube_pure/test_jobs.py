@@ -1,0 +1,301 @@
+"""The encoder Job built from a Render: pure, checked field by field, no cluster needed."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+
+from roughy.core.models import Resolution
+from roughy.core.plan import EncodePlan
+from roughy.kube import jobs
+from roughy.kube.crd import RenderSpec, VideoEncoder
+from roughy.kube.jobs import JobSettings, PresignedUrls, build_job
+from tests.kube_pure import examples
+from tests.kube_pure.k8s_models import unknown_fields
+
+SETTINGS = JobSettings(
+    image="ghcr.io/example/roughy-encoder:1.0",
+    node_selector={"pool": "cpu"},
+    gpu_node_selector={"pool": "gpu", "nvidia.com/gpu.present": "true"},
+)
+URLS = PresignedUrls(output="https://s3.example/out?sig=o", video="https://s3.example/video?sig=v")
+SHELL_TOKENS = (";", "&&", "||", "|", "$(", "`", ">", "<")
+
+
+def job_for(
+    plan: EncodePlan,
+    settings: JobSettings = SETTINGS,
+    *,
+    tier: Resolution | None = None,
+    encoder: VideoEncoder | None = None,
+    urls: PresignedUrls | None = None,
+) -> dict[str, Any]:
+    spec = examples.spec_for(plan, tier=tier, encoder=encoder)
+    if urls is None:
+        urls = URLS if plan.video else PresignedUrls(output="https://s3.example/out", audio="https://s3.example/a")
+    return build_job(examples.render_object(spec), settings, urls)
+
+
+def pod(job: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = job["spec"]["template"]["spec"]
+    return spec
+
+
+def container(job: dict[str, Any]) -> dict[str, Any]:
+    [only] = pod(job)["containers"]
+    return dict(only)
+
+
+def env(job: dict[str, Any]) -> dict[str, str]:
+    return {item["name"]: item["value"] for item in container(job)["env"]}
+
+
+def test_job_is_a_batch_v1_job_the_api_understands() -> None:
+    job = job_for(examples.video_plan())
+    assert job["apiVersion"] == "batch/v1" and job["kind"] == "Job"
+    assert unknown_fields(job, "V1Job") == []
+    json.dumps(job)  # plain JSON types only
+
+
+def test_builder_is_pure() -> None:
+    assert job_for(examples.video_plan()) == job_for(examples.video_plan())
+
+
+def test_owner_reference_points_at_the_render() -> None:
+    job = job_for(examples.video_plan())
+    render = examples.render_object(examples.spec_for(examples.video_plan()))
+    assert job["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "roughy.ai/v1alpha1",
+            "kind": "Render",
+            "name": render["metadata"]["name"],
+            "uid": examples.UID,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    assert job["metadata"]["name"] == render["metadata"]["name"]
+    assert job["metadata"]["namespace"] == "media"
+
+
+def test_a_render_without_uid_has_no_job() -> None:
+    render = examples.render_object(examples.spec_for(examples.video_plan()))
+    del render["metadata"]["uid"]
+    with pytest.raises(ValueError, match="uid"):
+        build_job(render, SETTINGS, URLS)
+
+
+def test_labels_on_job_and_pods() -> None:
+    job = job_for(examples.video_plan())
+    labels = job["metadata"]["labels"]
+    assert labels["app.kubernetes.io/name"] == "roughy"
+    assert labels["app.kubernetes.io/component"] == "encoder"
+    assert labels["app.kubernetes.io/instance"] == "roughy"
+    assert {"app.kubernetes.io/part-of", "app.kubernetes.io/managed-by"} <= set(labels)
+    assert labels["roughy.ai/render"] == "rnd_abc"  # the render id, as on the Render itself
+    assert labels["roughy.ai/account"] == "acct_1" and labels["roughy.ai/asset"] == "ast_1"
+    assert job["spec"]["template"]["metadata"]["labels"] == labels
+    render = examples.render_object(examples.spec_for(examples.video_plan()))
+    assert render["metadata"]["labels"].items() <= labels.items()
+
+
+def test_an_id_that_is_no_label_value_is_refused() -> None:
+    spec = examples.spec_for(examples.video_plan()).model_copy(update={"asset_id": "ast 1/../x"})
+    with pytest.raises(ValueError, match="label value"):
+        jobs.job_labels(spec, SETTINGS)
+
+
+def test_retries_and_cleanup() -> None:
+    job = job_for(examples.video_plan())
+    assert pod(job)["restartPolicy"] == "Never"
+    assert job["spec"]["backoffLimit"] == 2
+    assert job["spec"]["ttlSecondsAfterFinished"] == SETTINGS.ttl_seconds_after_finished > 0
+
+
+def test_pod_failure_policy_fails_fast_on_bad_input_and_ignores_disruptions() -> None:
+    rules = job_for(examples.video_plan())["spec"]["podFailurePolicy"]["rules"]
+    fail = next(rule for rule in rules if rule["action"] == "FailJob")
+    codes = fail["onExitCodes"]
+    assert codes["operator"] == "In" and 3 in codes["values"]
+    assert codes["values"] == sorted(set(codes["values"])) and 0 not in codes["values"]  # what the API requires
+    assert codes["containerName"] == container(job_for(examples.video_plan()))["name"]
+    ignore = next(rule for rule in rules if rule["action"] == "Ignore")
+    assert ignore["onPodConditions"] == [{"type": "DisruptionTarget", "status": "True"}]
+
+
+def test_exit_codes_and_batching_mirror_the_encoder() -> None:
+    from roughy.encoder import cli
+    from roughy.encoder.errors import InvalidMedia
+    from roughy.encoder.ffmpeg_args import BATCH_SEGMENTS
+
+    assert jobs.EXIT_INVALID_MEDIA == InvalidMedia.exit_code == 3
+    assert jobs.EXIT_UNUSABLE_PLAN == cli.EXIT_USAGE
+    assert jobs.BATCH_SEGMENTS == BATCH_SEGMENTS
+
+
+def test_deadline_scales_with_the_plan_duration() -> None:
+    short, long = examples.video_plan(duration=60.0), examples.video_plan(duration=3600.0)
+    deadlines = [job_for(plan)["spec"]["activeDeadlineSeconds"] for plan in (short, long)]
+    assert deadlines[0] < deadlines[1]
+    for plan, deadline in zip((short, long), deadlines, strict=True):
+        limit = int(container(job_for(plan))["args"][-1])  # the encoder's own, per attempt
+        assert limit == math.ceil(plan.time_limit())
+        assert deadline == math.ceil(limit * SETTINGS.deadline_factor) + SETTINGS.startup_seconds
+
+
+def test_deadline_follows_the_configured_time_limit() -> None:
+    settings = SETTINGS.model_copy(update={"time_limit_base": 10.0, "time_limit_per_second": 2.0})
+    job = job_for(examples.video_plan(duration=100.0), settings)
+    assert container(job)["args"][-1] == "210"
+    assert job["spec"]["activeDeadlineSeconds"] == 420 + settings.startup_seconds
+
+
+def test_command_is_an_argument_list_not_a_shell_string() -> None:
+    c = container(job_for(examples.video_plan(segments=3)))
+    assert c["command"] == ["roughy-encode"]
+    assert c["args"][0] == "render"
+    assert c["args"][1:3] == ["--output", "/tmp/output.mp4"]
+    for word in c["command"] + c["args"]:
+        assert isinstance(word, str) and " " not in word
+        assert not any(token in word for token in SHELL_TOKENS), word
+    assert not {"sh", "bash", "/bin/sh", "-c"} & set(c["command"] + c["args"])
+
+
+def test_plan_and_urls_reach_the_encoder_through_its_environment() -> None:
+    plan = examples.video_plan(segments=3)
+    variables = env(job_for(plan))
+    assert EncodePlan.from_json(json.loads(variables["ROUGHY_PLAN"])) == plan
+    assert variables["ROUGHY_VIDEO_URL"] == URLS.video
+    assert variables["ROUGHY_OUTPUT_URL"] == URLS.output
+    assert variables["ROUGHY_OUTPUT_CONTENT_TYPE"] == "video/mp4"
+    assert "ROUGHY_AUDIO_URL" not in variables
+    assert not any("sig=" in word for word in container(job_for(plan))["args"])  # no URL in `ps`
+
+
+def test_audio_only_render() -> None:
+    job = job_for(examples.audio_plan())
+    variables = env(job)
+    assert variables["ROUGHY_AUDIO_URL"] == "https://s3.example/a" and "ROUGHY_VIDEO_URL" not in variables
+    assert "ROUGHY_ENCODER" not in variables and "NVIDIA_DRIVER_CAPABILITIES" not in variables
+    assert "nvidia.com/gpu" not in container(job)["resources"]["limits"]
+    assert container(job)["args"][2] == "/tmp/output.m4a"
+
+
+def test_source_keys_and_urls_must_match() -> None:
+    spec = examples.spec_for(examples.video_plan())
+    with pytest.raises(ValueError, match="video"):
+        build_job(examples.render_object(spec), SETTINGS, PresignedUrls(output="https://s3.example/out"))
+    both = PresignedUrls(output="o", video="v", audio="a")
+    with pytest.raises(ValueError, match="audio"):
+        build_job(examples.render_object(spec), SETTINGS, both)
+
+
+def test_an_invalid_spec_is_a_value_error() -> None:
+    render = examples.render_object(examples.spec_for(examples.video_plan()))
+    render["spec"]["plan"]["format"] = "avi"
+    with pytest.raises(ValueError):
+        build_job(render, SETTINGS, URLS)
+
+
+# --- GPU pool -------------------------------------------------------------------------------
+
+
+def assert_gpu(job: dict[str, Any]) -> None:
+    c, p = container(job), pod(job)
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert p["nodeSelector"] == SETTINGS.gpu_node_selector
+    assert p["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert env(job)["NVIDIA_DRIVER_CAPABILITIES"] == "compute,video,utility"
+    assert env(job)["ROUGHY_ENCODER"] == "h264_nvenc"
+
+
+def assert_cpu(job: dict[str, Any]) -> None:
+    c, p = container(job), pod(job)
+    assert not any("gpu" in name for name in c["resources"]["limits"])
+    assert p["nodeSelector"] == SETTINGS.node_selector and "tolerations" not in p
+    assert "NVIDIA_DRIVER_CAPABILITIES" not in env(job)
+    assert env(job)["ROUGHY_ENCODER"] == "libx264"
+
+
+def test_4k_goes_to_the_gpu_pool() -> None:
+    assert_gpu(job_for(examples.video_plan(3840, 2160), tier=Resolution.UHD4K))
+
+
+def test_auto_resolution_of_a_4k_source_goes_to_the_gpu_pool() -> None:
+    plan = examples.video_plan(3840, 2160)
+    spec = examples.spec_for(plan).model_copy(update={"tier": None})
+    assert_gpu(build_job(examples.render_object(spec), SETTINGS, URLS))
+
+
+@pytest.mark.parametrize("size", [(1920, 1080), (1280, 720)])
+def test_other_tiers_stay_on_cpu_nodes(size: tuple[int, int]) -> None:
+    assert_cpu(job_for(examples.video_plan(*size)))
+
+
+def test_gpu_tiers_are_configurable() -> None:
+    settings = SETTINGS.model_copy(update={"gpu_tiers": frozenset({Resolution.P1080, Resolution.UHD4K})})
+    job = job_for(examples.video_plan(1920, 1080), settings)
+    assert env(job)["ROUGHY_ENCODER"] == "h264_nvenc"
+    assert JobSettings(image="x", gpu_tiers={"4k"}).gpu_tiers == {Resolution.UHD4K}  # strings from settings
+
+
+def test_a_forced_encoder_wins_over_the_tier() -> None:
+    assert_cpu(job_for(examples.video_plan(3840, 2160), encoder=VideoEncoder.LIBX264))
+    assert_gpu(job_for(examples.video_plan(1280, 720), encoder=VideoEncoder.H264_NVENC))
+
+
+def test_gpu_runtime_class_only_on_gpu_pods() -> None:
+    settings = SETTINGS.model_copy(update={"gpu_runtime_class": "nvidia"})
+    assert pod(job_for(examples.video_plan(3840, 2160), settings))["runtimeClassName"] == "nvidia"
+    assert "runtimeClassName" not in pod(job_for(examples.video_plan(), settings))
+
+
+# --- security and resources -----------------------------------------------------------------
+
+
+def test_restricted_security_context() -> None:
+    job = job_for(examples.video_plan(3840, 2160))
+    p, c = pod(job), container(job)
+    assert p["securityContext"]["runAsNonRoot"] is True
+    assert p["securityContext"]["runAsUser"] == 10001 != 0
+    assert p["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = c["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["readOnlyRootFilesystem"] is True and sc["runAsNonRoot"] is True
+    assert "privileged" not in sc and "hostNetwork" not in p and "hostPID" not in p
+    assert p["automountServiceAccountToken"] is False
+
+
+def test_tmp_is_a_sized_empty_dir() -> None:
+    job = job_for(examples.video_plan())
+    [volume] = pod(job)["volumes"]
+    assert container(job)["volumeMounts"] == [{"name": volume["name"], "mountPath": "/tmp"}]
+    size = volume["emptyDir"]["sizeLimit"]
+    assert size.endswith("Mi") and container(job)["resources"]["requests"]["ephemeral-storage"] == size
+
+
+def test_scratch_grows_with_duration_bitrate_and_batching() -> None:
+    small = jobs.scratch_mib(examples.video_plan(duration=10.0), SETTINGS)
+    hour = jobs.scratch_mib(examples.video_plan(duration=3600.0), SETTINGS)
+    batched = jobs.scratch_mib(examples.video_plan(duration=3600.0, segments=jobs.BATCH_SEGMENTS + 1), SETTINGS)
+    assert SETTINGS.scratch_min_mib < small < hour < batched
+    expected = 3600 * (10_000 + 192) * 1000 / 8 / 2**20  # the output alone, MiB
+    assert expected < hour - SETTINGS.scratch_min_mib < 1.5 * expected
+
+
+def test_resources_per_pool() -> None:
+    cpu = container(job_for(examples.video_plan()))["resources"]
+    gpu = container(job_for(examples.video_plan(3840, 2160)))["resources"]
+    assert cpu["requests"]["memory"] == SETTINGS.cpu.memory_request
+    assert cpu["limits"]["memory"] == SETTINGS.cpu.memory_limit
+    assert gpu["requests"]["cpu"] == SETTINGS.gpu.cpu_request
+    assert "cpu" not in cpu["limits"]  # CPU throttling only slows an encode
+
+
+def test_spec_round_trip_keeps_the_tier() -> None:
+    spec = examples.spec_for(examples.video_plan(3840, 2160))
+    assert RenderSpec.model_validate(examples.render_object(spec)["spec"]) == spec
