@@ -1,18 +1,32 @@
 """`roughy-encode`: the encoder as a process (a local subprocess or a Kubernetes Job's command).
 
+`render` takes its inputs from flags, each defaulting to an environment variable (a Job passes
+them in its environment, out of `ps` and of its logs):
+
+- `--plan FILE` ('-': stdin), else the plan's JSON itself in `ROUGHY_PLAN`;
+- `--video` / `--audio` (paths or http(s) URLs), else `ROUGHY_VIDEO_URL` / `ROUGHY_AUDIO_URL`;
+- `--output PATH` (required): where the render is written, atomically;
+- `--upload-to URL`, else `ROUGHY_OUTPUT_URL`: PUT the finished output there, then delete the
+  local file; `--content-type`, else `ROUGHY_OUTPUT_CONTENT_TYPE`, else the format's MIME type;
+- `--encoder libx264|h264_nvenc`, else `ROUGHY_ENCODER`, else libx264. NVENC is checked with a
+  tiny test encode first and replaced by libx264 (with a warning) when it does not work;
+- `--time-limit S`: seconds for the encode (default: scaled to the plan).
+
 stdout is the machine interface, one JSON object per line:
 
-- `render`: `{"progress": 0.42}` lines (monotonic, at most ~4 a second), then
-  `{"result": {...}}`;
+- `render`: `{"encoder": "libx264"}` first (the video encoder actually used, null for an audio
+  format), then `{"progress": 0.42}` lines (monotonic, at most ~4 a second; 1.0 once the output
+  is in place, uploaded when asked), then `{"result": {...}}`;
 - `probe`: the MediaInfo object; `extract-audio`: the AudioInfo object; `silence`: a list of
   `[start, end]` pairs;
 - on failure, any subcommand: `{"error": {"code": ..., "message": ...}}` and the error's exit
   code: 3 invalid input (permanent: a Job's podFailurePolicy fails fast on it), 4 time limit,
-  1 other failures, 2 an unusable plan or bad arguments, 143 terminated by SIGTERM.
+  1 other failures (a failed upload, a network error reading a source: worth a retry), 2 an
+  unusable plan or bad arguments, 143 terminated by SIGTERM.
 
 stderr carries human logs (the ffmpeg command line, warnings). On SIGTERM the encoder kills its
 ffmpeg child and removes its temp output before exiting 143, so a cancelled render leaves
-neither a process nor a partial file.
+neither a process nor a partial file (nor, once rendered, the local output it was uploading).
 """
 
 from __future__ import annotations
@@ -27,14 +41,17 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
 from roughy.core.plan import EncodePlan
 from roughy.encoder.errors import EncoderError
-from roughy.encoder.ffmpeg_args import PlanError
+from roughy.encoder.ffmpeg_args import ENCODERS, LIBX264, PlanError
 from roughy.encoder.probe import probe
 from roughy.encoder.tasks import detect_silence, extract_audio, render
+from roughy.encoder.tools import choose_video_encoder
+from roughy.encoder.upload import upload
 
 log = logging.getLogger("roughy.encoder")
 
@@ -42,6 +59,14 @@ EXIT_USAGE = 2
 EXIT_SIGTERM = 143  # 128 + SIGTERM, what a shell reports for a process killed by it
 EXIT_SIGINT = 130
 PROGRESS_INTERVAL = 0.25  # seconds between progress lines (at most ~4 a second)
+
+#: `render`'s environment defaults (the contract with `roughy.kube.jobs.encoder_env`).
+ENV_PLAN = "ROUGHY_PLAN"
+ENV_VIDEO = "ROUGHY_VIDEO_URL"
+ENV_AUDIO = "ROUGHY_AUDIO_URL"
+ENV_OUTPUT_URL = "ROUGHY_OUTPUT_URL"
+ENV_CONTENT_TYPE = "ROUGHY_OUTPUT_CONTENT_TYPE"
+ENV_ENCODER = "ROUGHY_ENCODER"
 
 
 class Terminated(BaseException):
@@ -51,7 +76,10 @@ class Terminated(BaseException):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "render" and args.encoder not in ENCODERS:  # from $ROUGHY_ENCODER
+        parser.error(f"{ENV_ENCODER}={args.encoder!r} is not one of {', '.join(ENCODERS)}")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
@@ -84,11 +112,28 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("render", help="render an encode plan")
-    p.add_argument("--plan", required=True, help="plan JSON file ('-' for stdin)")
-    p.add_argument("--video", help="video source path or URL")
-    p.add_argument("--audio", help="audio source path or URL")
+    p.add_argument("--plan", help=f"plan JSON file ('-' for stdin); default: the JSON in ${ENV_PLAN}")
+    p.add_argument("--video", default=_env(ENV_VIDEO), help=f"video source path or URL (default: ${ENV_VIDEO})")
+    p.add_argument("--audio", default=_env(ENV_AUDIO), help=f"audio source path or URL (default: ${ENV_AUDIO})")
     p.add_argument("--output", required=True, help="output path (written atomically)")
     p.add_argument("--time-limit", type=float, help="seconds (default: scaled to the plan)")
+    p.add_argument(
+        "--upload-to",
+        metavar="URL",
+        default=_env(ENV_OUTPUT_URL),
+        help=f"PUT the output to this URL, then delete the local file (default: ${ENV_OUTPUT_URL})",
+    )
+    p.add_argument(
+        "--content-type",
+        default=_env(ENV_CONTENT_TYPE),
+        help=f"Content-Type of the upload (default: ${ENV_CONTENT_TYPE}, else the format's)",
+    )
+    p.add_argument(
+        "--encoder",
+        choices=ENCODERS,
+        default=_env(ENV_ENCODER) or LIBX264,
+        help=f"video encoder; h264_nvenc falls back to libx264 if it does not work (default: ${ENV_ENCODER})",
+    )
     p.set_defaults(handler=_cmd_render)
 
     p = sub.add_parser("probe", help="describe a media file")
@@ -129,6 +174,8 @@ def exit_with_parent(interval: float = 0.5) -> None:
 def _cmd_render(args: argparse.Namespace) -> None:
     exit_with_parent()
     plan = _load_plan(args.plan)
+    encoder = choose_video_encoder(args.encoder) if plan.video is not None else None
+    _emit({"encoder": encoder})
     reporter = ProgressReporter(_emit)
     result = render(
         plan,
@@ -137,7 +184,13 @@ def _cmd_render(args: argparse.Namespace) -> None:
         output=args.output,
         on_progress=reporter,
         time_limit=args.time_limit,
+        encoder=encoder or LIBX264,
     )
+    if args.upload_to:
+        try:
+            upload(args.output, args.upload_to, args.content_type or plan.format.mime_type)
+        finally:
+            Path(args.output).unlink(missing_ok=True)  # uploaded, or a retry renders it again
     reporter.finish()
     _emit({"result": dict(result)})
 
@@ -181,10 +234,16 @@ class ProgressReporter:
         self._emit({"progress": round(fraction, 4)})
 
 
-def _load_plan(source: str) -> EncodePlan:
-    """Read and parse the plan; every way it can be unusable is a PlanError (exit 2)."""
+def _load_plan(source: str | None) -> EncodePlan:
+    """Read and parse the plan (a file, stdin, or `$ROUGHY_PLAN` when `source` is None); every
+    way it can be unusable is a PlanError (exit 2)."""
     try:
-        if source == "-":
+        if source is None:
+            text = os.environ.get(ENV_PLAN, "")
+            if not text.strip():
+                raise PlanError(f"no plan: give --plan FILE or set {ENV_PLAN} to the plan's JSON")
+            data = json.loads(text)
+        elif source == "-":
             data = json.load(sys.stdin)
         else:
             with open(source, encoding="utf-8") as f:
@@ -202,6 +261,11 @@ def _load_plan(source: str) -> EncodePlan:
         raise PlanError(f"the plan is missing {exc}") from None
     except (ValueError, TypeError) as exc:
         raise PlanError(f"unusable plan: {exc}") from None
+
+
+def _env(name: str) -> str | None:
+    """An environment default: unset and empty are both "not given"."""
+    return os.environ.get(name) or None
 
 
 def _emit(obj: Any, stream: TextIO | None = None) -> None:

@@ -21,6 +21,12 @@ Choices, and why (the numbers were measured on this class of machine, see DESIGN
   total stays within half a frame of the plan): every segment is then a whole number of frames
   and its audio exactly as long, so nothing drifts across joins. Each audio segment gets a 5 ms
   fade in and out so the joins do not click.
+- Sources may be http(s) URLs (presigned object-store GETs): ffmpeg reads them with range
+  requests, so a cut seeks instead of downloading the whole file, and each URL input gets
+  `-reconnect 1 -reconnect_on_network_error 1 -reconnect_delay_max 10` (a dropped connection
+  resumes at the same offset; local paths get no options).
+- Encoders: libx264 (above) or NVENC (`h264_nvenc`, `-preset p4 -tune hq -rc vbr` with the same
+  bitrate, VBV and colour tags, High profile): the CLI probes NVENC and falls back to libx264.
 - Memory: every `-i` keeps a demuxer and decoder open for the whole encode, about 22 MB per
   1080p input, so a cut list of N segments in one process costs N inputs (a 500-segment cut
   would need ~11 GB). Cut lists longer than `BATCH_SEGMENTS` (16) are rendered in batches by
@@ -41,6 +47,13 @@ from roughy.core.models import Format, Segment
 from roughy.core.plan import AudioPlan, EncodePlan, VideoPlan
 
 X264_PRESET = "veryfast"
+NVENC_PRESET = "p4"  # NVENC's middle preset: the speed/quality balance of x264's veryfast
+LIBX264 = "libx264"
+H264_NVENC = "h264_nvenc"
+ENCODERS = (LIBX264, H264_NVENC)
+#: Before each http(s) input: resume a dropped connection at its offset, also on TCP/TLS errors
+#: while connecting, backing off at most 10 s between attempts.
+RECONNECT_ARGS = ("-reconnect", "1", "-reconnect_on_network_error", "1", "-reconnect_delay_max", "10")
 MAXRATE_FACTOR = 1.5  # VBV peak over the average bitrate
 BUFSIZE_FACTOR = 2.0  # VBV buffer, in seconds of average bitrate
 BATCH_SEGMENTS = 16  # segments (open inputs) per ffmpeg process for long cut lists
@@ -87,12 +100,15 @@ def build_ffmpeg_args(
     audio_src: str | None,
     output: str,
     ffmpeg: str = "ffmpeg",
+    encoder: str = LIBX264,
 ) -> list[str]:
     """The full ffmpeg argv that renders `plan` to `output` in one process.
 
     For a cut list longer than `BATCH_SEGMENTS` prefer `build_batch_args` + `build_join_args`
     (what `tasks.render` does): this function still works, with one open input per segment.
+    `encoder`: one of `ENCODERS`, for the video stream.
     """
+    _check_encoder(encoder)
     _check_sources(plan, video_src, audio_src)
     video_in, audio_in, separate = _sources(plan, video_src, audio_src)
     cuts = plan_cuts(plan)
@@ -102,7 +118,7 @@ def build_ffmpeg_args(
         inputs, graph, maps = _cut_graph(plan, cuts, video_in, audio_in, separate)
     argv = [*_head(ffmpeg), *inputs, *_graph_args(graph), *maps]
     if plan.video is not None:
-        argv += video_codec_args(plan.video)
+        argv += video_codec_args(plan.video, encoder)
     argv += audio_codec_args(plan.format, plan.audio) if plan.audio is not None else ["-an"]
     return argv + _tail(plan.format, container_args(plan.format), output)
 
@@ -115,6 +131,7 @@ def build_batch_args(
     audio_src: str | None,
     output: str,
     ffmpeg: str = "ffmpeg",
+    encoder: str = LIBX264,
 ) -> list[str]:
     """One batch of a long cut list -> an intermediate MOV for `build_join_args`.
 
@@ -123,13 +140,14 @@ def build_batch_args(
     would add priming delay at every batch boundary). The batch's audio is padded/trimmed to
     exactly the batch's video length, so batches line up end to end.
     """
+    _check_encoder(encoder)
     _check_sources(plan, video_src, audio_src)
     video_in, audio_in, separate = _sources(plan, video_src, audio_src)
     length = sum(cut.length for cut in cuts)
     inputs, graph, maps = _cut_graph(plan, cuts, video_in, audio_in, separate, audio_length=length)
     argv = [*_head(ffmpeg), *inputs, *_graph_args(graph), *maps]
     if plan.video is not None:
-        argv += video_codec_args(plan.video)
+        argv += video_codec_args(plan.video, encoder)
     if plan.audio is not None:
         rate = output_sample_rate(plan.format, plan.audio)
         argv += ["-c:a", "pcm_s24le", "-ac", str(plan.audio.channels), "-ar", str(rate)]
@@ -189,6 +207,21 @@ def _head(ffmpeg: str) -> list[str]:
     return [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "warning", "-y"]
 
 
+def is_remote(src: str) -> bool:
+    """An http(s) URL (read over the network), as opposed to a local path."""
+    return src.lower().startswith(("http://", "https://"))
+
+
+def input_args(src: str) -> list[str]:
+    """`-i src`, preceded by the reconnect options when `src` is an http(s) URL."""
+    return [*(RECONNECT_ARGS if is_remote(src) else ()), "-i", src]
+
+
+def _check_encoder(encoder: str) -> None:
+    if encoder not in ENCODERS:
+        raise PlanError(f"unknown video encoder {encoder!r} (expected one of {', '.join(ENCODERS)})")
+
+
 def _graph_args(graph: list[str]) -> list[str]:
     return ["-filter_complex", ";".join(graph)] if graph else []
 
@@ -229,17 +262,17 @@ def _whole_graph(
     graph: list[str] = []
     maps: list[str] = []
     if plan.video is not None and video_in is not None:
-        inputs += ["-i", video_in]
+        inputs += input_args(video_in)
         graph.append(f"[0:v:0]{video_filters(plan.video)}[vout]")
         maps += ["-map", "[vout]"]
         if plan.audio is not None:
             if separate and audio_in is not None:
-                inputs += ["-i", audio_in]
+                inputs += input_args(audio_in)
                 maps += ["-map", "1:a:0"]
             else:
                 maps += ["-map", "0:a:0"]
     elif audio_in is not None:
-        inputs += ["-i", audio_in]
+        inputs += input_args(audio_in)
         maps += ["-map", "0:a:0"]
     return inputs, graph, maps
 
@@ -267,13 +300,13 @@ def _cut_graph(
         seek = ["-ss", _num(cut.start), "-t", _num(cut.duration)]
         video_index = index
         if has_video:
-            inputs += [*seek, "-i", str(video_in)]
+            inputs += [*seek, *input_args(str(video_in))]
             pads.append(f"[{index}:v:0]")
             index += 1
         if has_audio:
             audio_index = video_index
             if not has_video or separate:
-                inputs += [*seek, "-i", str(audio_in)]
+                inputs += [*seek, *input_args(str(audio_in))]
                 audio_index = index
                 index += 1
             graph.append(f"[{audio_index}:a:0]{fade_filters(cut.duration)}[a{n}]")
@@ -341,16 +374,24 @@ def video_filters(video: VideoPlan) -> str:
     return ",".join(chain)
 
 
-def video_codec_args(video: VideoPlan) -> list[str]:
+def video_codec_args(video: VideoPlan, encoder: str = LIBX264) -> list[str]:
+    """H.264 at the plan's average bitrate under a VBV, 8-bit 4:2:0; tagged BT.709 when the
+    source was HDR (tone-mapped by the filters)."""
+    _check_encoder(encoder)
     rate = video.bitrate_kbps
-    args = [
-        "-c:v", "libx264",
-        "-preset", X264_PRESET,
-        "-pix_fmt", "yuv420p",
+    rate_control = [
         "-b:v", f"{rate}k",
         "-maxrate", f"{round(rate * MAXRATE_FACTOR)}k",
         "-bufsize", f"{round(rate * BUFSIZE_FACTOR)}k",
     ]  # fmt: skip
+    if encoder == H264_NVENC:
+        args = [
+            "-c:v", H264_NVENC, "-preset", NVENC_PRESET, "-tune", "hq", "-rc", "vbr",
+            *rate_control,
+            "-profile:v", "high", "-pix_fmt", "yuv420p",
+        ]  # fmt: skip
+    else:
+        args = ["-c:v", LIBX264, "-preset", X264_PRESET, "-pix_fmt", "yuv420p", *rate_control]
     if video.hdr:
         args += ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"]
         args += ["-color_range", "tv"]

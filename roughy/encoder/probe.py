@@ -4,10 +4,17 @@ Reports what the rest of the service plans with: the *display* size (after rotat
 non-square pixels), the average frame rate, bitrates and whether the video is HDR. Anything that
 cannot be opened or decoded (junk, empty, an MP4 cut before its `moov` atom) is `InvalidMedia`,
 a permanent failure the caller should not retry.
+
+Sources may be http(s) URLs (PyAV opens them like ffmpeg does, with range requests and the
+same reconnect options as a render's inputs). A network failure there is `EncodeFailed`, worth
+a retry, never `InvalidMedia`: a refused or dropped connection, an HTTP error, and also a
+remote file that does not decode once, since a connection cut mid-read looks like truncated
+data to the demuxer; only a second undecodable read of the URL is the media's fault.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -24,6 +31,9 @@ from av.video.stream import VideoStream
 
 from roughy.core.models import AudioInfo, VideoInfo
 from roughy.encoder.errors import EncodeFailed, InvalidMedia
+from roughy.encoder.ffmpeg_args import RECONNECT_ARGS
+
+log = logging.getLogger(__name__)
 
 #: Transfer functions that mean HDR: PQ (HDR10, Dolby Vision base layers) and HLG.
 HDR_TRANSFERS = frozenset({int(ColorTrc.SMPTE2084), int(ColorTrc.ARIB_STD_B67)})
@@ -45,12 +55,29 @@ class MediaInfo:
         return asdict(self)
 
 
+#: The reconnect options of a render's URL inputs, as the protocol options of `av.open`.
+URL_OPTIONS = {key.lstrip("-"): value for key, value in zip(RECONNECT_ARGS[::2], RECONNECT_ARGS[1::2], strict=True)}
+
+
 def probe(path_or_url: str) -> MediaInfo:
     """Open `path_or_url` and describe its first real video stream and first audio stream."""
+    if _is_local(path_or_url):
+        return _probe_once(path_or_url)
+    try:
+        return _probe_once(path_or_url)
+    except InvalidMedia as exc:
+        # Maybe junk, maybe a connection that died mid-read: read it once more to tell.
+        log.warning("%s; reading it again to rule out a network failure", exc.message)
+        return _probe_once(path_or_url)
+
+
+def _probe_once(path_or_url: str) -> MediaInfo:
     container = _open(path_or_url)
     try:
         return _describe(container, path_or_url)
     except av.error.FFmpegError as exc:
+        if _is_network_error(path_or_url, exc):
+            raise EncodeFailed(f"cannot read {_name(path_or_url)}: {_reason(exc)}") from None
         raise InvalidMedia(f"cannot decode {_name(path_or_url)}: {_reason(exc)}") from None
     finally:
         container.close()
@@ -63,13 +90,15 @@ def _open(path_or_url: str) -> InputContainer:
         raise EncodeFailed(f"source not found: {path_or_url}")
     if _is_local(path_or_url) and os.path.getsize(path_or_url) == 0:
         raise InvalidMedia(f"{_name(path_or_url)} is empty")
+    options = {} if _is_local(path_or_url) else URL_OPTIONS
     try:
-        return av.open(path_or_url, mode="r", timeout=(OPEN_TIMEOUT, READ_TIMEOUT))
-    except av.error.HTTPError as exc:
-        raise EncodeFailed(f"cannot read {_name(path_or_url)}: {_reason(exc)}") from None
-    except (av.error.FFmpegError, UnicodeDecodeError) as exc:
-        reason = exc.reason if isinstance(exc, UnicodeDecodeError) else _reason(exc)
-        raise InvalidMedia(f"{_name(path_or_url)} is not a readable media file: {reason}") from None
+        return av.open(path_or_url, mode="r", timeout=(OPEN_TIMEOUT, READ_TIMEOUT), container_options=options)
+    except av.error.FFmpegError as exc:
+        if _is_network_error(path_or_url, exc):
+            raise EncodeFailed(f"cannot read {_name(path_or_url)}: {_reason(exc)}") from None
+        raise InvalidMedia(f"{_name(path_or_url)} is not a readable media file: {_reason(exc)}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidMedia(f"{_name(path_or_url)} is not a readable media file: {exc.reason}") from None
 
 
 def _describe(container: InputContainer, path_or_url: str) -> MediaInfo:
@@ -207,6 +236,14 @@ def _container_size(container: InputContainer) -> int | None:
     except (AttributeError, av.error.FFmpegError, OSError):
         return None
     return size if size > 0 else None
+
+
+def _is_network_error(path_or_url: str, exc: av.error.FFmpegError) -> bool:
+    """An HTTP error (PyAV's 4xx classes are not `HTTPError`s), or an I/O error (refused, reset,
+    timed out...) reading a URL."""
+    if isinstance(exc, av.error.HTTPError | av.error.HTTPClientError):
+        return True
+    return not _is_local(path_or_url) and isinstance(exc, OSError)
 
 
 def _is_local(path_or_url: str) -> bool:

@@ -5,6 +5,11 @@
   thread into a bounded deque (a chatty ffmpeg cannot fill the pipe and stall, nor memory).
 - A timer kills ffmpeg at the time limit: that also unblocks the foreground read, whatever
   ffmpeg was stuck on (a stalled network read included).
+- Network sources: when an input is an http(s) URL, a connection problem (refused, reset, an
+  HTTP error on reconnect, a body cut short) is `EncodeFailed` (retried), never `InvalidMedia`,
+  even though the demuxer then usually says "moov atom not found" or "Invalid data found" about
+  the bytes it did not get. ffmpeg can also exit 0 after such a failure with a truncated output:
+  that is `EncodeFailed` too, not a short render.
 - No `start_new_session`: the embedded runtime starts `roughy-encode` in its own process group
   and kills the whole group on cancel, so ffmpeg must stay in ours. Whatever unwinds this
   function (an error, a callback raising, the CLI's SIGTERM handler) kills ffmpeg first.
@@ -17,9 +22,10 @@ import shlex
 import subprocess
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from roughy.encoder.errors import EncodeFailed, EncodeTimeout, InvalidMedia, with_tail
+from roughy.encoder.ffmpeg_args import is_remote
 from roughy.encoder.progress import ProgressParser
 
 log = logging.getLogger(__name__)
@@ -36,6 +42,30 @@ INVALID_INPUT_MARKERS = (
     "no decoder for stream",
     "decoding requested, but no decoder found",
 )
+
+#: stderr phrases of a failed network read (ffmpeg's http/tcp/tls protocols): with an http(s)
+#: input these win over the markers above, which are then about bytes that never arrived.
+NETWORK_FAILURE_MARKERS = (
+    "http error",  # the http protocol's "HTTP error 503 Service Unavailable"
+    "server returned",  # "Server returned 403 Forbidden (access denied)", "... 5XX Server Error reply"
+    "connection refused",
+    "connection reset",
+    "timed out",
+    "broken pipe",
+    "network is unreachable",
+    "no route to host",
+    "stream ends prematurely",
+    "failed to resolve hostname",
+    "name or service not known",
+    "temporary failure in name resolution",
+    "input/output error",
+    "i/o error",
+    "error in the pull function",  # tls
+    "unable to read from socket",
+)
+#: ffmpeg's http protocol announcing a reconnect ("Will reconnect at 81920 in 0 second(s),
+#: error=Connection reset by peer."): the failures logged before it are being retried.
+RECONNECT_NOTICE = "will reconnect at"
 
 
 def run(
@@ -79,16 +109,45 @@ def run(
         reader.join(timeout=5)
     if timed_out.is_set():
         raise EncodeTimeout(with_tail(f"ffmpeg did not finish within {time_limit:g} s", tail))
+    remote = has_remote_input(argv)
     if code != 0:
-        raise classify_failure(code, list(tail))
+        raise classify_failure(code, list(tail), remote=remote)
+    if remote and network_failures(tail):
+        # ffmpeg finished, but an input stopped early: the output is missing its end.
+        raise EncodeFailed(with_tail("reading a source over the network failed", network_failures(tail)))
 
 
-def classify_failure(code: int, stderr_lines: list[str]) -> InvalidMedia | EncodeFailed:
-    """A non-zero exit: bad input (permanent) or a failure worth retrying."""
+def classify_failure(code: int, stderr_lines: list[str], *, remote: bool = False) -> InvalidMedia | EncodeFailed:
+    """A non-zero exit: bad input (permanent) or a failure worth retrying.
+
+    `remote`: an input was an http(s) URL; a network failure in stderr then makes it
+    `EncodeFailed` whatever the demuxer said about the data it did not receive.
+    """
+    if remote and network_failures(stderr_lines):
+        return EncodeFailed(with_tail("reading a source over the network failed", stderr_lines))
     text = "\n".join(stderr_lines).lower()
     if any(marker in text for marker in INVALID_INPUT_MARKERS):
         return InvalidMedia(with_tail("the source could not be decoded", stderr_lines))
     return EncodeFailed(with_tail(f"ffmpeg exited with code {code}", stderr_lines))
+
+
+def network_failures(stderr_lines: Iterable[str]) -> list[str]:
+    """The stderr lines reporting a network failure that no reconnect followed: the failures
+    ffmpeg gave up on. (A failure followed by "Will reconnect at ..." was retried; if the retry
+    failed too, that failure is logged after the notice.)"""
+    pending: list[str] = []
+    for line in stderr_lines:
+        lowered = line.lower()
+        if RECONNECT_NOTICE in lowered:
+            pending.clear()
+        elif any(marker in lowered for marker in NETWORK_FAILURE_MARKERS):
+            pending.append(line)
+    return pending
+
+
+def has_remote_input(argv: list[str]) -> bool:
+    """Whether any `-i` of `argv` is an http(s) URL."""
+    return any(flag == "-i" and is_remote(src) for flag, src in zip(argv, argv[1:], strict=False))
 
 
 def _follow_progress(proc: subprocess.Popen[str], duration: float, on_progress: Callable[[float], None] | None) -> None:

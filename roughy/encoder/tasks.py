@@ -22,12 +22,14 @@ from roughy.encoder import runner
 from roughy.encoder.errors import EncodeFailed, EncodeTimeout, InvalidMedia
 from roughy.encoder.ffmpeg_args import (
     BATCH_SEGMENTS,
+    LIBX264,
     Cut,
     batches,
     build_batch_args,
     build_ffmpeg_args,
     build_join_args,
     ffconcat_text,
+    input_args,
     plan_cuts,
 )
 from roughy.encoder.probe import MediaInfo, probe
@@ -54,15 +56,18 @@ def render(
     output: str,
     on_progress: ProgressCallback | None = None,
     time_limit: float | None = None,
+    encoder: str = LIBX264,
 ) -> RenderResultDict:
     """Encode `plan` to `output`; return what was produced (SPEC 5.6 `result`).
 
     `time_limit` (seconds, for the whole render) defaults to the plan's own, scaled to its
     duration. Cut lists longer than `BATCH_SEGMENTS` are encoded in batches and joined.
+    `encoder`: the video encoder (`ffmpeg_args.ENCODERS`), used as given (the CLI checks NVENC).
     """
     limit = plan.time_limit() if time_limit is None else time_limit
+    deadline = time.monotonic() + limit
     try:
-        produced = _render_to(plan, video_src, audio_src, output, on_progress, time.monotonic() + limit)
+        produced = _render_to(plan, video_src, audio_src, output, on_progress, deadline, encoder)
     except EncodeTimeout:
         raise EncodeTimeout(f"the render did not finish within its time limit of {limit:g} s") from None
     return RenderResultDict(
@@ -83,15 +88,22 @@ def _render_to(
     output: str,
     on_progress: ProgressCallback | None,
     deadline: float,
+    encoder: str,
 ) -> MediaInfo:
     """Encode into a temp file beside `output`, probe it, move it into place."""
     cuts = plan_cuts(plan)
     with _temp_beside(output) as temp:
         if cuts is not None and len(cuts) > BATCH_SEGMENTS:
-            _render_batched(plan, batches(cuts, BATCH_SEGMENTS), video_src, audio_src, temp, on_progress, deadline)
+            groups = batches(cuts, BATCH_SEGMENTS)
+            _render_batched(plan, groups, video_src, audio_src, temp, on_progress, deadline, encoder)
         else:
             argv = build_ffmpeg_args(
-                plan, video_src=video_src, audio_src=audio_src, output=str(temp), ffmpeg=ffmpeg_path()
+                plan,
+                video_src=video_src,
+                audio_src=audio_src,
+                output=str(temp),
+                ffmpeg=ffmpeg_path(),
+                encoder=encoder,
             )
             _run(argv, plan.duration, deadline, on_progress)
         produced = _probe_output(temp)
@@ -111,6 +123,7 @@ def _render_batched(
     temp: Path,
     on_progress: ProgressCallback | None,
     deadline: float,
+    encoder: str = LIBX264,
 ) -> None:
     """Batches of at most BATCH_SEGMENTS inputs each into intermediate MOVs beside the output,
     then one join. Intermediates are removed whatever happens."""
@@ -122,7 +135,13 @@ def _render_batched(
             part = stack.enter_context(_temp_beside(str(temp.with_suffix(".mov")), tag="batch"))
             length = sum(cut.length for cut in group)
             argv = build_batch_args(
-                plan, group, video_src=video_src, audio_src=audio_src, output=str(part), ffmpeg=ffmpeg_path()
+                plan,
+                group,
+                video_src=video_src,
+                audio_src=audio_src,
+                output=str(part),
+                ffmpeg=ffmpeg_path(),
+                encoder=encoder,
             )
             _run(argv, length, deadline, _scaled(on_progress, done / total, length / total))
             done += length
@@ -175,7 +194,7 @@ def extract_audio(
     with _temp_beside(output) as temp:
         argv = [
             ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "warning", "-y",
-            "-i", src, "-map", "0:a:0", "-vn", "-sn", "-dn", "-c:a", "copy",
+            *input_args(src), "-map", "0:a:0", "-vn", "-sn", "-dn", "-c:a", "copy",
             "-f", "matroska", "-progress", "pipe:1", "-nostats", str(temp),
         ]  # fmt: skip
         runner.run(argv, duration=info.duration, time_limit=limit, on_progress=on_progress)
@@ -208,7 +227,7 @@ def detect_silence(
     limit = time_limit if time_limit is not None else 60.0 + 2.0 * info.duration
     lines: list[str] = []
     argv = [
-        ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "info", "-i", src,
+        ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "info", *input_args(src),
         "-map", "0:a:0", "-vn", "-sn", "-dn",
         "-af", f"silencedetect=noise={threshold_db:g}dB:d={min_silence:g}",
         "-f", "null", "-progress", "pipe:1", "-nostats", "-",

@@ -47,7 +47,8 @@ def test_render_prints_monotonic_progress_then_the_result(tmp_path: Path, stereo
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     lines = [json.loads(line) for line in stdout.splitlines()]
-    progress = [line["progress"] for line in lines[:-1]]
+    assert lines[0] == {"encoder": "libx264"}  # first, before any progress
+    progress = [line["progress"] for line in lines[1:-1]]
     assert len(progress) >= 2 and progress[-1] == 1.0
     assert progress == sorted(progress) and len(set(progress)) == len(progress)
     assert all(0 <= p <= 1 for p in progress)
@@ -77,6 +78,7 @@ def test_sigterm_kills_ffmpeg_and_removes_the_temp(tmp_path: Path, stereo_clip: 
     outdir.mkdir()
     proc = encoder("render", "--plan", str(plan), "--video", str(stereo_clip), "--output", str(outdir / "o.mp4"))
     assert proc.stdout is not None
+    assert json.loads(proc.stdout.readline()) == {"encoder": "libx264"}
     first = json.loads(proc.stdout.readline())
     assert "progress" in first, first
     with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:

@@ -282,3 +282,64 @@ def test_ffconcat_lists_exact_lengths_and_quotes_paths() -> None:
         "file '/tmp/it'\\''s.mov'",
         "duration 0.4",
     ]
+
+
+# --- network sources and the encoder choice (the Kubernetes Job's encoder) ---
+
+RECONNECT = ["-reconnect", "1", "-reconnect_on_network_error", "1", "-reconnect_delay_max", "10"]
+
+
+def options_before_inputs(argv: list[str]) -> dict[str, list[str]]:
+    """Each `-i` source -> the six arguments just before its `-i` (where input options go)."""
+    return {argv[i + 1]: argv[i - 6 : i] for i, a in enumerate(argv) if a == "-i"}
+
+
+def test_url_inputs_reconnect_and_local_paths_do_not() -> None:
+    video, audio = "https://bucket.s3/v.mp4?X-Amz-Signature=s", "/data/voice.mka"
+    argv = args_for(plan(separate_audio=True), video=video, audio=audio)
+    before = options_before_inputs(argv)
+    assert values(argv, "-i") == [video, audio]
+    assert before[video] == RECONNECT
+    assert before[audio] != RECONNECT and argv.count("-reconnect") == 1  # the local file has none
+
+    cut = args_for(plan(segments=SEGMENTS), video="http://minio:9000/b/v.mp4")
+    assert len(values(cut, "-i")) == 3 and cut.count("-reconnect") == 3
+    for i in (i for i, a in enumerate(cut) if a == "-i"):
+        assert cut[i - 10 : i - 6][0] == "-ss" and cut[i - 6 : i] == RECONNECT  # -ss -t, reconnect, -i
+
+    cuts = plan_cuts(plan(segments=SEGMENTS)) or []
+    batch = build_batch_args(plan(segments=SEGMENTS), cuts, video_src="HTTPS://h/v.mp4", audio_src=None, output="b")
+    assert batch.count("-reconnect") == 3
+    assert "-reconnect" not in args_for(plan(segments=SEGMENTS), video="/local/v.mp4")
+
+
+def test_nvenc_argv_shape() -> None:
+    argv = build_ffmpeg_args(plan(), video_src="in.mp4", audio_src=None, output="o.mp4", encoder="h264_nvenc")
+    start = argv.index("-c:v")
+    assert argv[start : start + 20] == [
+        "-c:v", "h264_nvenc", "-preset", "p4", "-tune", "hq", "-rc", "vbr",
+        "-b:v", "5000k", "-maxrate", "7500k", "-bufsize", "10000k",
+        "-profile:v", "high", "-pix_fmt", "yuv420p", "-c:a", "aac",
+    ]  # fmt: skip
+    assert "libx264" not in argv and "veryfast" not in argv
+    # The same filters and colour tags as libx264: only the encoder changes.
+    hdr = plan(video=VideoPlan(1280, 720, 25.0, 5000, hdr=True))
+    nvenc = build_ffmpeg_args(hdr, video_src="in.mp4", audio_src=None, output="o.mp4", encoder="h264_nvenc")
+    x264 = build_ffmpeg_args(hdr, video_src="in.mp4", audio_src=None, output="o.mp4")
+    assert graph(nvenc) == graph(x264)
+    for flag in ("-color_primaries", "-color_trc", "-colorspace"):
+        assert value(nvenc, flag) == "bt709"
+    assert value(nvenc, "-color_range") == "tv"
+
+
+def test_libx264_is_the_default_and_batches_take_the_encoder() -> None:
+    p = plan(segments=SEGMENTS)
+    cuts = plan_cuts(p) or []
+    assert build_ffmpeg_args(p, video_src="v", audio_src=None, output="o") == build_ffmpeg_args(
+        p, video_src="v", audio_src=None, output="o", encoder="libx264"
+    )
+    batch = build_batch_args(p, cuts, video_src="v", audio_src=None, output="b.mov", encoder="h264_nvenc")
+    assert value(batch, "-c:v") == "h264_nvenc" and value(batch, "-rc") == "vbr"
+    assert value(build_batch_args(p, cuts, video_src="v", audio_src=None, output="b.mov"), "-c:v") == "libx264"
+    with pytest.raises(PlanError, match="unknown video encoder"):
+        build_ffmpeg_args(p, video_src="v", audio_src=None, output="o", encoder="hevc_nvenc")

@@ -1,7 +1,7 @@
 """Run each encode as a `roughy-encode` subprocess in its own process group.
 
-The encoder prints one JSON object per line (`{"progress": x}`, then `{"result": {...}}` or
-`{"error": {...}}`). Cancel kills the whole group at once (the encoder and its ffmpeg), which
+The encoder prints one JSON object per line (`{"encoder": name}`, `{"progress": x}`, then
+`{"result": {...}}` or `{"error": {...}}`). Cancel kills the whole group at once (the encoder and its ffmpeg), which
 is what keeps the DELETE-to-gone time well under two seconds.
 """
 
@@ -33,7 +33,11 @@ ERRORS_BY_CODE: dict[str, type[EncoderError]] = {
 
 class SubprocessExecutor:
     def __init__(self, *, ffmpeg: str | None = None, timeout_base: float = 120.0, timeout_factor: float = 20.0):
-        self._env = dict(os.environ)
+        # The encoder reads its Job contract (plan, source and output URLs, encoder) from these;
+        # an embedded render passes everything as arguments and must never inherit them.
+        job_env = {"ROUGHY_PLAN", "ROUGHY_VIDEO_URL", "ROUGHY_AUDIO_URL", "ROUGHY_OUTPUT_URL",
+                   "ROUGHY_OUTPUT_CONTENT_TYPE", "ROUGHY_ENCODER"}
+        self._env = {k: v for k, v in os.environ.items() if k not in job_env}
         if ffmpeg:
             self._env["ROUGHY_FFMPEG"] = ffmpeg
         self._timeout = (timeout_base, timeout_factor)
