@@ -1,0 +1,709 @@
+"""`KubeEmulator`: kmock's KubernetesEmulator with the API-server semantics roughy relies on.
+
+kmock stores objects, serves discovery, lists, watches and honours finalizers, but treats every
+write as a plain dict merge. This subclass keeps kmock's HTTP server, request parsing, reaction
+DSL (`emulator['list renders'] << 500` still works), discovery and object store
+(`emulator.objects[...]`, with histories), and replaces the state logic with:
+
+- **metadata the server owns**: `uid`, `creationTimestamp`, `generation`, `resourceVersion`
+  (one cluster-wide counter, bumped on every write; a no-op write changes nothing and emits no
+  event), `namespace`, `generateName` (kopf names its Events that way), and name/label
+  validation (DNS-1123 names, label keys and values);
+- **optimistic concurrency**: a PUT or merge PATCH whose body names `metadata.resourceVersion`
+  (or `metadata.uid`) that is not the current one answers 409 Conflict; DELETE honours
+  `preconditions`;
+- **generation**: bumped when anything outside `metadata` (and `status`, for resources with a
+  status subresource) changes;
+- **status subresource** (resources registered with `subresources={'status'}`): writes to
+  `.../status` change only `status`; writes to the object itself keep the old `status`;
+  `status` is dropped on create;
+- **PUT** (replace) and **DELETE collection**, which kmock does not route;
+- **JSON patch** (a list body) besides merge patch (strategic merge patch is treated as a merge
+  patch: lists are replaced, not merged by key);
+- **deletion**: finalizers hold the object with `deletionTimestamp` set until they are all
+  removed; no new finalizer may be added meanwhile (422);
+- **garbage collection by owner references** (what kube-controller-manager's GC does):
+  `propagationPolicy` Background deletes dependents once their owners are all gone, Foreground
+  adds the `foregroundDeletion` finalizer and removes the owner only after its blocking
+  dependents (`blockOwnerDeletion: true`) are gone, Orphan strips the owner references. The
+  default is Background, except batch/v1 Jobs, whose API default is still Orphan (a Job deleted
+  without a policy leaves its pods: pass Background or Foreground);
+- **list/watch**: `labelSelector` and `fieldSelector`; the list's `metadata.resourceVersion` is
+  the current one; a watch from a `resourceVersion` replays the events after it (then streams
+  live), one without it starts with ADDED for what exists; objects moving into or out of a
+  watch's selector arrive as ADDED/DELETED; `timeoutSeconds` ends the stream;
+- **Namespace objects**: kmock's path parser cannot read `/api/v1/namespaces[/NAME]` (it takes
+  the segment for a namespace scope), so these paths are rewritten and served as the cluster-
+  scoped `v1/namespaces` resource (kopf lists and watches them);
+- **the official client's quirks**: `watch=True` (kmock only routes `watch=true`) and the
+  trailing-slash discovery paths `/apis/`, `/api/`, `/apis/GROUP/VERSION/`;
+- **fault injection**: `fail(status, ...)` answers the next matching requests with an error
+  *before* any state changes (kmock reactions answer after the write has happened);
+- **shutdown**: `close_watches()` ends open watch streams so the HTTP server stops at once.
+
+Not emulated: admission and schema validation of the CRD, server-side apply, defaulting,
+pagination (`limit`/`continue` return everything), `410 Gone` for old resource versions,
+bookmarks, graceful pod termination (a pod is removed at once, as with grace period 0), and
+every controller (no Job controller, no kubelet: the tests provide their own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import copy
+import re
+import secrets
+import threading
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import aiohttp.web
+import attrs
+import jsonpatch
+import jsonpointer
+import kmock
+
+from tests.kube import selectors
+
+Key = tuple[kmock.resource, str | None, str]
+Event = tuple[str, dict[str, Any], dict[str, Any] | None]  # type, object, previous object
+
+SERVER_FIELDS = (
+    "name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
+    "generation", "resourceVersion",
+)  # fmt: skip
+FOREGROUND = "foregroundDeletion"
+POLICIES = ("Foreground", "Background", "Orphan")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_NAME_SUFFIX = "bcdfghjklmnpqrstvwxz2456789"  # what the API server draws generateName suffixes from
+_CLOSE: Any = object()  # put on the buses to end every open watch (server shutdown)
+
+# kmock's path parser fails on `/api/v1/namespaces` and reads `/api/v1/namespaces/NAME` as a
+# namespace, not a Namespace object: such paths are rewritten to an alias plural, then mapped back.
+NAMESPACES = kmock.resource("", "v1", "namespaces")
+_NAMESPACES_ALIAS = kmock.resource("", "v1", "kmock-namespaces")
+_NAMESPACE_PATH = re.compile(r"/api/v1/namespaces(/[^/]+)?(/status|/finalize)?/?")
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _error(status: int, reason: str, message: str, **details: Any) -> kmock.KubernetesError:
+    return kmock.KubernetesError(status=status, reason=reason, message=message, details=details or {})
+
+
+def not_found(resource: kmock.resource, name: str) -> kmock.KubernetesError:
+    return _error(404, "NotFound", f'{resource.plural}.{resource.group} "{name}" not found', name=name)
+
+
+@dataclass
+class Fault:
+    status: int
+    times: int
+    method: str | None
+    plural: str | None
+    subresource: str | None
+    reason: str
+
+    def matches(self, request: kmock.Request) -> bool:
+        if self.method is not None and str(request.method.value).upper() != self.method.upper():
+            return False
+        if self.plural is not None and (request.resource is None or request.resource.plural != self.plural):
+            return False
+        return self.subresource is None or request.subresource == self.subresource
+
+
+@attrs.define(kw_only=True)
+class KubeEmulator(kmock.KubernetesEmulator):
+    _rv: int = attrs.field(default=0, init=False)
+    _results: dict[kmock.Request, Any] = attrs.field(factory=dict, init=False)
+    _log: dict[kmock.resource, list[tuple[int, Event]]] = attrs.field(
+        factory=lambda: collections.defaultdict(list), init=False
+    )
+    _faults: list[Fault] = attrs.field(factory=list, init=False)
+    _faults_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        # kmock routes no K8s action for PUT or for DELETE without a name: route them here.
+        self.fallback[self._is_replace] << self._serve_replace
+        self.fallback[self._is_delete_collection] << self._serve_delete_collection
+        # The official client asks for `/apis/` and `/api/` with the slash; the real server serves both.
+        self.fallback["get /apis/"] << self._serve_apis
+        self.fallback["get /api/"] << self._serve_api
+
+    # --- public helpers for tests -------------------------------------------------------------
+
+    def fail(
+        self,
+        status: int = 500,
+        *,
+        times: int = 1,
+        method: str | None = None,
+        plural: str | None = None,
+        subresource: str | None = None,
+        reason: str = "InternalError",
+    ) -> None:
+        """Answer the next `times` matching requests with `status`, changing nothing (thread-safe)."""
+        with self._faults_lock:
+            self._faults.append(Fault(status, times, method, plural, subresource, reason))
+
+    @property
+    def resource_version(self) -> int:
+        return self._rv
+
+    async def close_watches(self) -> None:
+        """End every open watch stream (else the HTTP server waits for them when it stops)."""
+        async with self._lock:
+            for bus in list(self._buses.values()):
+                await bus.put(_CLOSE)
+
+    # --- request entry point ------------------------------------------------------------------
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        if _NAMESPACE_PATH.fullmatch(raw_request.path):
+            path = raw_request.path.replace("/api/v1/namespaces", f"/api/v1/{_NAMESPACES_ALIAS.plural}", 1)
+            query = f"?{raw_request.query_string}" if raw_request.query_string else ""
+            raw_request = raw_request.clone(rel_url=path + query)
+        return await super().__call__(raw_request)
+
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        if request.resource == _NAMESPACES_ALIAS:
+            original, request = request, attrs.evolve(request, resource=NAMESPACES)
+            # Views (reactions, fallbacks) see only the recorded requests: record the mapped one.
+            self._requests[:] = [request if seen is original else seen for seen in self._requests]
+        fault = self._take_fault(request)
+        if fault is not None:
+            raise _error(fault.status, fault.reason, f"injected failure ({fault.status})")
+        if request.resource is not None and self._is_write(request):
+            async with self._lock:
+                self._results[request] = await self._write(request)
+        try:
+            # Skip KubernetesEmulator._handle (its dict-merge state logic); keep the reactions.
+            return await super(kmock.KubernetesEmulator, self)._handle(request)
+        finally:
+            self._results.pop(request, None)
+
+    def _take_fault(self, request: kmock.Request) -> Fault | None:
+        with self._faults_lock:
+            for fault in self._faults:
+                if fault.matches(request):
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    @staticmethod
+    def _method(request: kmock.Request) -> str:
+        return str(request.method.value).upper()
+
+    def _is_write(self, request: kmock.Request) -> bool:
+        return self._method(request) in {"POST", "PUT", "PATCH", "DELETE"}
+
+    def _is_replace(self, request: kmock.Request) -> bool:
+        return request.resource is not None and self._method(request) == "PUT" and request.name is not None
+
+    def _is_delete_collection(self, request: kmock.Request) -> bool:
+        return request.resource is not None and self._method(request) == "DELETE" and request.name is None
+
+    async def _write(self, request: kmock.Request) -> Any:
+        method = self._method(request)
+        info = self._info(request.resource)
+        if method == "POST" and request.name is None:
+            return await self._create(request, info)
+        if method in {"PUT", "PATCH"} and request.name is not None:
+            return await self._update(request, info)
+        if method == "DELETE" and request.name is not None:
+            return await self._delete_request(request, info)
+        if method == "DELETE":
+            return await self._delete_collection(request, info)
+        raise _error(405, "MethodNotAllowed", f"{method} is not supported on {request.url.path}")
+
+    # --- resources, keys, objects --------------------------------------------------------------
+
+    def _info(self, resource: kmock.resource | None) -> kmock.ResourceInfo:
+        for known in self._resources:
+            if known == resource:
+                return self._resources[known]
+        raise _error(404, "NotFound", f"the server could not find the requested resource ({resource})")
+
+    @staticmethod
+    def _has_status(info: kmock.ResourceInfo) -> bool:
+        return "status" in info.subresources
+
+    def _key(self, resource: kmock.resource, info: kmock.ResourceInfo, namespace: str | None, name: str) -> Key:
+        return (resource, namespace if info.namespaced is not False else None, name)
+
+    def _live(self, key: Key) -> dict[str, Any] | None:
+        if key not in self._objects or self._objects[key].deleted:
+            return None
+        return copy.deepcopy(self._objects[key].raw)
+
+    def _require(self, key: Key) -> dict[str, Any]:
+        obj = self._live(key)
+        if obj is None:
+            raise not_found(key[0], key[2])
+        return obj
+
+    def _live_items(self) -> list[tuple[Key, dict[str, Any]]]:
+        return [(key, copy.deepcopy(obj.raw)) for key, obj in self._objects.items() if not obj.deleted]
+
+    def _next_rv(self) -> str:
+        self._rv += 1
+        return str(self._rv)
+
+    async def _store(self, key: Key, obj: dict[str, Any], kind: str, old: dict[str, Any] | None) -> None:
+        if key in self._objects:
+            self._objects[key].create(copy.deepcopy(obj))
+        else:
+            self._objects[key] = copy.deepcopy(obj)
+        await self._emit(key[0], kind, obj, old)
+
+    async def _emit(self, resource: kmock.resource, kind: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        event: Event = (kind, copy.deepcopy(obj), old)
+        self._log[resource].append((int(obj["metadata"]["resourceVersion"]), event))
+        await self._buses[resource].put(event)
+
+    # --- validation ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _validate(obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        name = meta.get("name", "")
+        if len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
+            raise _error(422, "Invalid", f"metadata.name: Invalid value: {name!r}: must be a DNS-1123 subdomain")
+        for label_key, value in (meta.get("labels") or {}).items():
+            prefix, _, label_name = label_key.rpartition("/")
+            if (
+                (prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)))
+                or len(label_name) > 63
+                or not _LABEL_NAME.fullmatch(label_name)
+            ):
+                raise _error(422, "Invalid", f"metadata.labels: Invalid value: {label_key!r}: not a label key")
+            if not isinstance(value, str) or len(value) > 63 or (value and not _LABEL_NAME.fullmatch(value)):
+                raise _error(422, "Invalid", f"metadata.labels: Invalid value: {value!r}: not a label value")
+
+    # --- create -------------------------------------------------------------------------------
+
+    async def _create(self, request: kmock.Request, info: kmock.ResourceInfo) -> Any:
+        resource = request.resource
+        assert resource is not None
+        if not isinstance(request.data, dict):
+            raise _error(400, "BadRequest", "the body must be a JSON object")
+        obj = copy.deepcopy(request.data)
+        meta = obj.setdefault("metadata", {})
+        namespace: str | None = None
+        if info.namespaced is not False:
+            if request.namespace and meta.get("namespace") not in (None, "", request.namespace):
+                raise _error(400, "BadRequest", "the namespace of the object does not match the request's")
+            namespace = request.namespace or meta.get("namespace")
+            if not namespace:
+                raise _error(400, "BadRequest", "a namespaced object needs a namespace")
+        name = meta.get("name")
+        if not name:
+            prefix = meta.get("generateName")
+            if not prefix:
+                raise _error(422, "Invalid", "metadata.name: Required value: name or generateName is required")
+            while True:
+                name = prefix + "".join(secrets.choice(_NAME_SUFFIX) for _ in range(5))
+                if self._live(self._key(resource, info, namespace, name)) is None:
+                    break
+        key = self._key(resource, info, namespace, name)
+        if self._live(key) is not None:
+            raise _error(
+                409,
+                "AlreadyExists",
+                f'{resource.plural}.{resource.group} "{name}" already exists',
+                name=name,
+                group=resource.group,
+                kind=resource.plural,
+            )
+        for field in SERVER_FIELDS:
+            meta.pop(field, None)
+        meta["name"] = name
+        if namespace is not None:
+            meta["namespace"] = namespace
+        meta.update(
+            uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339(), generation=1, resourceVersion=self._next_rv()
+        )
+        obj.setdefault("apiVersion", f"{resource.group}/{resource.version}" if resource.group else resource.version)
+        if info.kind:
+            obj.setdefault("kind", info.kind)
+        if self._has_status(info):
+            obj.pop("status", None)
+        self._validate(obj)
+        await self._store(key, obj, "ADDED", None)
+        return kmock.Response(status=201, payload=obj)  # type: ignore[attr-defined]  # exported, not in __all__
+
+    # --- update (PUT, PATCH; main resource or status) ---------------------------------------------
+
+    async def _update(self, request: kmock.Request, info: kmock.ResourceInfo) -> dict[str, Any]:
+        resource = request.resource
+        assert resource is not None and request.name is not None
+        key = self._key(resource, info, request.namespace, request.name)
+        old = self._require(key)
+        sub = request.subresource
+        if sub not in (None, "status") or (sub == "status" and not self._has_status(info)):
+            raise _error(404, "NotFound", f"the server could not find the requested resource ({sub})")
+        new, preconditions = self._apply_body(request, old)
+        if preconditions.get("resourceVersion") not in (None, "", old["metadata"]["resourceVersion"]):
+            raise _error(
+                409,
+                "Conflict",
+                f"Operation cannot be fulfilled on {resource.plural}.{resource.group} "
+                f'"{request.name}": the object has been modified; please apply your changes to the latest '
+                "version and try again",
+                name=request.name,
+            )
+        if preconditions.get("uid") not in (None, "", old["metadata"]["uid"]):
+            raise _error(
+                409,
+                "Conflict",
+                f"Precondition failed: UID in precondition: {preconditions['uid']}, "
+                f"UID in object meta: {old['metadata']['uid']}",
+            )
+
+        if sub == "status":
+            result = copy.deepcopy(old)
+            if new.get("status") is not None:
+                result["status"] = new["status"]
+            else:
+                result.pop("status", None)
+        else:
+            result = new
+            if self._has_status(info):
+                result.pop("status", None)
+                if "status" in old:
+                    result["status"] = old["status"]
+        result["apiVersion"], result["kind"] = old.get("apiVersion"), old.get("kind")
+        meta = result.get("metadata")
+        if not isinstance(meta, dict):
+            meta = result["metadata"] = {}
+        for field in SERVER_FIELDS:
+            meta.pop(field, None)
+            if field in old["metadata"]:
+                meta[field] = old["metadata"][field]
+        if meta.get("deletionTimestamp"):
+            added = set(meta.get("finalizers") or []) - set(old["metadata"].get("finalizers") or [])
+            if added:
+                raise _error(
+                    422,
+                    "Invalid",
+                    f"metadata.finalizers: Forbidden: no new finalizers can be added if "
+                    f"the object is being deleted, found new finalizers {sorted(added)}",
+                )
+        self._validate(result)
+        if result == old:
+            return old  # a no-op write: no new resourceVersion, no event
+        if self._spec_part(result, info) != self._spec_part(old, info):
+            meta["generation"] = int(old["metadata"].get("generation", 1)) + 1
+        meta["resourceVersion"] = self._next_rv()
+        await self._store(key, result, "MODIFIED", old)
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            await self._remove(key)
+        return result
+
+    def _apply_body(self, request: kmock.Request, old: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The object after the write, and the metadata preconditions the body names."""
+        body = request.data
+        content_type = request.headers.get("Content-Type", "")
+        if self._method(request) == "PUT":
+            if not isinstance(body, dict):
+                raise _error(400, "BadRequest", "the body must be a JSON object")
+            return copy.deepcopy(body), dict(body.get("metadata") or {})
+        if "apply-patch" in content_type:
+            raise _error(415, "UnsupportedMediaType", "server-side apply is not emulated")
+        if isinstance(body, list):
+            try:
+                patched = jsonpatch.apply_patch(old, body, in_place=False)
+            except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
+                raise _error(422, "Invalid", f"the JSON patch does not apply: {exc}") from exc
+            return patched, {}
+        if isinstance(body, dict):
+            return merge_patch(old, body), dict(body.get("metadata") or {})
+        raise _error(400, "BadRequest", "the patch must be a JSON object or a JSON patch list")
+
+    def _spec_part(self, obj: dict[str, Any], info: kmock.ResourceInfo) -> dict[str, Any]:
+        skipped = {"metadata", "status"} if self._has_status(info) else {"metadata"}
+        return {key: value for key, value in obj.items() if key not in skipped}
+
+    # --- delete and garbage collection ------------------------------------------------------------
+
+    def _delete_options(self, request: kmock.Request) -> dict[str, Any]:
+        options = dict(request.data) if isinstance(request.data, dict) else {}
+        for param in ("propagationPolicy", "gracePeriodSeconds", "orphanDependents"):
+            if param in request.params and param not in options:
+                options[param] = request.params[param]
+        policy = options.get("propagationPolicy")
+        if policy is None and options.get("orphanDependents") is not None:
+            policy = "Orphan" if str(options["orphanDependents"]).lower() == "true" else "Background"
+        if policy is None:
+            assert request.resource is not None
+            policy = (
+                "Orphan" if (request.resource.group, request.resource.plural) == ("batch", "jobs") else "Background"
+            )
+        if policy not in POLICIES:
+            raise _error(400, "BadRequest", f"unknown propagationPolicy {policy!r}")
+        options["propagationPolicy"] = policy
+        return options
+
+    async def _delete_request(self, request: kmock.Request, info: kmock.ResourceInfo) -> dict[str, Any]:
+        assert request.resource is not None and request.name is not None
+        key = self._key(request.resource, info, request.namespace, request.name)
+        obj = self._require(key)
+        options = self._delete_options(request)
+        preconditions = options.get("preconditions") or {}
+        for field in ("uid", "resourceVersion"):
+            expected = preconditions.get(field)
+            if expected not in (None, "") and expected != obj["metadata"].get(field):
+                raise _error(
+                    409,
+                    "Conflict",
+                    f"Precondition failed: {field} in precondition: {expected}, "
+                    f"{field} in object meta: {obj['metadata'].get(field)}",
+                )
+        return await self._delete(key, options["propagationPolicy"])
+
+    async def _delete_collection(self, request: kmock.Request, info: kmock.ResourceInfo) -> dict[str, Any]:
+        assert request.resource is not None
+        match = self._selector(request)
+        policy = self._delete_options(request)["propagationPolicy"]
+        deleted = []
+        for key, obj in self._live_items():
+            if self._in_scope(request, key) and match(obj):
+                deleted.append(await self._delete(key, policy))
+        return {"apiVersion": "v1", "kind": f"{info.kind or 'Object'}List", "metadata": {}, "items": deleted}
+
+    def _dependents(self, uid: str) -> list[tuple[Key, dict[str, Any]]]:
+        return [
+            (key, obj) for key, obj in self._live_items()
+            if any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
+        ]  # fmt: skip
+
+    def _by_uid(self, uid: str) -> Key | None:
+        for key, obj in self._live_items():
+            if obj["metadata"].get("uid") == uid:
+                return key
+        return None
+
+    async def _modify(self, key: Key, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """A write by the server itself (GC, deletion marks): no validation, no generation bump."""
+        old = self._require(key)
+        new = copy.deepcopy(old)
+        change(new)
+        if new == old:
+            return old
+        new["metadata"]["resourceVersion"] = self._next_rv()
+        await self._store(key, new, "MODIFIED", old)
+        return new
+
+    async def _delete(self, key: Key, policy: str) -> dict[str, Any]:
+        obj = self._require(key)
+        meta = obj["metadata"]
+        if meta.get("deletionTimestamp"):
+            return obj  # already terminating: nothing more to do
+        uid = meta["uid"]
+        dependents = self._dependents(uid)
+        if policy == "Orphan":
+            for dep_key, _ in dependents:
+                await self._modify(dep_key, lambda o: _drop_owner(o, uid))
+            dependents = []
+
+        def mark(o: dict[str, Any]) -> None:
+            o["metadata"]["deletionTimestamp"] = now_rfc3339()
+            o["metadata"]["deletionGracePeriodSeconds"] = 0
+            if policy == "Foreground" and dependents and FOREGROUND not in (o["metadata"].get("finalizers") or []):
+                o["metadata"]["finalizers"] = [*(o["metadata"].get("finalizers") or []), FOREGROUND]
+
+        if not meta.get("finalizers") and not (policy == "Foreground" and dependents):
+            return await self._remove(key)
+        obj = await self._modify(key, mark)
+        if policy == "Foreground":
+            for dep_key, _ in dependents:
+                if self._live(dep_key) is not None:
+                    await self._delete(dep_key, "Foreground")
+            await self._release_foreground(key)
+            obj = self._live(key) or obj
+        return obj
+
+    async def _remove(self, key: Key) -> dict[str, Any]:
+        """Remove the object for good; then collect its dependents, and unblock its owners."""
+        obj = self._require(key)
+        obj["metadata"]["resourceVersion"] = self._next_rv()
+        self._objects[key].delete()
+        await self._emit(key[0], "DELETED", obj, None)
+        uid = obj["metadata"]["uid"]
+        for dep_key, dep in self._dependents(uid):
+            owners = [ref.get("uid") for ref in dep["metadata"].get("ownerReferences") or []]
+            if self._live(dep_key) is not None and not any(self._by_uid(owner) for owner in owners):
+                await self._delete(dep_key, "Background")
+        for ref in obj["metadata"].get("ownerReferences") or []:
+            owner_key = self._by_uid(ref.get("uid", ""))
+            if owner_key is not None:
+                await self._release_foreground(owner_key)
+        return obj
+
+    async def _release_foreground(self, key: Key) -> None:
+        """Drop `foregroundDeletion` once no blocking dependent is left, as the GC does."""
+        owner = self._live(key)
+        if owner is None or FOREGROUND not in (owner["metadata"].get("finalizers") or []):
+            return
+        uid = owner["metadata"]["uid"]
+        for _, dep in self._dependents(uid):
+            for ref in dep["metadata"].get("ownerReferences") or []:
+                if ref.get("uid") == uid and ref.get("blockOwnerDeletion"):
+                    return
+        owner = await self._modify(
+            key,
+            lambda o: o["metadata"].__setitem__(
+                "finalizers", [f for f in o["metadata"]["finalizers"] if f != FOREGROUND]
+            ),
+        )
+        if not owner["metadata"].get("finalizers"):
+            await self._remove(key)
+
+    # --- reading: fetch, list, watch ------------------------------------------------------------------
+
+    def _selector(self, request: kmock.Request) -> selectors.Matcher:
+        try:
+            return selectors.selector(request.params.get("labelSelector"), request.params.get("fieldSelector"))
+        except selectors.SelectorError as exc:
+            raise _error(400, "BadRequest", f"unable to parse requirement: {exc}") from exc
+
+    @staticmethod
+    def _in_scope(request: kmock.Request, key: Key) -> bool:
+        return (
+            key[0] == request.resource
+            and (request.namespace is None or key[1] == request.namespace)
+            and (request.name is None or key[2] == request.name)
+        )
+
+    async def _serve_fetch(self, request: kmock.Request) -> Any:
+        if self._is_watch(request):
+            return self._serve_watch(request)
+        info = self._info(request.resource)
+        assert request.resource is not None and request.name is not None
+        async with self._lock:
+            return self._require(self._key(request.resource, info, request.namespace, request.name))
+
+    @staticmethod
+    def _is_watch(request: kmock.Request) -> bool:
+        # kmock routes only `watch=true` to WATCH; the official client sends `watch=True`.
+        return request.params.get("watch", "").lower() in {"true", "1"}
+
+    async def _serve_list(self, request: kmock.Request) -> Any:
+        if request.resource is not None and request.resource.plural is None:  # `/apis/batch/v1/`: discovery
+            return await self._serve_version(request)
+        if self._is_watch(request):
+            return self._serve_watch(request)
+        info = self._info(request.resource)
+        match = self._selector(request)
+        async with self._lock:
+            items = [obj for key, obj in self._live_items() if self._in_scope(request, key) and match(obj)]
+            version = str(self._rv)
+        items.sort(key=lambda obj: (obj["metadata"].get("namespace") or "", obj["metadata"]["name"]))
+        assert request.resource is not None
+        group_version = f"{request.resource.group}/{request.resource.version}".lstrip("/")
+        return {
+            "apiVersion": group_version,
+            "kind": f"{info.kind or 'Object'}List",
+            "metadata": {"resourceVersion": version},
+            "items": items,
+        }
+
+    async def _serve_watch(self, request: kmock.Request) -> AsyncIterator[Any]:
+        self._info(request.resource)
+        assert request.resource is not None
+        match = self._selector(request)
+        since = request.params.get("resourceVersion", "")
+        timeout = float(request.params["timeoutSeconds"]) if request.params.get("timeoutSeconds") else None
+        bus = self._buses[request.resource]
+        async with self._lock:  # every write emits under this lock: the snapshot and the mark agree
+            marker = await bus.mark()
+            if since.isdigit() and int(since) > 0:
+                backlog = [event for rv, event in self._log[request.resource] if rv > int(since)]
+            else:
+                backlog = [("ADDED", obj, None) for key, obj in self._live_items() if key[0] == request.resource]
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        stream = cast(AsyncGenerator[Any, None], bus.stream(since=marker))
+        try:
+            yield b""  # send the headers: the stream is open even if nothing happens
+            for event in backlog:
+                if (out := self._watch_event(request, match, event)) is not None:
+                    yield out
+            while True:
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    break
+                try:
+                    async with asyncio.timeout(remaining):
+                        event = await anext(stream)
+                except TimeoutError:
+                    break
+                if event is _CLOSE:
+                    break
+                if (out := self._watch_event(request, match, event)) is not None:
+                    yield out
+        finally:
+            await stream.aclose()
+            await bus.unmark(marker)
+
+    def _watch_event(self, request: kmock.Request, match: selectors.Matcher, event: Event) -> Any:
+        kind, obj, old = event
+        meta = obj["metadata"]
+        if request.namespace is not None and meta.get("namespace") != request.namespace:
+            return None
+        if request.name is not None and meta.get("name") != request.name:
+            return None
+        now, before = match(obj), old is not None and match(old)
+        if kind == "MODIFIED" and now != before:
+            kind = "ADDED" if now else "DELETED"
+        elif not now:
+            return None
+        return {"type": kind, "object": obj}
+
+    # --- responses of the writes (the state changed in _handle) ------------------------------------
+
+    async def _serve_create(self, request: kmock.Request) -> Any:
+        return self._results[request]
+
+    async def _serve_update(self, request: kmock.Request) -> Any:
+        return self._results[request]
+
+    async def _serve_delete(self, request: kmock.Request) -> Any:
+        return self._results[request]
+
+    async def _serve_replace(self, request: kmock.Request) -> Any:
+        return self._results[request]
+
+    async def _serve_delete_collection(self, request: kmock.Request) -> Any:
+        return self._results[request]
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: objects merge recursively, null removes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def _drop_owner(obj: dict[str, Any], uid: str) -> None:
+    refs = [ref for ref in obj["metadata"].get("ownerReferences") or [] if ref.get("uid") != uid]
+    if refs:
+        obj["metadata"]["ownerReferences"] = refs
+    else:
+        obj["metadata"].pop("ownerReferences", None)

@@ -1,0 +1,226 @@
+"""Run a `KubeEmulator` as a real HTTP server on 127.0.0.1, in a thread with its own event loop.
+
+The Kubernetes client is synchronous and kopf runs its own loop, so the emulator cannot live in
+the test's loop (kmock's own `kmock` fixture does that, for async tests). `EmulatorServer`
+starts `kmock.Server(emulator)` (aiohttp, a free port) in a daemon thread; `stop()` closes it,
+open watch streams included.
+
+    server = EmulatorServer().start()
+    api = server.api_client()               # kubernetes.client.ApiClient for server.url
+    server.emulator.fail(500, plural="renders", method="POST")
+    server.object("renders", "ns", "r-x")   # a copy of the stored object, or None
+    server.stop()
+
+What kopf needs from it: the resources in RESOURCES are registered (discovery lists them, with
+`namespaced`, `kind`, verbs and the `status` subresource that makes kopf patch status through
+`/status`); the namespaces and the Render CRD exist from the start (kopf lists and watches
+both); kopf's peering resources do not, so kopf runs standalone. `running_operator(server,
+registry)` runs the real kopf in a thread against the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+import aiohttp
+import kmock
+import kopf
+from kubernetes import client as k8s
+
+from roughy.kube import crd
+from tests.kube.emulator import KubeEmulator
+
+T = TypeVar("T")
+
+VERBS = {"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}
+
+RENDERS = kmock.resource(crd.GROUP, crd.VERSION, crd.PLURAL)
+JOBS = kmock.resource("batch", "v1", "jobs")
+PODS = kmock.resource("", "v1", "pods")
+EVENTS = kmock.resource("", "v1", "events")
+NAMESPACES = kmock.resource("", "v1", "namespaces")
+CRDS = kmock.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+
+RESOURCES: dict[kmock.resource, kmock.ResourceInfo] = {
+    RENDERS: kmock.ResourceInfo(
+        kind=crd.KIND,
+        singular=crd.SINGULAR,
+        namespaced=True,
+        verbs=VERBS,
+        shortnames=set(crd.SHORT_NAMES),
+        categories=set(crd.CATEGORIES),
+        subresources={"status"},
+    ),
+    JOBS: kmock.ResourceInfo(kind="Job", singular="job", namespaced=True, verbs=VERBS, subresources={"status"}),
+    PODS: kmock.ResourceInfo(
+        kind="Pod", singular="pod", namespaced=True, verbs=VERBS, shortnames={"po"}, subresources={"status"}
+    ),
+    EVENTS: kmock.ResourceInfo(kind="Event", singular="event", namespaced=True, verbs=VERBS, shortnames={"ev"}),
+    NAMESPACES: kmock.ResourceInfo(
+        kind="Namespace",
+        singular="namespace",
+        namespaced=False,
+        verbs=VERBS,
+        shortnames={"ns"},
+        subresources={"status"},
+    ),
+    CRDS: kmock.ResourceInfo(
+        kind="CustomResourceDefinition",
+        singular="customresourcedefinition",
+        namespaced=False,
+        verbs=VERBS,
+        shortnames={"crd", "crds"},
+        subresources={"status"},
+    ),
+}
+
+_PLURALS = {res.plural: res for res in RESOURCES}
+
+
+def register(emulator: KubeEmulator) -> None:
+    for resource, info in RESOURCES.items():
+        emulator.resources[resource] = copy.deepcopy(info)
+
+
+async def seed(server_url: str, namespaces: Iterable[str]) -> None:
+    """What a fresh cluster with roughy's CRD installed has: the namespaces and the Render CRD."""
+    async with aiohttp.ClientSession(server_url) as session:
+        bodies = [("/api/v1/namespaces", {"metadata": {"name": name}}) for name in namespaces]
+        bodies.append(("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd.render_crd()))
+        for path, body in bodies:
+            async with session.post(path, json=body) as response:
+                if response.status != 201:
+                    raise RuntimeError(f"seeding {path} failed: {response.status} {await response.text()}")
+
+
+class EmulatorServer:
+    def __init__(
+        self,
+        factory: Callable[[], KubeEmulator] = KubeEmulator,
+        namespaces: Iterable[str] = ("default", "kube-system", "ns", "roughy"),
+    ) -> None:
+        self._factory = factory
+        self._namespaces = tuple(namespaces)
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self.emulator: KubeEmulator | None = None
+        self.url = ""
+
+    def start(self) -> EmulatorServer:
+        self._thread = threading.Thread(target=asyncio.run, args=(self._main(),), name="kmock", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout=10):
+            raise RuntimeError("the kmock server did not start in 10 s")
+        if self._failure is not None:
+            raise RuntimeError("the kmock server failed to start") from self._failure
+        return self
+
+    async def _main(self) -> None:
+        try:
+            self._loop = asyncio.get_running_loop()
+            self._stopping = asyncio.Event()
+            async with self._factory() as emulator, kmock.Server(emulator) as server:
+                register(emulator)
+                self.emulator = emulator
+                self.url = str(server.url).rstrip("/")
+                await seed(self.url, self._namespaces)
+                self._ready.set()
+                await self._stopping.wait()
+                await emulator.close_watches()
+        except BaseException as exc:  # surfaced by start()
+            self._failure = exc
+            self._ready.set()
+            raise
+
+    def stop(self) -> None:
+        if self._loop is None or self._stopping is None or self._thread is None:
+            return
+        self._loop.call_soon_threadsafe(self._stopping.set)
+        self._thread.join(timeout=15)
+        self._loop = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def call(self, fn: Callable[[KubeEmulator], T]) -> T:
+        """Run `fn(emulator)` in the server's loop, holding the emulator's lock."""
+        assert self._loop is not None and self.emulator is not None
+        emulator = self.emulator
+
+        async def locked() -> T:
+            async with emulator._lock:
+                return fn(emulator)
+
+        return asyncio.run_coroutine_threadsafe(locked(), self._loop).result(timeout=10)
+
+    def object(self, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """A copy of the stored object (as the API server holds it), or None if absent or deleted."""
+        resource = _PLURALS[plural]
+
+        def read(emulator: KubeEmulator) -> dict[str, Any] | None:
+            key = (resource, namespace, name)
+            if key not in emulator.objects or emulator.objects[key].deleted:
+                return None
+            return copy.deepcopy(emulator.objects[key].raw)
+
+        return self.call(read)
+
+    def api_client(self, *, retries: int = 0) -> k8s.ApiClient:
+        """A Kubernetes client for this server: no auth, no retries (errors show at once)."""
+        configuration = k8s.Configuration(host=self.url)
+        configuration.retries = retries
+        return k8s.ApiClient(configuration)
+
+
+@contextlib.contextmanager
+def running_operator(
+    server: EmulatorServer,
+    registry: kopf.OperatorRegistry,
+    *,
+    namespaces: Iterable[str] = ("roughy",),
+    settings: kopf.OperatorSettings | None = None,
+    ready_timeout: float = 10.0,
+) -> Iterator[None]:
+    """Run the real kopf operator (`registry`'s handlers) against `server`, in a thread.
+
+    A login handler pointing at the server is added to the registry. kopf runs standalone (the
+    emulator has no peering resources) with its own event loop; leaving the block stops it.
+    """
+
+    @kopf.on.login(registry=registry)
+    def _login(**_: Any) -> kopf.ConnectionInfo:
+        return kopf.ConnectionInfo(server=server.url, insecure=True)
+
+    stop, ready = threading.Event(), threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(
+                kopf.operator(
+                    registry=registry, settings=settings, standalone=True, namespaces=list(namespaces),
+                    stop_flag=stop, ready_flag=ready,
+                )
+            )  # fmt: skip
+        except BaseException as exc:  # surfaced below
+            failure.append(exc)
+            ready.set()
+
+    thread = threading.Thread(target=run, name="kopf", daemon=True)
+    thread.start()
+    try:
+        if not ready.wait(ready_timeout) or failure:
+            raise RuntimeError("kopf did not start") from (failure[0] if failure else None)
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=15)
