@@ -48,7 +48,7 @@ from roughy.kube import crd
 
 log = logging.getLogger(__name__)
 
-LABEL_RENDER = "roughy.ai/render"
+LABEL_RENDER = crd.LABEL_RENDER
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "roughy"
 MANAGED_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
