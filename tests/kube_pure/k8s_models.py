@@ -17,7 +17,9 @@ import pytest
 
 def unknown_fields(obj: Any, type_name: str) -> list[str]:
     """Paths of keys in `obj` that the model `type_name` (e.g. "V1Job") and its parts lack."""
-    client = pytest.importorskip("kubernetes.client")
+    client = pytest.importorskip(
+        "kubernetes.client", reason="the 'kubernetes' extra is not installed; `make test` installs it (dev extra)"
+    )
     return _walk(client, obj, type_name, "")
 
 
