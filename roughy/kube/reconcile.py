@@ -1,0 +1,121 @@
+"""What the operator does next for a Render, as a pure function of what it sees.
+
+`decide(status, generation, job, now)` takes the Render's current status, its generation and an
+observation of its Job, and returns the status to write and the actions to take. kopf handlers
+(and a test) call it; nothing here talks to Kubernetes, the database or the clock.
+
+Rules:
+- no Job yet and not terminal: create it (the Job is named after the Render, so a repeat is an
+  AlreadyExists, not a second encode);
+- a terminal Render never changes again: a late or repeated observation is ignored;
+- progress only moves forward and is 1.0 exactly when completed;
+- the move into a terminal state happens once, with one `record` action, which writes the
+  database row and its outbox event in one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+TERMINAL = ("completed", "failed")
+
+#: The encoder's exit codes (roughy.encoder.cli) and what they mean to a client.
+EXIT_CODES = {2: "invalid_plan", 3: "invalid_media", 4: "encode_timeout"}
+
+
+@dataclass(frozen=True)
+class JobObservation:
+    exists: bool
+    active: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    complete: bool = False  # the Job's Complete condition is True
+    failed_reason: str | None = None  # the Job's Failed condition's reason, when it is True
+    exit_code: int | None = None  # the last pod's container exit code, when known
+    result: dict[str, Any] | None = None  # the encoder's `result` line, in the CRD's camelCase form
+    error: dict[str, str] | None = None  # the encoder's `error` line
+    encoder: str | None = None  # the encoder's `encoder` line
+    progress: float | None = None  # the encoder's last progress line
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: dict[str, Any]
+    actions: tuple[str, ...] = field(default_factory=tuple)  # "create_job", "record"
+
+
+def decide(status: dict[str, Any] | None, generation: int, job: JobObservation, now: datetime) -> Decision:
+    current = dict(status or {})
+    state = current.get("state", "pending")
+    if state in TERMINAL:
+        return Decision(current)
+    stamp = now.isoformat().replace("+00:00", "Z")
+    new = current | {"observedGeneration": generation}
+    if not job.exists:
+        new |= {"state": "pending", "progress": float(current.get("progress", 0.0))}
+        return Decision(_with_condition(new, "Running", "False", "JobPending", "creating the encode Job", stamp),
+                        ("create_job",))
+    if job.encoder:
+        new["encoder"] = job.encoder
+    if job.complete or job.succeeded:
+        return _finish_completed(new, job, stamp)
+    if job.failed_reason is not None:
+        return _finish_failed(new, _failure(job), stamp)
+    new |= {"state": "running", "progress": _forward(current.get("progress"), job.progress)}
+    new.setdefault("startedAt", stamp)
+    return Decision(_with_condition(new, "Running", "True", "Encoding", "the encode is running", stamp))
+
+
+def _finish_completed(new: dict[str, Any], job: JobObservation, stamp: str) -> Decision:
+    if job.result is None:
+        return _finish_failed(new, {"code": "encode_failed", "message": "the encoder reported no result"}, stamp)
+    new |= {"state": "completed", "progress": 1.0, "completedAt": stamp, "result": job.result, "error": None}
+    new.setdefault("startedAt", stamp)
+    new = _with_condition(new, "Running", "False", "Completed", "the encode finished", stamp)
+    return Decision(_with_condition(new, "Ready", "True", "Completed", "the output is stored", stamp), ("record",))
+
+
+def _finish_failed(new: dict[str, Any], error: dict[str, str], stamp: str) -> Decision:
+    new |= {"state": "failed", "completedAt": stamp, "error": error, "result": None}
+    new = _with_condition(new, "Running", "False", "Failed", error["message"], stamp)
+    return Decision(_with_condition(new, "Ready", "False", "Failed", error["message"], stamp), ("record",))
+
+
+def _failure(job: JobObservation) -> dict[str, str]:
+    """The client-facing error of a failed Job: the encoder's own words first."""
+    if job.error:
+        return {"code": job.error.get("code", "encode_failed"), "message": job.error.get("message", "")}
+    if job.failed_reason == "DeadlineExceeded":
+        return {"code": "encode_timeout", "message": "the encode Job ran past its deadline"}
+    if job.exit_code in EXIT_CODES:
+        return {"code": EXIT_CODES[job.exit_code], "message": f"the encoder exited with status {job.exit_code}"}
+    reason = job.failed_reason or "Failed"
+    return {"code": "encode_failed", "message": f"the encode Job failed ({reason})"}
+
+
+def _forward(old: Any, new: float | None) -> float:
+    """Progress never goes backwards and stays below 1.0 until the render completes."""
+    before = float(old or 0.0)
+    if new is None:
+        return before
+    return max(before, min(float(new), 0.999))
+
+
+def _with_condition(
+    status: dict[str, Any], type_: str, value: str, reason: str, message: str, stamp: str
+) -> dict[str, Any]:
+    """Set one condition; its lastTransitionTime moves only when its status does."""
+    conditions = [dict(c) for c in status.get("conditions") or []]
+    for cond in conditions:
+        if cond["type"] == type_:
+            if cond["status"] != value:
+                cond["lastTransitionTime"] = stamp
+            cond.update(status=value, reason=reason, message=message)
+            break
+    else:
+        conditions.append(
+            {"type": type_, "status": value, "reason": reason, "message": message, "lastTransitionTime": stamp}
+        )
+    return status | {"conditions": conditions}

@@ -1,0 +1,86 @@
+"""The operator's decisions, as a pure function: Render status + Job observation -> next status, actions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from roughy.kube.reconcile import JobObservation, decide
+
+T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+RESULT = {"format": "mp4", "width": 1280, "height": 720, "duration": 3.0, "sizeBytes": 1000}
+
+
+def test_a_new_render_gets_its_job_created():
+    d = decide(None, 1, JobObservation(exists=False), T0)
+    assert d.actions == ("create_job",)
+    assert d.status["state"] == "pending" and d.status["observedGeneration"] == 1
+    assert d.status["conditions"][0]["type"] == "Running" and d.status["conditions"][0]["status"] == "False"
+
+
+def test_a_running_job_makes_the_render_running_with_its_encoder_and_progress():
+    d = decide({"state": "pending"}, 1, JobObservation(exists=True, active=1, progress=0.3, encoder="libx264"), T0)
+    assert d.actions == ()
+    assert d.status["state"] == "running" and d.status["progress"] == 0.3
+    assert d.status["encoder"] == "libx264" and d.status["startedAt"] == "2026-11-28T12:00:00Z"
+
+
+def test_a_completed_job_completes_the_render_once():
+    running = decide({"state": "pending"}, 1, JobObservation(exists=True, active=1, progress=0.5), T0).status
+    done = decide(running, 1, JobObservation(exists=True, succeeded=1, complete=True, result=RESULT), T0)
+    assert done.actions == ("record",)
+    assert done.status["state"] == "completed" and done.status["progress"] == 1.0
+    assert done.status["result"] == RESULT and done.status["startedAt"] == running["startedAt"]
+    again = decide(done.status, 1, JobObservation(exists=True, succeeded=1, complete=True, result=RESULT), T0)
+    assert again.actions == () and again.status == done.status
+
+
+def test_a_completed_job_without_a_result_is_a_failure():
+    d = decide({"state": "running"}, 1, JobObservation(exists=True, succeeded=1, complete=True), T0)
+    assert d.status["state"] == "failed" and d.status["error"]["code"] == "encode_failed"
+
+
+def test_failures_carry_the_encoders_words_or_a_code_from_the_exit_status():
+    said = JobObservation(exists=True, failed=1, failed_reason="PodFailurePolicy", exit_code=3,
+                          error={"code": "invalid_media", "message": "moov atom not found"})
+    d = decide({"state": "running"}, 1, said, T0)
+    assert d.actions == ("record",)
+    assert d.status["error"] == {"code": "invalid_media", "message": "moov atom not found"}
+    silent = JobObservation(exists=True, failed=1, failed_reason="PodFailurePolicy", exit_code=3)
+    assert decide({"state": "running"}, 1, silent, T0).status["error"]["code"] == "invalid_media"
+    deadline = JobObservation(exists=True, failed=1, failed_reason="DeadlineExceeded")
+    assert decide({"state": "running"}, 1, deadline, T0).status["error"]["code"] == "encode_timeout"
+    backoff = JobObservation(exists=True, failed=3, failed_reason="BackoffLimitExceeded", exit_code=1)
+    err = decide({"state": "running"}, 1, backoff, T0).status["error"]
+    assert err["code"] == "encode_failed" and "BackoffLimitExceeded" in err["message"]
+
+
+def test_a_terminal_render_never_changes_again():
+    failed = {"state": "failed", "error": {"code": "invalid_media", "message": "x"}, "progress": 0.2}
+    late = JobObservation(exists=True, succeeded=1, complete=True, result=RESULT, progress=0.9)
+    d = decide(failed, 2, late, T0)
+    assert d.status == failed and d.actions == ()
+
+
+def test_condition_transition_time_moves_only_when_its_status_changes():
+    s1 = decide({"state": "pending"}, 1, JobObservation(exists=True, active=1, progress=0.1), T0).status
+    later = T0 + timedelta(seconds=30)
+    s2 = decide(s1, 1, JobObservation(exists=True, active=1, progress=0.2), later).status
+    assert s2["conditions"][0]["lastTransitionTime"] == s1["conditions"][0]["lastTransitionTime"]
+    s3 = decide(s2, 1, JobObservation(exists=True, complete=True, succeeded=1, result=RESULT), later).status
+    running = next(c for c in s3["conditions"] if c["type"] == "Running")
+    assert running["status"] == "False" and running["lastTransitionTime"] == "2026-11-28T12:00:30Z"
+
+
+@given(st.lists(st.one_of(st.none(), st.floats(min_value=0, max_value=1.5)), min_size=1, max_size=30))
+def test_progress_never_goes_backwards_and_is_below_one_until_completed(reports):
+    status: dict = {"state": "pending"}
+    seen = []
+    for p in reports:
+        status = decide(status, 1, JobObservation(exists=True, active=1, progress=p), T0).status
+        seen.append(status["progress"])
+    assert seen == sorted(seen) and all(x < 1.0 for x in seen)
+    final = decide(status, 1, JobObservation(exists=True, complete=True, succeeded=1, result=RESULT), T0)
+    assert final.status["progress"] == 1.0
