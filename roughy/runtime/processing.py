@@ -24,7 +24,7 @@ from roughy.core.models import (
 )
 from roughy.core.segments import SegmentsOutOfRange, finalize, keep_between_silences
 from roughy.encoder import tasks
-from roughy.encoder.errors import EncoderError
+from roughy.encoder.errors import EncoderError, InvalidMedia
 from roughy.encoder.probe import probe
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ class AssetProcessor:
         src = self.storage.source_url(part_key(asset.id, PartName.VIDEO))
         info = probe(src)
         if info.video is None:
-            raise _invalid("the video part has no video stream")
+            raise InvalidMedia("the video part has no video stream")
         extracted = None
         if not asset.client_audio and info.audio is not None:
             extracted = tasks.extract_audio(src, self.storage.output_target(extracted_audio_key(asset.id)))
@@ -150,7 +150,7 @@ class AssetProcessor:
     def _examine_audio(self, asset: Asset) -> Change:
         info = probe(self.storage.source_url(part_key(asset.id, PartName.AUDIO)))
         if info.audio is None:
-            raise _invalid("the audio part has no audio stream")
+            raise InvalidMedia("the audio part has no audio stream")
 
         def record(a: Asset) -> None:
             # Recorded on its own, before any other part: the asset is cuttable from here on.
@@ -225,8 +225,3 @@ class AssetProcessor:
 def _fps(asset: Asset) -> float | None:
     return asset.video.fps if asset.video else None
 
-
-def _invalid(message: str) -> EncoderError:
-    from roughy.encoder.errors import InvalidMedia
-
-    return InvalidMedia(message)

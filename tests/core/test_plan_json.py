@@ -5,36 +5,10 @@ from __future__ import annotations
 import json
 
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from roughy.core.models import Format, Segment
 from roughy.core.plan import AudioPlan, EncodePlan, VideoPlan
-
-finite = st.floats(0, 1e5, allow_nan=False, allow_infinity=False)
-videos = st.builds(
-    VideoPlan,
-    width=st.integers(1, 4096).map(lambda n: 2 * n),
-    height=st.integers(1, 4096).map(lambda n: 2 * n),
-    fps=st.floats(1, 60),
-    bitrate_kbps=st.integers(1, 50_000),
-    hdr=st.booleans(),
-)
-audios = st.builds(
-    AudioPlan,
-    bitrate_kbps=st.integers(32, 320),
-    channels=st.sampled_from([1, 2]),
-    sample_rate=st.sampled_from([22050, 32000, 44100, 48000]),
-)
-segment_lists = st.lists(st.tuples(finite, finite).map(lambda p: Segment(*sorted(p))), min_size=1, max_size=20)
-plans = st.builds(
-    EncodePlan,
-    format=st.sampled_from(list(Format)),
-    duration=finite,
-    video=st.one_of(st.none(), videos),
-    audio=st.one_of(st.none(), audios),
-    segments=st.one_of(st.none(), segment_lists.map(tuple)),
-    separate_audio=st.booleans(),
-)
+from tests.strategies import plans
 
 
 @settings(max_examples=200, deadline=None)

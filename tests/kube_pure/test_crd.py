@@ -21,15 +21,15 @@ import jsonschema
 import pytest
 import yaml
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from roughy.core.models import Format, Resolution, Segment
-from roughy.core.plan import AudioPlan, EncodePlan, VideoPlan
+from roughy.core.models import Resolution, Segment
+from roughy.core.plan import EncodePlan
 from roughy.core.signature import resource_name
 from roughy.kube import crd
 from roughy.kube.crd import PlanSpec, RenderSpec, RenderStatus, dump_resource, render_crd, tier_of
 from tests.kube_pure import examples
 from tests.kube_pure.k8s_models import unknown_fields
+from tests.strategies import plans
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "render.yaml"
@@ -308,28 +308,6 @@ def test_a_spec_without_its_output_key_is_refused() -> None:
 
 
 # --- models ---------------------------------------------------------------------------------
-
-videos = st.builds(
-    VideoPlan,
-    width=st.integers(1, 4096).map(lambda n: 2 * n),
-    height=st.integers(1, 4096).map(lambda n: 2 * n),
-    fps=st.floats(1, 60),
-    bitrate_kbps=st.integers(1, 50_000),
-    hdr=st.booleans(),
-)
-audios = st.builds(AudioPlan, st.integers(8, 320), st.sampled_from([1, 2]), st.sampled_from([22_050, 44_100, 48_000]))
-seconds = st.floats(0, 1e5, allow_nan=False, allow_infinity=False)
-cuts = st.lists(st.tuples(seconds, seconds).map(lambda p: Segment(*sorted(p))), min_size=1, max_size=20)
-plans = st.builds(
-    EncodePlan,
-    format=st.sampled_from(list(Format)),
-    duration=seconds,
-    video=st.one_of(st.none(), videos),
-    audio=st.one_of(st.none(), audios),
-    segments=st.one_of(st.none(), cuts.map(tuple)),
-    separate_audio=st.booleans(),
-)
-
 
 @settings(max_examples=200, deadline=None)
 @given(plans)

@@ -236,13 +236,6 @@ class SqlStore(WebhookStore):
                 emit(c, asset.account_id, kind, asset_resource(asset))
         return asset
 
-    def save_asset(self, asset: Asset) -> bool:
-        row = _asset_row(asset)
-        row.pop("id"), row.pop("account_id"), row.pop("created_at")
-        with self.tx() as c:
-            res = c.execute(update(t.assets).where(t.assets.c.id == asset.id).values(**row))
-        return res.rowcount > 0
-
     def list_assets(self, account_id: str, limit: int, starting_after: str | None) -> tuple[list[Asset], bool]:
         rows, more = self._page(t.assets, [t.assets.c.account_id == account_id], limit, starting_after)
         return [_asset(r) for r in rows], more
