@@ -24,6 +24,11 @@ stdout is the machine interface, one JSON object per line:
   1 other failures (a failed upload, a network error reading a source: worth a retry), 2 an
   unusable plan or bad arguments, 143 terminated by SIGTERM.
 
+With `ROUGHY_TERMINATION_LOG` set (a Job sets it to the container's terminationMessagePath),
+the outcome is also written there at exit as one JSON object, `{"encoder": ..., "result": ...}`
+or `{"encoder": ..., "error": ...}`: the kubelet copies it into the pod's status, where the
+operator reads it without parsing logs.
+
 stderr carries human logs (the ffmpeg command line, warnings). On SIGTERM the encoder kills its
 ffmpeg child and removes its temp output before exiting 143, so a cancelled render leaves
 neither a process nor a partial file (nor, once rendered, the local output it was uploading).
@@ -67,6 +72,12 @@ ENV_AUDIO = "ROUGHY_AUDIO_URL"
 ENV_OUTPUT_URL = "ROUGHY_OUTPUT_URL"
 ENV_CONTENT_TYPE = "ROUGHY_OUTPUT_CONTENT_TYPE"
 ENV_ENCODER = "ROUGHY_ENCODER"
+ENV_TERMINATION_LOG = "ROUGHY_TERMINATION_LOG"
+TERMINATION_MESSAGE_LIMIT = 4096  # what the kubelet keeps of a termination message
+_OUTCOME_KEYS = ("encoder", "result", "error")
+
+#: The lines of the outcome (encoder, result or error) emitted so far, for the termination log.
+_outcome: dict[str, Any] = {}
 
 
 class Terminated(BaseException):
@@ -82,6 +93,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"{ENV_ENCODER}={args.encoder!r} is not one of {', '.join(ENCODERS)}")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    _outcome.clear()
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        _write_termination_log()
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         handler: Callable[[argparse.Namespace], None] = args.handler
         handler(args)
@@ -103,8 +123,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = f"internal encoder error ({type(exc).__name__})"
         _emit({"error": {"code": "encode_failed", "message": message}})
         return 1
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+
+
+def _write_termination_log() -> None:
+    """The outcome, as one JSON object, where `ROUGHY_TERMINATION_LOG` says (best effort)."""
+    path = _env(ENV_TERMINATION_LOG)
+    if not path or not _outcome:
+        return
+    outcome = dict(_outcome)
+    text = json.dumps(outcome, separators=(",", ":"))
+    if len(text.encode()) > TERMINATION_MESSAGE_LIMIT and "error" in outcome:
+        error = dict(outcome["error"])
+        error["message"] = str(error.get("message", ""))[:1000]
+        text = json.dumps(outcome | {"error": error}, separators=(",", ":"))
+    try:
+        Path(path).write_text(text)
+    except OSError as exc:
+        log.warning("could not write the termination log %s: %s", path, exc)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -269,6 +304,8 @@ def _env(name: str) -> str | None:
 
 
 def _emit(obj: Any, stream: TextIO | None = None) -> None:
+    if isinstance(obj, dict) and len(obj) == 1 and next(iter(obj)) in _OUTCOME_KEYS:
+        _outcome.update(obj)
     out = stream or sys.stdout
     out.write(json.dumps(obj, separators=(",", ":")) + "\n")
     out.flush()

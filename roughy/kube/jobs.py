@@ -27,8 +27,10 @@ Why the Job looks the way it does:
 The contract with `roughy-encode render` inside the pod (environment, so that neither the plan
 nor a signed URL shows in `ps`): `ROUGHY_PLAN` (the plan's JSON, read when `--plan` is absent),
 `ROUGHY_VIDEO_URL` / `ROUGHY_AUDIO_URL` (defaults of `--video` / `--audio`), `ROUGHY_OUTPUT_URL`
-and `ROUGHY_OUTPUT_CONTENT_TYPE` (PUT the finished `--output` file there), and `ROUGHY_ENCODER`
-(`h264_nvenc`: probe it, fall back to `libx264`). Exit codes as in `roughy.encoder.cli`.
+and `ROUGHY_OUTPUT_CONTENT_TYPE` (PUT the finished `--output` file there), `ROUGHY_ENCODER`
+(`h264_nvenc`: probe it, fall back to `libx264`) and `ROUGHY_TERMINATION_LOG` (write the outcome
+there: the pod's termination message). Progress is read from the pod's log (`{"progress"}`
+lines) by the operator, since the pod has no API credentials. Exit codes as in `roughy.encoder.cli`.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ from roughy.kube.crd import API_VERSION, KIND, RenderSpec, VideoEncoder, domain_
 
 CONTAINER = "encoder"
 SCRATCH_DIR = "/tmp"
+#: The encoder writes its outcome (result or error) here; the kubelet copies it into the pod's
+#: status (`state.terminated.message`), where the operator reads it.
+TERMINATION_LOG = "/dev/termination-log"
 
 #: `roughy.encoder.errors.InvalidMedia.exit_code`, and the CLI's "unusable plan" exit. Both are
 #: permanent. Mirrored here (a test keeps them equal) so that building a Job imports no PyAV.
@@ -295,6 +300,8 @@ def container(
         "resources": resources(encoder is VideoEncoder.H264_NVENC, scratch, settings),
         "securityContext": container_security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": SCRATCH_DIR}],
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
 
 
@@ -309,6 +316,7 @@ def encoder_env(plan: EncodePlan, encoder: VideoEncoder | None, urls: PresignedU
         "ROUGHY_OUTPUT_CONTENT_TYPE": plan.format.mime_type,
         "ROUGHY_ENCODER": encoder.value if encoder else None,
         "NVIDIA_DRIVER_CAPABILITIES": NVIDIA_DRIVER_CAPABILITIES if encoder is VideoEncoder.H264_NVENC else None,
+        "ROUGHY_TERMINATION_LOG": TERMINATION_LOG,
         "HOME": SCRATCH_DIR,  # the root filesystem is read-only
     }
     return [{"name": name, "value": value} for name, value in values.items() if value is not None]

@@ -72,6 +72,28 @@ def test_render_of_junk_exits_3_with_a_clear_error(tmp_path: Path, stereo_clip: 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.mp4", "plan.json"]
 
 
+def test_the_outcome_goes_to_the_termination_log_as_one_json_object(
+    tmp_path: Path, stereo_clip: Path, plan_for: PlanFor, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """What a pod's status carries (state.terminated.message): the operator reads it there."""
+    log = tmp_path / "termination-log"
+    monkeypatch.setenv("ROUGHY_TERMINATION_LOG", str(log))
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(plan_for(stereo_clip).to_json()))
+    out = tmp_path / "out.mp4"
+    assert main(["render", "--plan", str(plan), "--video", str(stereo_clip), "--output", str(out)]) == 0
+    outcome = json.loads(log.read_text())
+    assert outcome["encoder"] == "libx264" and outcome["result"]["size_bytes"] == out.stat().st_size
+    assert "error" not in outcome
+
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a movie" * 50)
+    assert main(["render", "--plan", str(plan), "--video", str(junk), "--output", str(out)]) == 3
+    outcome = json.loads(log.read_text())
+    assert outcome["error"]["code"] == "invalid_media" and "result" not in outcome
+
+
 def test_sigterm_kills_ffmpeg_and_removes_the_temp(tmp_path: Path, stereo_clip: Path, plan_for: PlanFor) -> None:
     plan = slow_plan_file(tmp_path, plan_for(stereo_clip))
     outdir = tmp_path / "out"
