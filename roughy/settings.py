@@ -90,6 +90,25 @@ class Settings(BaseSettings):
     )
     s3_max_attempts: int = Field(5, ge=1, description="Attempts per S3 call (botocore 'standard' retries).")
     s3_timeout: float = Field(60.0, gt=0, description="Seconds to connect to, and to wait on a read from, S3.")
+    runtime: Literal["embedded", "kubernetes"] = Field(
+        "embedded",
+        description="Where renders execute: in this process (SQLite, local disk), or as Render resources and Jobs "
+        "on Kubernetes (PostgreSQL, S3).",
+    )
+    namespace: str | None = Field(
+        None,
+        description="Kubernetes namespace of Render resources and Jobs; default: the pod's own, else the "
+        "kubeconfig context's.",
+    )
+    render_retention: float = Field(
+        3600.0, ge=0, description="Seconds a finished Render resource is kept (the database keeps the render)."
+    )
+    jobs_config: Path | None = Field(
+        None,
+        description="JSON file of the operator's encoder Job settings (roughy.kube.jobs.JobSettings fields; the Helm "
+        "chart renders it from its values).",
+    )
+    encoder_image: str | None = Field(None, description="Encoder image of Jobs; overrides the jobs config's `image`.")
     log_format: Literal["text", "json"] = Field("text", description="Log lines as text, or one JSON object each.")
     ffmpeg: str | None = Field(None, description="ffmpeg binary; default: the one shipped by imageio-ffmpeg.")
 

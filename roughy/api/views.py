@@ -7,6 +7,7 @@ from pathlib import PurePath
 
 from roughy.api import schemas as s
 from roughy.api.deps import Services
+from roughy.core.keys import output_key
 from roughy.core.models import Asset, Cut, LedgerEntry, PartState, Render, RenderState
 from roughy.core.resources import asset_resource, cut_resource, render_resource
 
@@ -30,7 +31,7 @@ def render_out(render: Render, svc: Services | None = None, filename: str | None
     """The render; with `svc` and `filename`, a completed one carries a fresh download URL."""
     out = s.RenderOut(**render_resource(render))
     if svc is not None and filename and render.state is RenderState.COMPLETED:
-        key = f"renders/{render.id}/output.{render.output.format.value}"
+        key = output_key(render)
         out.download_url, out.download_expires_at = svc.storage.download_url(
             key, filename, svc.settings.download_url_ttl
         )

@@ -16,11 +16,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from prometheus_client import Counter, Histogram
 
-from roughy.core.models import Asset, AssetKind, ErrorInfo, Format, PartName, Render, RenderResult
-from roughy.core.planning import plan_render
+from roughy.core.models import ErrorInfo, Format, Render, RenderResult
 from roughy.core.ports import Cancelled, EncodeJob
 from roughy.encoder.errors import EncoderError
-from roughy.runtime.processing import AssetProcessor, audio_key, part_key
+from roughy.runtime.processing import AssetProcessor
+from roughy.runtime.work import render_work
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +28,6 @@ ENCODE_SECONDS = Histogram(
     "roughy_encode_seconds", "Wall time of finished encodes", buckets=(1, 5, 15, 30, 60, 120, 300, 900, 3600)
 )
 RENDERS_FINISHED = Counter("roughy_renders_finished_total", "Renders that reached a final state", ["state"])
-
-
-def output_key(render: Render) -> str:
-    return f"renders/{render.id}/output.{render.output.format.value}"
 
 
 class EmbeddedRuntime:
@@ -160,33 +156,12 @@ class EmbeddedRuntime:
         self._finish(render, _result(result), None)
 
     def _job(self, render: Render) -> EncodeJob:
-        asset = self.store.get_asset(render.asset_id)
-        if asset is None:
+        work = render_work(self.store, render)
+        if work is None:
             raise Cancelled(render.id)
-        segments = None
-        if render.cut_id:
-            cut = self.store.get_cut(render.cut_id)
-            if cut is None:
-                raise Cancelled(render.id)
-            segments = cut.segments
-        separate_audio = asset.kind is AssetKind.VIDEO and asset.client_audio and asset.audio is not None
-        plan = plan_render(
-            render.output,
-            duration=asset.duration or 0.0,
-            video=asset.video,
-            audio=asset.audio,
-            segments=segments,
-            separate_audio=separate_audio,
-        )
-        video_src, audio_src = self._sources(asset, render.output.format, separate_audio)
-        return EncodeJob(render.id, plan, video_src, audio_src, self.storage.output_target(output_key(render)))
-
-    def _sources(self, asset: Asset, fmt: Format, separate_audio: bool) -> tuple[str | None, str | None]:
-        audio = self.storage.source_url(audio_key(asset)) if asset.audio is not None else None
-        if not fmt.is_video:
-            return None, audio
-        video = self.storage.source_url(part_key(asset.id, PartName.VIDEO))
-        return video, audio if separate_audio else None
+        video = self.storage.source_url(work.video_key) if work.video_key else None
+        audio = self.storage.source_url(work.audio_key) if work.audio_key else None
+        return EncodeJob(render.id, work.plan, video, audio, self.storage.output_target(work.output_key))
 
     def _finish(self, render: Render, result: RenderResult | None, error: ErrorInfo | None) -> None:
         if self.store.finish_render(render.id, result, error):
