@@ -19,7 +19,7 @@ from prometheus_client import Counter, Histogram
 from roughy.core.models import ErrorInfo, Format, Render, RenderResult
 from roughy.core.ports import Cancelled, EncodeJob
 from roughy.encoder.errors import EncoderError
-from roughy.runtime.processing import AssetProcessor
+from roughy.runtime.processing import AssetProcessor, AssetWork
 from roughy.runtime.work import render_work
 
 log = logging.getLogger(__name__)
@@ -31,20 +31,19 @@ RENDERS_FINISHED = Counter("roughy_renders_finished_total", "Renders that reache
 
 
 class EmbeddedRuntime:
-    def __init__(self, store, storage, executor, *, workers: int = 2, asset_workers: int = 1,
-                 poll_interval: float = 0.5):  # type: ignore[no-untyped-def]
+    def __init__(
+        self, store, storage, executor, *, workers: int = 2, asset_workers: int = 1, poll_interval: float = 0.5
+    ):  # type: ignore[no-untyped-def]
         self.store = store
         self.storage = storage
         self.executor = executor
-        self.processor = AssetProcessor(store, storage)
+        self.assets = AssetWork(AssetProcessor(store, storage), workers=asset_workers, on_done=self.wake)
         self.workers = workers
         self.poll_interval = poll_interval
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._render_pool = ThreadPoolExecutor(workers, thread_name_prefix="encode")
-        self._asset_pool = ThreadPoolExecutor(asset_workers, thread_name_prefix="asset")
         self._running: dict[str, Future[None]] = {}
-        self._asset_jobs: dict[str, Future[None]] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -66,7 +65,7 @@ class EmbeddedRuntime:
         for render_id in running:
             self.executor.stop(render_id)
         self._render_pool.shutdown(wait=True, cancel_futures=True)
-        self._asset_pool.shutdown(wait=True, cancel_futures=True)
+        self.assets.shutdown()
         self.store.requeue_running_renders()
 
     def recover(self) -> None:
@@ -96,10 +95,7 @@ class EmbeddedRuntime:
                 time.sleep(self.poll_interval)
 
     def tick(self) -> None:
-        for asset in self.store.assets_to_process():
-            self._submit_asset_job(f"asset:{asset.id}", self.processor.process_asset, asset.id)
-        for cut in self.store.cuts_to_process():
-            self._submit_asset_job(f"cut:{cut.id}", self.processor.process_cut, cut.id)
+        self.assets.tick()
         while self._free_workers() > 0 and not self._stop.is_set():
             render = self.store.claim_next_render()
             if render is None:
@@ -110,26 +106,6 @@ class EmbeddedRuntime:
     def _free_workers(self) -> int:
         with self._lock:
             return self.workers - len(self._running)
-
-    def _submit_asset_job(self, key: str, fn, arg: str) -> None:  # type: ignore[no-untyped-def]
-        with self._lock:
-            if key in self._asset_jobs:
-                return
-            future = self._asset_pool.submit(self._guard, fn, arg)
-            self._asset_jobs[key] = future
-        future.add_done_callback(lambda _f: self._asset_done(key))
-
-    def _asset_done(self, key: str) -> None:
-        with self._lock:
-            self._asset_jobs.pop(key, None)
-        self._wake.set()  # a processed asset may unblock cuts and renders
-
-    @staticmethod
-    def _guard(fn, arg: str) -> None:  # type: ignore[no-untyped-def]
-        try:
-            fn(arg)
-        except Exception:
-            log.exception("processing %s failed; it will be retried", arg)
 
     # -- one render -------------------------------------------------------------------------
 

@@ -8,7 +8,9 @@ simply "run it again".
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from roughy.core.errors import InsufficientCredit
 from roughy.core.models import (
@@ -207,8 +209,7 @@ class AssetProcessor:
         # sound to pad, so a silence touching the start or the end goes whole (no slivers of
         # nothing, and a silent source keeps nothing).
         silences = [
-            (-padding if s <= 0.01 else s, duration + padding if e >= duration - 0.05 else e)
-            for s, e in silences
+            (-padding if s <= 0.01 else s, duration + padding if e >= duration - 0.05 else e) for s, e in silences
         ]
         frame = 1.0 / asset.video.fps if asset.video and asset.video.fps else 0.001
         kept = keep_between_silences(silences, duration=duration, padding=padding, min_length=frame * 1.01)
@@ -225,3 +226,55 @@ class AssetProcessor:
 def _fps(asset: Asset) -> float | None:
     return asset.video.fps if asset.video else None
 
+
+class AssetWork:
+    """Assets and cuts processed on a small thread pool, each at most once at a time.
+
+    `tick()` submits what the store says needs processing; `on_done` is called after each job
+    (a processed asset may unblock cuts and renders). A failed job is logged and retried on a
+    later tick: the store still lists it.
+    """
+
+    def __init__(self, processor: AssetProcessor, *, workers: int = 1, on_done: Callable[[], None] | None = None):
+        self.processor = processor
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="asset")
+        self._jobs: dict[str, Future[None]] = {}
+        self._lock = threading.Lock()
+        self._on_done = on_done
+
+    def tick(self) -> None:
+        store = self.processor.store
+        for asset in store.assets_to_process():
+            self._submit(f"asset:{asset.id}", self.processor.process_asset, asset.id)
+        for cut in store.cuts_to_process():
+            self._submit(f"cut:{cut.id}", self.processor.process_cut, cut.id)
+
+    @property
+    def idle(self) -> bool:
+        """No asset or cut job is queued or running."""
+        with self._lock:
+            return not self._jobs
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _submit(self, key: str, fn: Callable[[str], None], arg: str) -> None:
+        with self._lock:
+            if key in self._jobs:
+                return
+            future = self._pool.submit(self._guard, fn, arg)
+            self._jobs[key] = future
+        future.add_done_callback(lambda _f: self._done(key))
+
+    def _done(self, key: str) -> None:
+        with self._lock:
+            self._jobs.pop(key, None)
+        if self._on_done is not None:
+            self._on_done()
+
+    @staticmethod
+    def _guard(fn: Callable[[str], None], arg: str) -> None:
+        try:
+            fn(arg)
+        except Exception:
+            log.exception("processing %s failed; it will be retried", arg)

@@ -387,7 +387,7 @@ def test_deleting_an_asset_while_it_is_processing_leaves_no_media(service, api, 
     finally:
         release.set()
     # the worker finishes its probe and audio extraction for an asset that is gone
-    wait_for(lambda: {"idle": not service.embedded.runtime._asset_jobs}, lambda d: d["idle"], timeout=20)
+    wait_for(lambda: {"idle": service.embedded.runtime.assets.idle}, lambda d: d["idle"], timeout=20)
     assert media_files(service, asset["id"]) == [], "nothing of a deleted asset stays on disk"
     assert api.get(f"/v1/assets/{asset['id']}").status_code == 404, "and it is not resurrected"
 

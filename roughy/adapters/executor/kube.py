@@ -228,6 +228,36 @@ class KubeExecutor:
         self._delete(name, uid, propagation="Foreground")
         return self._wait_gone(name, uid, self._cancel_wait if wait is None else wait)
 
+    def cancel_render(self, render_id: str, *, wait: float | None = None) -> bool:
+        """`cancel` by render id (the `roughy.ai/render` label), for callers that no longer
+        have the signature: the render's row is already deleted when it is cancelled."""
+        done = True
+        for item in self._list(f"{LABEL_RENDER}={render_id},{MANAGED_SELECTOR}"):
+            meta = item.get("metadata") or {}
+            if (item.get("spec") or {}).get("renderId") != render_id:
+                continue
+            self._delete(meta["name"], meta.get("uid"), propagation="Foreground")
+            done = self._wait_gone(meta["name"], meta.get("uid"), self._cancel_wait if wait is None else wait) and done
+        return done
+
+    def drain(self, *, wait: float = 300.0, reason: str = "drain") -> list[str]:
+        """Delete every Render this release manages (saying why: the operator's finalizer then
+        keeps finished outputs and puts unfinished renders back in the queue) and wait until
+        they are gone. Returns the names still present when `wait` ran out."""
+        items = self._list(MANAGED_SELECTOR)
+        for item in items:
+            meta = item.get("metadata") or {}
+            if not meta.get("deletionTimestamp"):
+                self._delete(meta["name"], meta.get("uid"), reason=reason, propagation="Foreground")
+        deadline = time.monotonic() + wait
+        left = [(item["metadata"]["name"], item["metadata"].get("uid")) for item in items]
+        while left:
+            left = [(name, uid) for name, uid in left if not self._wait_gone(name, uid, 0)]
+            if not left or time.monotonic() >= deadline:
+                break
+            time.sleep(max(self._poll, 0.5))
+        return [name for name, _ in left]
+
     def observe(self, signature_or_name: str) -> dict[str, Any] | None:
         """The Render's status (empty until the operator writes one), or None if there is no Render."""
         current = self._get(self._name(signature_or_name))

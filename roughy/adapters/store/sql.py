@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, func, insert, select, update
@@ -460,6 +461,24 @@ class SqlStore(WebhookStore):
                     .values(state=RenderState.PENDING.value, started_at=None)
                 )
         return ids
+
+    def release_render(self, render_id: str) -> bool:
+        """Running -> pending for one render whose hand-over to an executor failed (retry later)."""
+        with self.tx() as c:
+            res = c.execute(
+                update(t.renders)
+                .where(t.renders.c.id == render_id, t.renders.c.state == RenderState.RUNNING.value)
+                .values(state=RenderState.PENDING.value, started_at=None)
+            )
+        return res.rowcount > 0
+
+    def running_renders(self, started_before: datetime | None = None) -> list[Render]:
+        """Renders in `running` (claimed before `started_before`, when given), oldest first."""
+        query = select(t.renders).where(t.renders.c.state == RenderState.RUNNING.value).order_by(t.renders.c.seq)
+        if started_before is not None:
+            query = query.where(t.renders.c.started_at < started_before)
+        with self.read() as c:
+            return [_render(row) for row in c.execute(query).mappings()]
 
     def delete_render(self, render_id: str) -> bool:
         with self.tx() as c:
