@@ -1,11 +1,22 @@
-"""The composition root: settings in, a wired embedded service out."""
+"""The composition root: settings in, a wired service out.
+
+- `build_embedded`: API + SQLite + local disk + in-process runner (`roughy serve`);
+- `build_kubernetes`: the same API over PostgreSQL, S3 and Render resources
+  (`ROUGHY_RUNTIME=kubernetes roughy serve`);
+- `build_operator`: the kopf operator's controller, handlers and background service
+  (`roughy operator`).
+
+Tests pass in their own store, storage or Kubernetes client; everything else comes from settings.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -67,9 +78,7 @@ def build_embedded(settings: Settings) -> Embedded:
         timeout_base=settings.encode_timeout_base,
         timeout_factor=settings.encode_timeout_factor,
     )
-    runtime = EmbeddedRuntime(
-        store, storage, executor, workers=settings.workers, asset_workers=settings.asset_workers
-    )
+    runtime = EmbeddedRuntime(store, storage, executor, workers=settings.workers, asset_workers=settings.asset_workers)
     sender = WebhookSender(allow_private=settings.webhook_allow_private, timeout=settings.webhook_timeout)
     dispatcher = WebhookDispatcher(store, sender, retry_policy(settings), workers=settings.webhook_workers)
     services = Services(settings=settings, store=store, storage=storage, runtime=runtime, webhooks=sender)
@@ -84,6 +93,91 @@ def build_embedded(settings: Settings) -> Embedded:
 
     app = create_app(services, on_startup=start, on_shutdown=stop)
     return Embedded(settings, store, storage, runtime, dispatcher, app)
+
+
+@dataclass
+class Kubernetes:
+    settings: Settings
+    store: SqlStore
+    storage: Any
+    executor: Any
+    runtime: Any  # KubeRuntime
+    app: FastAPI
+
+
+def build_kubernetes(settings: Settings, *, store: Any = None, storage: Any = None, api: Any = None) -> Kubernetes:
+    """The API of the Kubernetes runtime: renders execute as Render resources (the operator
+    runs them); assets are processed and webhooks delivered by the operator process."""
+    from roughy.adapters.storage.s3 import S3Storage
+    from roughy.runtime.kube import KubeRuntime
+
+    store = store or open_store(_database_url(settings))
+    storage = storage or S3Storage.from_settings(settings)
+    executor = _kube_executor(settings, api)
+    runtime = KubeRuntime(store, storage, executor)
+    sender = WebhookSender(allow_private=settings.webhook_allow_private, timeout=settings.webhook_timeout)
+    services = Services(settings=settings, store=store, storage=storage, runtime=runtime, webhooks=sender)
+    app = create_app(services, on_startup=runtime.start, on_shutdown=runtime.stop)
+    return Kubernetes(settings, store, storage, executor, runtime, app)
+
+
+@dataclass
+class Operator:
+    settings: Settings
+    namespace: str
+    controller: Any
+    registry: Any
+    service: Any
+
+
+def build_operator(
+    settings: Settings, *, store: Any = None, storage: Any = None, api: Any = None, interval: float = 2.0
+) -> Operator:
+    from roughy.adapters.storage.s3 import S3Storage
+    from roughy.operator.controller import Controller, ControllerConfig
+    from roughy.operator.handlers import build_registry
+    from roughy.operator.service import OperatorService
+
+    store = store or open_store(_database_url(settings))
+    storage = storage or S3Storage.from_settings(settings)
+    executor = _kube_executor(settings, api)
+    config = ControllerConfig(
+        namespace=executor.namespace, jobs=job_settings(settings), url_ttl=settings.s3_encoder_url_ttl
+    )
+    controller = Controller(store, storage, executor.api, config)
+    sender = WebhookSender(allow_private=settings.webhook_allow_private, timeout=settings.webhook_timeout)
+    dispatcher = WebhookDispatcher(store, sender, retry_policy(settings), workers=settings.webhook_workers)
+    service = OperatorService(store, storage, executor, dispatcher, asset_workers=settings.asset_workers)
+    return Operator(settings, executor.namespace, controller, build_registry(controller, interval=interval), service)
+
+
+def job_settings(settings: Settings) -> Any:
+    """The encoder Jobs' settings: the JSON file `ROUGHY_JOBS_CONFIG` names (the Helm chart's
+    ConfigMap), with `ROUGHY_ENCODER_IMAGE` over its `image`."""
+    from roughy.kube.jobs import JobSettings
+
+    values: dict[str, Any] = {}
+    if settings.jobs_config is not None:
+        values = json.loads(Path(settings.jobs_config).read_text())
+    if settings.encoder_image:
+        values["image"] = settings.encoder_image
+    if not values.get("image"):
+        raise ValueError("no encoder image: set ROUGHY_ENCODER_IMAGE or `image` in the ROUGHY_JOBS_CONFIG file")
+    return JobSettings.model_validate(values)
+
+
+def _kube_executor(settings: Settings, api: Any) -> Any:
+    from roughy.adapters.executor.kube import KubeExecutor
+
+    if api is not None:
+        return KubeExecutor(api, namespace=settings.namespace or "default", retention=settings.render_retention)
+    return KubeExecutor.from_environment(namespace=settings.namespace, retention=settings.render_retention)
+
+
+def _database_url(settings: Settings) -> str:
+    if not settings.database_url:
+        raise ValueError("the Kubernetes runtime needs ROUGHY_DATABASE_URL (PostgreSQL)")
+    return settings.database_url
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:

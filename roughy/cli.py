@@ -1,9 +1,12 @@
 """`roughy`: serve the embedded service, administer it, or render a file through it.
 
-    roughy serve [--host H] [--port P] [--data-dir D]
-    roughy admin create-account NAME | create-key ACCOUNT_ID | revoke-key KEY_ID
-                 | grant ACCOUNT_ID AMOUNT [--reason R]
-    roughy render FILE --format mp4 [--resolution 720p] [--cut 1.5-10,20-30] [-o OUT]
+roughy serve [--host H] [--port P] [--data-dir D]     (ROUGHY_RUNTIME=kubernetes: on a cluster)
+roughy operator [--namespace NS] [--liveness URL]       (the Kubernetes runtime's operator)
+roughy migrate                                          (apply database migrations)
+roughy drain [--wait S]                                 (delete every Render; before uninstall)
+roughy admin create-account NAME | create-key ACCOUNT_ID | revoke-key KEY_ID
+             | grant ACCOUNT_ID AMOUNT [--reason R]
+roughy render FILE --format mp4 [--resolution 720p] [--cut 1.5-10,20-30] [-o OUT]
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     setup_logging(settings.log_format)
+    if settings.runtime == "kubernetes":
+        return _serve_kubernetes(settings)
     embedded = build_embedded(settings)
     created = first_start(embedded.store, settings)
     url = settings.resolved_public_url()
@@ -51,6 +56,63 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     print(f"roughy: serving on {url} (OpenAPI at {url}/openapi.json)", flush=True)
     uvicorn.run(embedded.app, host=settings.host, port=settings.port, log_level="warning")
+    return 0
+
+
+def _serve_kubernetes(settings: Settings) -> int:
+    import uvicorn
+
+    from roughy.bootstrap import build_kubernetes
+
+    service = build_kubernetes(settings)
+    print(
+        f"roughy: serving on {settings.host}:{settings.port}, executing on Kubernetes "
+        f"(namespace {service.executor.namespace})",
+        flush=True,
+    )
+    uvicorn.run(service.app, host=settings.host, port=settings.port, log_level="warning")
+    return 0
+
+
+def cmd_operator(args: argparse.Namespace) -> int:
+    import kopf
+
+    from roughy.bootstrap import build_operator
+
+    settings = Settings(**({"namespace": args.namespace} if args.namespace else {}))
+    setup_logging(settings.log_format)
+    operator = build_operator(settings)
+    operator.service.start()
+    try:
+        kopf.run(
+            registry=operator.registry,
+            standalone=True,
+            namespaces=[operator.namespace],
+            liveness_endpoint=args.liveness or None,
+        )
+    finally:
+        operator.service.stop()
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from roughy.adapters.store import open_store
+
+    settings = Settings()
+    open_store(settings.resolved_database_url()).engine.dispose()
+    print("roughy: the database schema is up to date", flush=True)
+    return 0
+
+
+def cmd_drain(args: argparse.Namespace) -> int:
+    from roughy.adapters.executor.kube import KubeExecutor
+
+    settings = Settings()
+    executor = KubeExecutor.from_environment(namespace=settings.namespace)
+    left = executor.drain(wait=args.wait)
+    if left:
+        return _fail(f"{len(left)} Render(s) still present after {args.wait:g} s: {', '.join(left[:10])}")
+    print(f"roughy: drained the Renders of namespace {executor.namespace}", flush=True)
     return 0
 
 
@@ -152,6 +214,20 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, help="data directory (ROUGHY_DATA_DIR)")
     serve.add_argument("--public-url", help="base URL of signed links (ROUGHY_PUBLIC_URL)")
     serve.set_defaults(func=cmd_serve)
+
+    operator = sub.add_parser("operator", help="run the Kubernetes operator (kopf): Render resources to Jobs")
+    operator.add_argument("--namespace", help="namespace of Renders and Jobs (ROUGHY_NAMESPACE)")
+    operator.add_argument(
+        "--liveness", default="http://0.0.0.0:8080/healthz", help="kopf's liveness endpoint ('' for none)"
+    )
+    operator.set_defaults(func=cmd_operator)
+
+    migrate = sub.add_parser("migrate", help="apply the database migrations (ROUGHY_DATABASE_URL) and exit")
+    migrate.set_defaults(func=cmd_migrate)
+
+    drain = sub.add_parser("drain", help="delete every Render in the namespace and wait for the operator")
+    drain.add_argument("--wait", type=float, default=600.0, help="seconds to wait for the finalizers")
+    drain.set_defaults(func=cmd_drain)
 
     admin = sub.add_parser("admin", help="operator commands on the embedded database")
     admin.add_argument("--data-dir", type=Path, help="data directory (ROUGHY_DATA_DIR)")

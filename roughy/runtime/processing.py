@@ -8,15 +8,18 @@ simply "run it again".
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 from roughy.core.errors import InsufficientCredit
 from roughy.core.models import (
     Asset,
     AssetKind,
     AssetState,
+    AudioInfo,
     Cut,
     CutMethod,
     CutState,
@@ -28,6 +31,7 @@ from roughy.core.segments import SegmentsOutOfRange, finalize, keep_between_sile
 from roughy.encoder import tasks
 from roughy.encoder.errors import EncoderError, InvalidMedia
 from roughy.encoder.probe import probe
+from roughy.encoder.upload import upload
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +141,7 @@ class AssetProcessor:
             raise InvalidMedia("the video part has no video stream")
         extracted = None
         if not asset.client_audio and info.audio is not None:
-            extracted = tasks.extract_audio(src, self.storage.output_target(extracted_audio_key(asset.id)))
+            extracted = _extract_audio(src, self.storage.output_target(extracted_audio_key(asset.id)))
 
         def record(a: Asset) -> None:
             a.video = info.video
@@ -225,6 +229,18 @@ class AssetProcessor:
 
 def _fps(asset: Asset) -> float | None:
     return asset.video.fps if asset.video else None
+
+
+def _extract_audio(src: str, target: str) -> AudioInfo:
+    """Extract the audio track to `target`: a local path, or a presigned upload URL (object
+    storage), in which case it is extracted to a temp file first and PUT there."""
+    if not target.lower().startswith(("http://", "https://")):
+        return tasks.extract_audio(src, target)
+    with tempfile.TemporaryDirectory(prefix="roughy-audio-") as scratch:
+        local = str(Path(scratch) / "audio.mka")
+        extracted = tasks.extract_audio(src, local)
+        upload(local, target, "audio/x-matroska")
+    return extracted
 
 
 class AssetWork:

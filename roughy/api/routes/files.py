@@ -19,6 +19,7 @@ router = APIRouter(tags=["files"])
 @router.put("/v1/uploads/assets/{asset_id}/{part}", status_code=200, include_in_schema=True)
 async def upload_part(asset_id: str, part: PartName, request: Request, svc: ServicesDep) -> Response:
     """Target of an asset's signed upload URL: the body is the file, streamed to disk."""
+    _served_here(svc)
     q = request.query_params
     svc.storage.verify("PUT", request.url.path, q.get("expires"), q.get("sig"))
     asset = await anyio.to_thread.run_sync(svc.store.get_asset, asset_id)
@@ -38,6 +39,7 @@ async def upload_part(asset_id: str, part: PartName, request: Request, svc: Serv
 @router.get("/v1/files/{key:path}")
 def download(key: str, request: Request, svc: ServicesDep) -> FileResponse:
     """Target of a render's signed download URL: the file, with byte ranges and a filename."""
+    _served_here(svc)
     q = request.query_params
     filename = q.get("filename", "")
     svc.storage.verify("GET", request.url.path, q.get("expires"), q.get("sig"), filename)
@@ -46,3 +48,9 @@ def download(key: str, request: Request, svc: ServicesDep) -> FileResponse:
     suffix = key.rsplit(".", 1)[-1]
     media_type = Format(suffix).mime_type if suffix in Format.__members__.values() else None
     return FileResponse(svc.storage.path(key), media_type=media_type, filename=filename or None)
+
+
+def _served_here(svc: ServicesDep) -> None:
+    """Only local storage signs URLs that point back at the API; S3 URLs point at S3."""
+    if not hasattr(svc.storage, "verify"):
+        raise NotFound("files are served by object storage in this runtime")
