@@ -13,7 +13,7 @@ RUN python -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY roughy ./roughy
-RUN pip install '.[kubernetes]'
+RUN pip install '.[kubernetes,postgres]'
 
 FROM python:3.11-slim
 ENV PATH=/opt/venv/bin:$PATH \

@@ -34,6 +34,8 @@ def configure(settings: kopf.OperatorSettings, *, workers: int = 8) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=ANNOTATION_PREFIX)
     settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
     settings.execution.max_workers = workers
+    # A namespaced Role cannot list namespaces or CRDs cluster-wide: serve the given namespace only.
+    settings.scanning.disabled = True
     settings.posting.level = logging.WARNING  # kopf's own log lines as Events: warnings only
 
 
