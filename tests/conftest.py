@@ -49,6 +49,40 @@ class Service:
     def admin(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30)
 
+    # The surface both runtimes' services share (tests/kube/stack.py: KubeService).
+    @property
+    def settings(self) -> Any:
+        return self.embedded.settings
+
+    @property
+    def store(self) -> Any:
+        return self.embedded.store
+
+    @property
+    def storage(self) -> Any:
+        return self.embedded.storage
+
+    @property
+    def assets(self) -> Any:
+        """The asset and cut processing (AssetWork)."""
+        return self.embedded.runtime.assets
+
+    def stored_keys(self, prefix: str) -> list[str]:
+        """Storage keys under `prefix` (files under the media directory)."""
+        root = Path(self.embedded.settings.data_dir) / "media"
+        return sorted(str(p.relative_to(root)) for p in (root / prefix).rglob("*") if p.is_file())
+
+    def read_media(self, key: str) -> bytes:
+        return self.embedded.storage.path(key).read_bytes()  # type: ignore[no-any-return]
+
+    def write_media(self, key: str, data: bytes) -> None:
+        """Change stored media behind the service's back (a source gone bad after its probe)."""
+        self.embedded.storage.path(key).write_bytes(data)
+
+    def stop_processing(self) -> None:
+        """No worker any more: assets, cuts and renders stay where they are."""
+        self.embedded.runtime.stop()
+
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=15)

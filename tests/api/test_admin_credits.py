@@ -195,6 +195,7 @@ def test_revoking_one_key_leaves_the_others(service):
     assert ok.status_code == 200
 
 
+@pytest.mark.embedded_only("reads the SQLite file for plaintext keys")
 def test_keys_are_stored_hashed(service):
     with service.admin() as admin:
         _, _, key = make_account(admin, "hashed")

@@ -168,7 +168,7 @@ def test_another_accounts_cut_answers_as_a_missing_one(service, api):
         created_at=now(),
         segments=[Segment(0.0, 1.0)],
     )
-    service.embedded.store.insert_cut(cut)
+    service.store.insert_cut(cut)
     assert api.get(f"/v1/cuts/{cut.id}").json()["id"] == cut.id
     _, _, other_key = new_account(service)
     missing = "cut_doesnotexist0000"
@@ -360,7 +360,7 @@ def test_a_bug_is_500_internal_error_with_the_request_id_and_no_traceback(servic
     def broken(*_args, **_kwargs):
         raise RuntimeError("secret internals at /srv/roughy/db")
 
-    monkeypatch.setattr(service.embedded.store, "ledger_entries", broken)
+    monkeypatch.setattr(service.store, "ledger_entries", broken)
     resp = api.get("/v1/credits", headers={"X-Request-Id": "req-for-support"})
     err = assert_error(resp, 500, "internal_error")
     assert "req-for-support" in err["message"], "the message carries the request id"

@@ -167,7 +167,7 @@ def test_client_audio_renders_audio_while_the_video_is_still_uploading(api, clip
 
 
 def test_cut_not_completed_is_modifier_not_ready(api, asset, service: Service):
-    service.embedded.runtime.stop()  # no worker: the cut stays pending
+    service.stop_processing()  # no worker: the cut stays pending
     cut = api.post(f"/v1/assets/{asset['id']}/cuts", json={"segments": [{"start": 0, "end": 1}]}).json()
     assert cut["state"] == "pending"
     resp = api.post("/v1/renders", json={"asset_id": asset["id"], "cut_id": cut["id"], "output": {"format": "mp4"}})
@@ -209,14 +209,14 @@ def test_32_concurrent_identical_posts_create_one_render(service: Service, asset
 
 
 def test_a_failed_render_is_replaced_by_a_fresh_attempt(api, asset, service: Service):
-    media = service.embedded.storage.path(f"assets/{asset['id']}/video")
-    good = media.read_bytes()
-    media.write_bytes(b"\0" * 4096)  # the source went bad on disk after it was probed
+    key = f"assets/{asset['id']}/video"
+    good = service.read_media(key)
+    service.write_media(key, b"\0" * 4096)  # the source went bad in storage after it was probed
     body = {"asset_id": asset["id"], "output": {"format": "mp4"}}
     failed = finished_render(api, body)
     assert failed["state"] == "failed"
     assert failed["error"]["code"] == "invalid_media" and failed["error"]["message"]
-    media.write_bytes(good)
+    service.write_media(key, good)
     again = api.post("/v1/renders", json=body)
     assert again.status_code == 201 and again.json()["id"] != failed["id"]
     assert api.get(f"/v1/renders/{failed['id']}").status_code == 404
@@ -260,6 +260,7 @@ def test_download_url_serves_the_file_with_ranges_and_a_filename(api, asset):
     assert full.content.find(b"moov") < full.content.find(b"mdat")
 
 
+@pytest.mark.embedded_only("the API's own download route; S3 checks presigned GETs (tests/storage)")
 def test_altered_or_expired_download_url_is_403(api, asset, service: Service):
     render = finished_render(api, {"asset_id": asset["id"], "output": {"format": "m4a"}})
     parts = urlsplit(render["download_url"])
@@ -285,13 +286,13 @@ def test_lists_filter_and_never_carry_download_urls(api, asset):
 def test_damaged_source_fails_with_a_clear_error_not_a_hang(api, media_dir, service: Service):
     """A source that probes fine but cannot be decoded fails the render with a code and message."""
     a = ready_asset(api, make_video(media_dir / "dmg.mp4", duration=2.0))
-    media = service.embedded.storage.path(f"assets/{a['id']}/video")
-    data = bytearray(media.read_bytes())
+    key = f"assets/{a['id']}/video"
+    data = bytearray(service.read_media(key))
     moov = data.find(b"moov")
     mdat = data.find(b"mdat")
     start = mdat + 8 if mdat > moov else 64
     data[start:] = bytes(len(data) - start)  # all media data zeroed; the index survives
-    media.write_bytes(bytes(data))
+    service.write_media(key, bytes(data))
     render = finished_render(api, {"asset_id": a["id"], "output": {"format": "mp4"}})
     if render["state"] == "failed":
         assert render["error"]["code"] in ("invalid_media", "encode_failed")
@@ -303,6 +304,7 @@ def test_damaged_source_fails_with_a_clear_error_not_a_hang(api, media_dir, serv
 # -- 5.7 cancel --------------------------------------------------------------------------------------
 
 
+@pytest.mark.embedded_only("the subprocess executor's processes; tests/kube/test_runtime.py cancels via the finalizer")
 def test_cancel_is_a_hard_delete_that_kills_the_encode(api, media_dir, service: Service):
     src = make_video(media_dir / "long.mp4", duration=30.0, width=1280, height=720, fps=30)
     a = ready_asset(api, src)
@@ -335,6 +337,7 @@ def _group_alive(pgid: int) -> bool:
     return Path(f"/proc/{pgid}").exists() and "Z" not in Path(f"/proc/{pgid}/stat").read_text().split()[2]
 
 
+@pytest.mark.embedded_only("the subprocess executor's processes; tests/kube/test_runtime.py covers the Job side")
 def test_deleting_the_asset_stops_its_renders(api, media_dir, service: Service):
     a = ready_asset(api, make_video(media_dir / "del.mp4", duration=20.0, width=1280, height=720))
     render = api.post("/v1/renders", json={"asset_id": a["id"], "output": {"format": "mp4"}}).json()

@@ -43,3 +43,7 @@ def executor(kube_api: k8s.ApiClient) -> KubeExecutor:
     return KubeExecutor(
         kube_api, namespace=NAMESPACE, retention=3600, replace_wait=2.0, cancel_wait=2.0, poll_interval=0.02
     )
+
+
+# S3 over HTTP (moto's server), shared with tests/storage: the Kubernetes runtime's media store.
+from tests.storage.conftest import s3, s3_server  # noqa: E402, F401

@@ -39,12 +39,27 @@ DSL (`emulator['list renders'] << 500` still works), discovery and object store
   trailing-slash discovery paths `/apis/`, `/api/`, `/apis/GROUP/VERSION/`;
 - **fault injection**: `fail(status, ...)` answers the next matching requests with an error
   *before* any state changes (kmock reactions answer after the write has happened);
-- **shutdown**: `close_watches()` ends open watch streams so the HTTP server stops at once.
+- **shutdown**: `close_watches()` ends open watch streams so the HTTP server stops at once;
+- **pod logs** (`GET .../pods/NAME/log`, text/plain): the text a kubelet wrote with
+  `append_log(namespace, pod, text)` (thread-safe: the fake kubelet's reader threads call it
+  while the process runs). `tailLines` then `limitBytes` cut it as the kubelet does (the last
+  N lines, then at most that many bytes from their start); `container` is checked against the
+  pod's containers (required when it has several); 404 for an unknown pod, 400 while the pod
+  has no node (`spec.nodeName`) or its container has not started (no `running` or `terminated`
+  state in `status.containerStatuses`), and for `previous=true` (no container ever restarts).
+  `follow=true` answers what is there now and ends (no streaming); `timestamps`, `sinceSeconds`
+  and `sinceTime` are ignored. A pod's log starts empty when it is created and is dropped
+  when it is removed. The log is kept per pod, not per container. Beware the official client
+  (as against a real cluster): `read_namespaced_pod_log` without `_preload_content=False` does
+  not return the text as served. kubernetes 36 returns the repr of the bytes (`"b'...'"`,
+  kubernetes-client/python#2596), and every version first tries `json.loads`, so a log that is
+  one JSON document (`{"progress": 1}`) comes back as a Python repr. Pass
+  `_preload_content=False` and decode `.data`.
 
 Not emulated: admission and schema validation of the CRD, server-side apply, defaulting,
 pagination (`limit`/`continue` return everything), `410 Gone` for old resource versions,
 bookmarks, graceful pod termination (a pod is removed at once, as with grace period 0), and
-every controller (no Job controller, no kubelet: the tests provide their own).
+every controller (no Job controller, no kubelet: tests/kube/kubelet.py provides a fake one).
 """
 
 from __future__ import annotations
@@ -86,6 +101,7 @@ _CLOSE: Any = object()  # put on the buses to end every open watch (server shutd
 # kmock's path parser fails on `/api/v1/namespaces` and reads `/api/v1/namespaces/NAME` as a
 # namespace, not a Namespace object: such paths are rewritten to an alias plural, then mapped back.
 NAMESPACES = kmock.resource("", "v1", "namespaces")
+PODS = kmock.resource("", "v1", "pods")
 _NAMESPACES_ALIAS = kmock.resource("", "v1", "kmock-namespaces")
 _NAMESPACE_PATH = re.compile(r"/api/v1/namespaces(/[^/]+)?(/status|/finalize)?/?")
 
@@ -128,6 +144,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
     )
     _faults: list[Fault] = attrs.field(factory=list, init=False)
     _faults_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
+    _pod_logs: dict[tuple[str, str], list[str]] = attrs.field(factory=dict, init=False)
+    _pod_logs_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -153,6 +171,25 @@ class KubeEmulator(kmock.KubernetesEmulator):
         """Answer the next `times` matching requests with `status`, changing nothing (thread-safe)."""
         with self._faults_lock:
             self._faults.append(Fault(status, times, method, plural, subresource, reason))
+
+    def append_log(self, namespace: str, pod: str, text: str) -> None:
+        """Add `text` to the log of pod `namespace/pod`, as its container wrote it (thread-safe).
+
+        The pod need not exist yet (the text is served once it does and its container started);
+        creating or removing the pod clears its log.
+        """
+        with self._pod_logs_lock:
+            self._pod_logs.setdefault((namespace, pod), []).append(text)
+
+    def pod_log(self, namespace: str, pod: str) -> str:
+        """The whole log of pod `namespace/pod` so far ("" if none; thread-safe)."""
+        with self._pod_logs_lock:
+            return "".join(self._pod_logs.get((namespace, pod), ()))
+
+    def _forget_log(self, key: Key) -> None:
+        if key[0] == PODS and key[1] is not None:
+            with self._pod_logs_lock:
+                self._pod_logs.pop((key[1], key[2]), None)
 
     @property
     def resource_version(self) -> int:
@@ -339,6 +376,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         if self._has_status(info):
             obj.pop("status", None)
         self._validate(obj)
+        self._forget_log(key)
         await self._store(key, obj, "ADDED", None)
         return kmock.Response(status=201, payload=obj)  # type: ignore[attr-defined]  # exported, not in __all__
 
@@ -538,6 +576,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         obj = self._require(key)
         obj["metadata"]["resourceVersion"] = self._next_rv()
         self._objects[key].delete()
+        self._forget_log(key)
         await self._emit(key[0], "DELETED", obj, None)
         uid = obj["metadata"]["uid"]
         for dep_key, dep in self._dependents(uid):
@@ -586,12 +625,62 @@ class KubeEmulator(kmock.KubernetesEmulator):
         )
 
     async def _serve_fetch(self, request: kmock.Request) -> Any:
+        if request.subresource == "log":
+            return await self._serve_log(request)
         if self._is_watch(request):
             return self._serve_watch(request)
         info = self._info(request.resource)
         assert request.resource is not None and request.name is not None
         async with self._lock:
             return self._require(self._key(request.resource, info, request.namespace, request.name))
+
+    async def _serve_log(self, request: kmock.Request) -> Any:
+        """`GET /api/v1/namespaces/NS/pods/NAME/log`: what `append_log` stored, as text/plain."""
+        info = self._info(request.resource)
+        assert request.resource is not None and request.name is not None
+        if request.resource != PODS:
+            raise _error(404, "NotFound", f"the server could not find the requested resource ({request.url.path})")
+        async with self._lock:
+            pod = self._require(self._key(request.resource, info, request.namespace, request.name))
+        name = request.name
+        containers = [str(c.get("name")) for c in (pod.get("spec") or {}).get("containers") or []]
+        container = request.params.get("container") or None
+        if container is None and len(containers) > 1:
+            choices = " ".join(containers)
+            raise _error(
+                400, "BadRequest", f"a container name must be specified for pod {name}, choose one of: [{choices}]"
+            )
+        container = container or (containers[0] if containers else "")
+        if container not in containers:
+            raise _error(400, "BadRequest", f"container {container} is not valid for pod {name}")
+        if not (pod.get("spec") or {}).get("nodeName"):
+            raise _error(400, "BadRequest", f"pod {name} does not have a host assigned")
+        statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        state = next((s.get("state") or {} for s in statuses if s.get("name") == container), {})
+        if "running" not in state and "terminated" not in state:
+            reason = (state.get("waiting") or {}).get("reason") or "ContainerCreating"
+            raise _error(400, "BadRequest", f'container "{container}" in pod "{name}" is waiting to start: {reason}')
+        if request.params.get("previous", "").lower() in {"true", "1"}:
+            raise _error(400, "BadRequest", f'previous terminated container "{container}" in pod "{name}" not found')
+        text = self.pod_log(str(request.namespace), name)
+        tail, limit = self._log_param(request, "tailLines"), self._log_param(request, "limitBytes")
+        if tail is not None:
+            text = "".join(text.splitlines(keepends=True)[-tail:]) if tail > 0 else ""
+        body = text.encode()
+        if limit is not None:
+            body = body[:limit]
+        return kmock.Response(  # type: ignore[attr-defined]  # exported, not in __all__
+            status=200, payload=body, headers={"Content-Type": "text/plain"}
+        )
+
+    @staticmethod
+    def _log_param(request: kmock.Request, name: str) -> int | None:
+        raw = request.params.get(name)
+        if raw in (None, ""):
+            return None
+        if not raw.isdigit() or (name == "limitBytes" and int(raw) == 0):
+            raise _error(400, "BadRequest", f"{name}: Invalid value: {raw!r}: must be a positive integer")
+        return int(raw)
 
     @staticmethod
     def _is_watch(request: kmock.Request) -> bool:

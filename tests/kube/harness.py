@@ -9,6 +9,7 @@ open watch streams included.
     api = server.api_client()               # kubernetes.client.ApiClient for server.url
     server.emulator.fail(500, plural="renders", method="POST")
     server.object("renders", "ns", "r-x")   # a copy of the stored object, or None
+    server.append_log("ns", "pod-x", "line\n")  # what GET .../pods/pod-x/log serves (thread-safe)
     server.stop()
 
 What kopf needs from it: the resources in RESOURCES are registered (discovery lists them, with
@@ -173,6 +174,17 @@ class EmulatorServer:
             return copy.deepcopy(emulator.objects[key].raw)
 
         return self.call(read)
+
+    def append_log(self, namespace: str, pod: str, text: str) -> None:
+        """Add `text` to the pod's log, served by `GET .../pods/POD/log` (thread-safe, no loop hop):
+        what a kubelet does with its container's output. See `KubeEmulator.append_log`."""
+        assert self.emulator is not None
+        self.emulator.append_log(namespace, pod, text)
+
+    def pod_log(self, namespace: str, pod: str) -> str:
+        """The pod's whole log so far, as stored ("" if none)."""
+        assert self.emulator is not None
+        return self.emulator.pod_log(namespace, pod)
 
     def api_client(self, *, retries: int = 0) -> k8s.ApiClient:
         """A Kubernetes client for this server: no auth, no retries (errors show at once)."""

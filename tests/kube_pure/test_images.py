@@ -84,7 +84,8 @@ def test_api_image_is_multi_stage_python_slim() -> None:
     assert len(stages) >= 2
     assert all(stage.base == "python:3.11-slim" for stage in stages)
     build, final = stages[0], stages[-1]
-    assert "pip install '.[kubernetes]'" in run_commands(build)
+    # the API and the operator talk to Kubernetes, S3 and PostgreSQL
+    assert "pip install '.[kubernetes,postgres]'" in run_commands(build)
     assert "pip install" not in run_commands(final)  # nothing built in the runtime stage
     assert any(args.startswith(f"--from={build.name}") for args in final.all("COPY"))
 

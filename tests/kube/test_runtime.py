@@ -1,0 +1,105 @@
+"""The Kubernetes runtime end to end, with no cluster (tests/kube/stack.py says what runs):
+POST -> Render -> operator -> Job -> encoder -> S3 -> status -> presigned download, and cancel
+through the finalizer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from roughy.encoder.probe import probe
+from roughy.kube import crd
+from tests.conftest import ready_asset, wait_for
+from tests.kube.stack import NAMESPACE, KubeService, start_kube_service
+from tests.media import make_video
+from tests.storage.s3server import StrictS3Server
+
+pytestmark = pytest.mark.kubernetes
+
+
+@pytest.fixture
+def kube_service(tmp_path: Path, s3_server: StrictS3Server, s3: Any) -> Iterator[KubeService]:
+    with start_kube_service(tmp_path, s3_server.url) as service:
+        yield service
+
+
+@pytest.fixture
+def api(kube_service: KubeService) -> Iterator[httpx.Client]:
+    with kube_service.client() as client:
+        yield client
+
+
+def renders_in_cluster(service: KubeService) -> list[dict[str, Any]]:
+    def read(emulator: Any) -> list[dict[str, Any]]:
+        return [
+            obj.raw for key, obj in emulator.objects.items()
+            if key[0].plural == crd.PLURAL and not obj.deleted
+        ]  # fmt: skip
+
+    return service.kube.call(read)
+
+
+def test_a_render_runs_as_a_job_and_downloads_from_s3(
+    kube_service: KubeService, api: httpx.Client, clip: Path, tmp_path: Path
+) -> None:
+    asset = ready_asset(api, clip)
+    assert asset["state"] == "ready", asset
+    assert asset["video"]["width"] == 640  # probed by the operator through a presigned URL
+
+    resp = api.post("/v1/renders", json={"asset_id": asset["id"], "output": {"format": "mp4"}})
+    assert resp.status_code == 201, resp.text
+    render = resp.json()
+    done = wait_for(lambda: api.get(f"/v1/renders/{render['id']}").json(),
+                    lambda r: r["state"] in ("completed", "failed"), timeout=90)  # fmt: skip
+    assert done["state"] == "completed", done
+    assert done["progress"] == 1.0 and (done["result"]["width"], done["result"]["height"]) == (640, 360)
+
+    # The Render resource: named by the signature, labelled, its status copied from the Job.
+    (resource,) = renders_in_cluster(kube_service)
+    assert resource["metadata"]["name"].startswith("r-")
+    assert resource["metadata"]["labels"][crd.LABEL_RENDER] == render["id"]
+    status = resource["status"]
+    assert status["state"] == "completed" and status["encoder"] == "libx264"
+    assert status["result"]["sizeBytes"] == done["result"]["size_bytes"]
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {"Running": "False", "Ready": "True"}
+    job = kube_service.kube.object("jobs", NAMESPACE, resource["metadata"]["name"])
+    assert job is not None and job["metadata"]["ownerReferences"][0]["uid"] == resource["metadata"]["uid"]
+
+    # The download is a presigned S3 URL that works, with the file the render describes.
+    url = done["download_url"]
+    assert url.startswith(kube_service.kubernetes.settings.s3_endpoint_url or "") and "X-Amz-Signature=" in url
+    fetched = httpx.get(url, timeout=30)
+    assert fetched.status_code == 200
+    out = tmp_path / "fetched.mp4"
+    out.write_bytes(fetched.content)
+    assert len(fetched.content) == done["result"]["size_bytes"]
+    info = probe(str(out))
+    assert info.video is not None and (info.video.width, info.video.height) == (640, 360)
+
+
+def test_cancel_stops_the_job_and_deletes_the_outputs_through_the_finalizer(
+    kube_service: KubeService, api: httpx.Client, tmp_path: Path
+) -> None:
+    source = make_video(tmp_path / "long.mp4", duration=30.0, width=1280, height=720, fps=25)
+    asset = ready_asset(api, source)
+    assert asset["state"] == "ready", asset
+    resp = api.post("/v1/renders", json={"asset_id": asset["id"], "output": {"format": "mp4"}})
+    render = resp.json()
+    running = wait_for(lambda: api.get(f"/v1/renders/{render['id']}").json(),
+                       lambda r: r["state"] != "pending" and r["progress"] > 0, timeout=60)  # fmt: skip
+    assert running["state"] == "running", running
+    assert kube_service.kubelet.processes(), "the encoder runs as the Job's pod"
+
+    assert api.delete(f"/v1/renders/{render['id']}").status_code == 204
+    assert api.get(f"/v1/renders/{render['id']}").status_code == 404
+    # The DELETE waited for the finalizer: the Render, the Job and the encoder process are gone...
+    assert renders_in_cluster(kube_service) == []
+    name = running and kube_service.kube.call(lambda e: [k[2] for k in e.objects if k[0].plural == "jobs"])
+    assert all(kube_service.kube.object("jobs", NAMESPACE, job) is None for job in name)
+    assert kube_service.kubelet.processes() == {}
+    # ... and nothing of the render is left in S3.
+    assert not kube_service.storage.exists(f"renders/{render['id']}/output.mp4")
