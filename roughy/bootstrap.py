@@ -133,6 +133,7 @@ class Operator:
 def build_operator(
     settings: Settings, *, store: Any = None, storage: Any = None, api: Any = None, interval: float = 2.0
 ) -> Operator:
+    from roughy.adapters.executor.kube_tasks import KubeTasks
     from roughy.adapters.storage.s3 import S3Storage
     from roughy.operator.controller import Controller, ControllerConfig
     from roughy.operator.handlers import build_registry
@@ -147,7 +148,11 @@ def build_operator(
     controller = Controller(store, storage, executor.api, config)
     sender = WebhookSender(allow_private=settings.webhook_allow_private, timeout=settings.webhook_timeout)
     dispatcher = WebhookDispatcher(store, sender, retry_policy(settings), workers=settings.webhook_workers)
-    service = OperatorService(store, storage, executor, dispatcher, asset_workers=settings.asset_workers)
+    jobs = config.jobs
+    tasks = KubeTasks(executor.api, namespace=executor.namespace, settings=jobs)
+    # A worker waits on each asset Job: more of them than the embedded runtime's CPU-bound pool.
+    workers = max(settings.asset_workers, 4)
+    service = OperatorService(store, storage, executor, dispatcher, tasks=tasks, asset_workers=workers)
     return Operator(settings, executor.namespace, controller, build_registry(controller, interval=interval), service)
 
 

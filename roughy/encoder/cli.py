@@ -17,8 +17,9 @@ stdout is the machine interface, one JSON object per line:
 - `render`: `{"encoder": "libx264"}` first (the video encoder actually used, null for an audio
   format), then `{"progress": 0.42}` lines (monotonic, at most ~4 a second; 1.0 once the output
   is in place, uploaded when asked), then `{"result": {...}}`;
-- `probe`: the MediaInfo object; `extract-audio`: the AudioInfo object; `silence`: a list of
-  `[start, end]` pairs;
+- `probe`: the MediaInfo object; `extract-audio`: the AudioInfo object (`--upload-to URL`, else
+  `ROUGHY_OUTPUT_URL`: PUT the .mka there); `silence`: a list of `[start, end]` pairs; for
+  these two, the termination log gets `{"result": <the same>}`;
 - on failure, any subcommand: `{"error": {"code": ..., "message": ...}}` and the error's exit
   code: 3 invalid input (permanent: a Job's podFailurePolicy fails fast on it), 4 time limit,
   1 other failures (a failed upload, a network error reading a source: worth a retry), 2 an
@@ -27,7 +28,8 @@ stdout is the machine interface, one JSON object per line:
 With `ROUGHY_TERMINATION_LOG` set (a Job sets it to the container's terminationMessagePath),
 the outcome is also written there at exit as one JSON object, `{"encoder": ..., "result": ...}`
 or `{"encoder": ..., "error": ...}`: the kubelet copies it into the pod's status, where the
-operator reads it without parsing logs.
+operator reads it without parsing logs. A result too long for a termination message (4 KiB: a
+long list of silences) is replaced by `"result_in_log": true`; the last stdout line has it.
 
 stderr carries human logs (the ffmpeg command line, warnings). On SIGTERM the encoder kills its
 ffmpeg child and removes its temp output before exiting 143, so a cancelled render leaves
@@ -73,6 +75,8 @@ ENV_OUTPUT_URL = "ROUGHY_OUTPUT_URL"
 ENV_CONTENT_TYPE = "ROUGHY_OUTPUT_CONTENT_TYPE"
 ENV_ENCODER = "ROUGHY_ENCODER"
 ENV_TERMINATION_LOG = "ROUGHY_TERMINATION_LOG"
+ENV_SOURCE = "ROUGHY_SOURCE_URL"  # extract-audio's and silence's source (a Job passes it so)
+AUDIO_CONTENT_TYPE = "audio/x-matroska"  # what extract-audio writes
 TERMINATION_MESSAGE_LIMIT = 4096  # what the kubelet keeps of a termination message
 _OUTCOME_KEYS = ("encoder", "result", "error")
 
@@ -136,6 +140,8 @@ def _write_termination_log() -> None:
         error = dict(outcome["error"])
         error["message"] = str(error.get("message", ""))[:1000]
         text = json.dumps(outcome | {"error": error}, separators=(",", ":"))
+    elif len(text.encode()) > TERMINATION_MESSAGE_LIMIT:  # a long silence list: stdout's last line has it
+        text = json.dumps({key: value for key, value in outcome.items() if key != "result"} | {"result_in_log": True})
     try:
         Path(path).write_text(text)
     except OSError as exc:
@@ -176,12 +182,17 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_probe)
 
     p = sub.add_parser("extract-audio", help="stream-copy the audio track into .mka")
-    p.add_argument("src")
+    p.add_argument("src", nargs="?", default=_env(ENV_SOURCE), help=f"path or URL (default: ${ENV_SOURCE})")
     p.add_argument("output")
+    p.add_argument(
+        "--upload-to",
+        default=_env(ENV_OUTPUT_URL),
+        help=f"PUT the .mka to this URL, then delete the local file (default: ${ENV_OUTPUT_URL})",
+    )
     p.set_defaults(handler=_cmd_extract_audio)
 
     p = sub.add_parser("silence", help="list silent spans as [start, end] pairs")
-    p.add_argument("src")
+    p.add_argument("src", nargs="?", default=_env(ENV_SOURCE), help=f"path or URL (default: ${ENV_SOURCE})")
     p.add_argument("--min-silence", type=float, required=True, help="seconds")
     p.add_argument("--threshold-db", type=float, required=True, help="dBFS, e.g. -35")
     p.set_defaults(handler=_cmd_silence)
@@ -234,13 +245,30 @@ def _cmd_probe(args: argparse.Namespace) -> None:
     _emit(probe(args.src).to_json())
 
 
+def _need_source(args: argparse.Namespace) -> None:
+    if not args.src:
+        raise PlanError(f"no source: give SRC or set {ENV_SOURCE}")
+
+
 def _cmd_extract_audio(args: argparse.Namespace) -> None:
-    _emit(asdict(extract_audio(args.src, args.output)))
+    _need_source(args)
+    exit_with_parent()
+    info = asdict(extract_audio(args.src, args.output))
+    if args.upload_to:
+        try:
+            upload(args.output, args.upload_to, AUDIO_CONTENT_TYPE)
+        finally:
+            Path(args.output).unlink(missing_ok=True)
+    _outcome["result"] = info
+    _emit(info)
 
 
 def _cmd_silence(args: argparse.Namespace) -> None:
+    _need_source(args)
+    exit_with_parent()
     spans = detect_silence(args.src, min_silence=args.min_silence, threshold_db=args.threshold_db)
-    _emit([[round(start, 6), round(end, 6)] for start, end in spans])
+    _outcome["result"] = [[round(start, 6), round(end, 6)] for start, end in spans]
+    _emit(_outcome["result"])
 
 
 class ProgressReporter:

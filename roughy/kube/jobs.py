@@ -35,6 +35,7 @@ lines) by the operator, since the pod has no API credentials. Exit codes as in `
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -378,3 +379,102 @@ def _label_value(value: str) -> str:
     if len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
         raise ValueError(f"not a valid label value: {value!r}")
     return value
+
+
+# --- asset work as Jobs: audio extraction and silence detection -------------------------------
+
+#: `roughy-encode` subcommands the operator runs as Jobs for assets and cuts.
+TASKS = ("extract-audio", "silence")
+TASK_OUTPUT = f"{SCRATCH_DIR}/audio.mka"
+
+
+@dataclass(frozen=True)
+class TaskJob:
+    """One piece of asset work: `kind` (a TASKS entry) for `subject` (an asset or cut id)."""
+
+    kind: str
+    subject: str
+    source_url: str
+    duration: float  # seconds of media the task reads: scales its deadline
+    labels: dict[str, str]  # domain labels (roughy.ai/asset=...)
+    output_url: str | None = None  # extract-audio: the presigned PUT of the .mka
+    args: tuple[str, ...] = ()  # extra arguments (silence: --min-silence, --threshold-db)
+
+
+def task_job_name(kind: str, subject: str) -> str:
+    """`t-` + a hash of the work: one Job per piece of work, so a repeat (an operator that
+    restarted while it waited) finds the Job already there instead of starting another."""
+    return "t-" + hashlib.sha256(f"{kind}:{subject}".encode()).hexdigest()[:40]
+
+
+def build_task_job(task: TaskJob, settings: JobSettings, *, namespace: str | None = None) -> dict[str, Any]:
+    """The batch/v1 Job running `roughy-encode <kind>` on the CPU pool, with the same pod
+    security, failure policy and termination log as an encode. No owner: an asset is not a
+    Kubernetes object; the operator deletes the Job once it has read the outcome, and
+    ttlSecondsAfterFinished removes any it could not."""
+    if task.kind not in TASKS:
+        raise ValueError(f"not an asset task: {task.kind!r}")
+    labels = {
+        "app.kubernetes.io/name": "roughy",
+        "app.kubernetes.io/instance": settings.instance,
+        "app.kubernetes.io/component": "asset-task",
+        "app.kubernetes.io/part-of": "roughy",
+        "app.kubernetes.io/managed-by": "roughy",
+        "roughy.ai/task": task.kind,
+        **task.labels,
+    }
+    labels = {key: _label_value(value) for key, value in labels.items()}
+    limit = math.ceil(settings.time_limit_base + task.duration)
+    scratch = settings.scratch_min_mib + math.ceil(task.duration * PCM_KBPS * 1000 / 8 / 2**20)
+    args = [task.kind]
+    if task.kind == "extract-audio":
+        if not task.output_url:
+            raise ValueError("extract-audio needs an output URL")
+        args.append(TASK_OUTPUT)
+    args.extend(task.args)
+    env = {
+        "ROUGHY_SOURCE_URL": task.source_url,
+        "ROUGHY_OUTPUT_URL": task.output_url,
+        "ROUGHY_TERMINATION_LOG": TERMINATION_LOG,
+        "HOME": SCRATCH_DIR,
+    }
+    container = {
+        "name": CONTAINER,
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["roughy-encode"],
+        "args": args,
+        "env": [{"name": name, "value": value} for name, value in env.items() if value is not None],
+        "resources": resources(False, scratch, settings),
+        "securityContext": container_security_context(),
+        "volumeMounts": [{"name": "tmp", "mountPath": SCRATCH_DIR}],
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": settings.termination_grace_seconds,
+        "securityContext": pod_security_context(settings),
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": f"{scratch}Mi"}}],
+        **_placement(False, settings),
+    }
+    optional = {
+        "serviceAccountName": settings.service_account,
+        "priorityClassName": settings.priority_class_name,
+        "imagePullSecrets": [{"name": name} for name in settings.image_pull_secrets] or None,
+    }
+    pod.update({key: value for key, value in optional.items() if value is not None})
+    metadata: dict[str, Any] = {"name": task_job_name(task.kind, task.subject), "labels": labels}
+    if namespace is not None:
+        metadata["namespace"] = namespace
+    spec = {
+        "backoffLimit": settings.backoff_limit,
+        "activeDeadlineSeconds": math.ceil(limit * settings.deadline_factor) + settings.startup_seconds,
+        "ttlSecondsAfterFinished": settings.ttl_seconds_after_finished,
+        "podFailurePolicy": pod_failure_policy(),
+        "template": {"metadata": {"labels": dict(labels), "annotations": dict(settings.pod_annotations)}, "spec": pod},
+    }
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": spec}

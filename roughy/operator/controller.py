@@ -30,7 +30,6 @@ fail the render with `internal_error` when the Job cannot be created at all.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import defaultdict
@@ -46,15 +45,15 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from roughy.adapters.executor.kube import ANNOTATION_DELETION_REASON
+from roughy.adapters.executor.kube_tasks import job_pods, json_line, last_outcome, pod_log
 from roughy.core.keys import render_prefix
 from roughy.core.models import ErrorInfo, Format, RenderResult, RenderState
 from roughy.kube import crd
-from roughy.kube.jobs import CONTAINER, JobSettings, PresignedUrls, build_job, job_name
+from roughy.kube.jobs import JobSettings, PresignedUrls, build_job, job_name
 from roughy.kube.reconcile import JobObservation, decide
 
 log = logging.getLogger(__name__)
 
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 TEMPORARY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 LOG_TAIL_LINES = 20
 LOG_HEAD_BYTES = 512  # the encoder's first line names the encoder used
@@ -129,9 +128,8 @@ class Controller:
         job_status = found.status or k8s.V1JobStatus()
         conditions = {c.type: c for c in job_status.conditions or [] if c.status == "True"}
         failed = conditions.get("Failed")
-        pods = self.core.list_namespaced_pod(namespace, label_selector=f"{JOB_NAME_LABEL}={job}").items
-        pods.sort(key=lambda p: p.metadata.creation_timestamp or datetime.min.replace(tzinfo=UTC))
-        outcome, exit_code = _last_outcome(pods)
+        pods = job_pods(self.core, namespace, job)
+        outcome, exit_code, _ = last_outcome(pods)
         progress, encoder = None, outcome.get("encoder")
         running = [p for p in pods if p.status and p.status.phase == "Running"]
         if running and not conditions:
@@ -154,36 +152,25 @@ class Controller:
 
     def _read_progress(self, namespace: str, pod: str, status: dict[str, Any]) -> tuple[float | None, str | None]:
         try:
-            tail = self._pod_log(namespace, pod, tail_lines=LOG_TAIL_LINES)
-            head = "" if status.get("encoder") else self._pod_log(namespace, pod, limit_bytes=LOG_HEAD_BYTES)
+            tail = pod_log(self.core, namespace, pod, tail_lines=LOG_TAIL_LINES)
+            head = "" if status.get("encoder") else pod_log(self.core, namespace, pod, limit_bytes=LOG_HEAD_BYTES)
         except ApiException as exc:
             if exc.status in (400, 404):  # not started yet, or gone: no progress to read
                 return None, None
             raise
         progress = None
         for line in reversed(tail.splitlines()):
-            value = _json_line(line).get("progress")
+            value = json_line(line).get("progress")
             if isinstance(value, int | float):
                 progress = float(value)
                 break
         encoder = None
         for line in head.splitlines():
-            value = _json_line(line).get("encoder")
+            value = json_line(line).get("encoder")
             if isinstance(value, str):
                 encoder = value
                 break
         return progress, encoder
-
-    def _pod_log(self, namespace: str, pod: str, **options: Any) -> str:
-        """The encoder container's log as text. Read raw: the client's own decoding of this
-        endpoint returns the repr of the bytes (b'...'), not the text."""
-        response = self.core.read_namespaced_pod_log(
-            pod, namespace, container=CONTAINER, _preload_content=False, **options
-        )
-        try:
-            return bytes(response.data).decode("utf-8", "replace")
-        finally:
-            response.release_conn()
 
     def _create_job(self, render: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
         """Create the encoder Job; the status fields to add (jobName, or a failure)."""
@@ -338,26 +325,6 @@ def _post(render: dict[str, Any], type_: str, reason: str, message: str) -> None
         kopf.event(render, type=type_, reason=reason, message=message[:1024])  # type: ignore[arg-type]
     except LookupError:  # outside kopf's handlers (no event queue): nothing to post to
         log.debug("no kopf event queue for %s %s", reason, message)
-
-
-def _last_outcome(pods: list[k8s.V1Pod]) -> tuple[dict[str, Any], int | None]:
-    """The newest terminated encoder container's termination message (the encoder's outcome as
-    JSON) and exit code."""
-    for pod in reversed(pods):
-        for container in (pod.status.container_statuses if pod.status else None) or []:
-            terminated = container.state.terminated if container.state else None
-            if container.name != CONTAINER or terminated is None:
-                continue
-            return _json_line(terminated.message or ""), terminated.exit_code
-    return {}, None
-
-
-def _json_line(line: str) -> dict[str, Any]:
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _camel_result(result: dict[str, Any]) -> dict[str, Any] | None:

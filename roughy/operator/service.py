@@ -1,7 +1,8 @@
 """What runs in the operator process besides kopf's handlers.
 
-- asset and cut processing (probe through a presigned URL, audio extraction, silence
-  detection), polled from the database: the API replicas stay stateless;
+- asset and cut processing, polled from the database (the API replicas stay stateless): the
+  light probe of a presigned URL runs here, audio extraction and silence detection run as Jobs
+  (`tasks`: roughy.adapters.executor.kube_tasks.KubeTasks) that a worker thread waits on;
 - webhook delivery (the dispatcher's lease-based claims make a second process harmless);
 - pruning of finished Render resources older than the retention (the database keeps renders;
   etcd is not an archive).
@@ -29,6 +30,7 @@ class OperatorService:
         executor: Any,
         dispatcher: Any | None,
         *,
+        tasks: Any = None,
         asset_workers: int = 1,
         poll_interval: float = 0.5,
         prune_interval: float = 60.0,
@@ -36,7 +38,7 @@ class OperatorService:
         self.store = store
         self.executor = executor
         self.dispatcher = dispatcher
-        self.assets = AssetWork(AssetProcessor(store, storage), workers=asset_workers, on_done=self._wake_up)
+        self.assets = AssetWork(AssetProcessor(store, storage, tasks), workers=asset_workers, on_done=self._wake_up)
         self.poll_interval = poll_interval
         self.prune_interval = prune_interval
         self._wake = threading.Event()

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from roughy.core.errors import InsufficientCredit
 from roughy.core.models import (
@@ -89,10 +90,22 @@ def _part_failed(part: PartName, error: ErrorInfo) -> Change:
     return record
 
 
+class LocalTasks:
+    """Audio extraction and silence detection in this process (the embedded runtime); the
+    Kubernetes runtime runs them as Jobs (roughy.adapters.executor.kube_tasks.KubeTasks)."""
+
+    def extract_audio(self, src: str, target: str, **_context: Any) -> AudioInfo:
+        return _extract_audio(src, target)
+
+    def detect_silence(self, src: str, *, min_silence: float, threshold_db: float, **_context: Any):  # type: ignore[no-untyped-def]
+        return tasks.detect_silence(src, min_silence=min_silence, threshold_db=threshold_db)
+
+
 class AssetProcessor:
-    def __init__(self, store, storage):  # type: ignore[no-untyped-def]
+    def __init__(self, store, storage, tasks_runner=None):  # type: ignore[no-untyped-def]
         self.store = store
         self.storage = storage
+        self.tasks = tasks_runner or LocalTasks()
 
     def process_asset(self, asset_id: str) -> None:
         """Charge the asset once, then process each uploaded part and record what was found.
@@ -141,7 +154,13 @@ class AssetProcessor:
             raise InvalidMedia("the video part has no video stream")
         extracted = None
         if not asset.client_audio and info.audio is not None:
-            extracted = _extract_audio(src, self.storage.output_target(extracted_audio_key(asset.id)))
+            extracted = self.tasks.extract_audio(
+                src,
+                self.storage.output_target(extracted_audio_key(asset.id)),
+                subject=asset.id,
+                duration=info.duration,
+                labels={"roughy.ai/asset": asset.id, "roughy.ai/account": asset.account_id},
+            )
 
         def record(a: Asset) -> None:
             a.video = info.video
@@ -202,10 +221,13 @@ class AssetProcessor:
         cut.state = CutState.PROCESSING
         self.store.save_cut(cut)
         params = cut.silence or {}
-        silences = tasks.detect_silence(
+        silences = self.tasks.detect_silence(
             self.storage.source_url(audio_key(asset)),
             min_silence=float(params.get("min_silence", 0.5)),
             threshold_db=float(params.get("threshold_db", -35.0)),
+            subject=cut.id,
+            duration=asset.duration or 0.0,
+            labels={"roughy.ai/asset": asset.id, "roughy.ai/account": asset.account_id},
         )
         duration = asset.duration or 0.0
         padding = float(params.get("padding", 0.1))

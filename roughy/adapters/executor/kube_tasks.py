@@ -1,0 +1,192 @@
+"""Asset work as Kubernetes Jobs: audio extraction and silence detection (`roughy-encode
+extract-audio | silence` in the encoder image), for the operator's asset processing.
+
+`KubeTasks` has the same two methods as the in-process `LocalTasks` (roughy.runtime.processing):
+it creates the Job (`roughy.kube.jobs.build_task_job`), waits for it to finish, reads the
+outcome from the pod's termination message (or the log's last line when it did not fit), deletes
+the Job, and returns the result or raises the encoder's error. Job names are derived from the
+work (`t-<hash of kind and asset or cut id>`), so an operator that restarts while it waits
+finds the same Job and waits on; a finished Job of an earlier attempt that failed is replaced.
+
+The pod helpers here (`pod_log`, `last_outcome`) are shared with the render controller.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from roughy.core.models import AudioInfo
+from roughy.encoder.errors import EncodeFailed, EncoderError, InvalidMedia
+from roughy.kube.jobs import CONTAINER, JobSettings, TaskJob, build_task_job, task_job_name
+
+log = logging.getLogger(__name__)
+
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+
+def pod_log(core: k8s.CoreV1Api, namespace: str, pod: str, **options: Any) -> str:
+    """The encoder container's log as text. Read raw: the client's own decoding of this endpoint
+    returns the repr of the bytes (b'...'), and a log that is one JSON document as a dict."""
+    response = core.read_namespaced_pod_log(pod, namespace, container=CONTAINER, _preload_content=False, **options)
+    try:
+        return bytes(response.data).decode("utf-8", "replace")
+    finally:
+        response.release_conn()
+
+
+def json_line(line: str) -> dict[str, Any]:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def last_outcome(pods: list[k8s.V1Pod]) -> tuple[dict[str, Any], int | None, str | None]:
+    """The newest terminated encoder container's termination message (the encoder's outcome as
+    JSON), its exit code, and its pod's name."""
+    for pod in reversed(pods):
+        for container in (pod.status.container_statuses if pod.status else None) or []:
+            terminated = container.state.terminated if container.state else None
+            if container.name != CONTAINER or terminated is None:
+                continue
+            return json_line(terminated.message or ""), terminated.exit_code, pod.metadata.name
+    return {}, None, None
+
+
+def job_pods(core: k8s.CoreV1Api, namespace: str, job: str) -> list[k8s.V1Pod]:
+    """The Job's pods, oldest first."""
+    pods: list[k8s.V1Pod] = core.list_namespaced_pod(namespace, label_selector=f"{JOB_NAME_LABEL}={job}").items
+    pods.sort(key=lambda p: (p.metadata.creation_timestamp is not None, p.metadata.creation_timestamp))
+    return pods
+
+
+class TaskFailed(EncodeFailed):
+    """The task's Job failed without the encoder saying why (deadline, evictions, image)."""
+
+
+class KubeTasks:
+    def __init__(
+        self,
+        api: k8s.ApiClient,
+        *,
+        namespace: str,
+        settings: JobSettings,
+        poll_interval: float = 1.0,
+    ):
+        self.namespace = namespace
+        self.settings = settings
+        self.poll_interval = poll_interval
+        self.batch = k8s.BatchV1Api(api)
+        self.core = k8s.CoreV1Api(api)
+
+    def extract_audio(
+        self, src: str, target: str, *, subject: str, duration: float, labels: dict[str, str]
+    ) -> AudioInfo:
+        task = TaskJob("extract-audio", subject, src, duration, labels, output_url=target)
+        data = self.run(task)
+        if not isinstance(data, dict):
+            raise EncodeFailed("the audio extraction reported no result")
+        return AudioInfo(**data)
+
+    def detect_silence(
+        self,
+        src: str,
+        *,
+        min_silence: float,
+        threshold_db: float,
+        subject: str,
+        duration: float,
+        labels: dict[str, str],
+    ) -> list[tuple[float, float]]:
+        args = ("--min-silence", repr(min_silence), "--threshold-db", repr(threshold_db))
+        data = self.run(TaskJob("silence", subject, src, duration, labels, args=args))
+        if not isinstance(data, list):
+            raise EncodeFailed("the silence detection reported no result")
+        return [(float(start), float(end)) for start, end in data]
+
+    def run(self, task: TaskJob) -> Any:
+        """Run the task's Job to its end and return its result (EncoderError if it failed)."""
+        name = task_job_name(task.kind, task.subject)
+        self._start(name, task)
+        while True:
+            job = self.batch.read_namespaced_job(name, self.namespace)
+            conditions = {c.type for c in (job.status.conditions if job.status else None) or [] if c.status == "True"}
+            if "Complete" in conditions or "Failed" in conditions:
+                break
+            time.sleep(self.poll_interval)
+        try:
+            return self._outcome(name, task, complete="Complete" in conditions, job=job)
+        finally:
+            self._delete(name)
+
+    def _start(self, name: str, task: TaskJob) -> None:
+        body = build_task_job(task, self.settings, namespace=self.namespace)
+        for _ in range(3):
+            try:
+                self.batch.create_namespaced_job(self.namespace, body)
+                log.info("started %s Job %s for %s", task.kind, name, task.subject)
+                return
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+            existing = self._read(name)
+            if existing is None:
+                continue  # deleted meanwhile: create it again
+            if existing.metadata.deletion_timestamp is None and not _finished(existing):
+                log.info("waiting on the %s Job %s already running for %s", task.kind, name, task.subject)
+                return
+            self._delete(name)  # an earlier attempt's finished Job: run the work afresh
+            self._wait_gone(name)
+        raise EncodeFailed(f"could not start the {task.kind} Job {name}")
+
+    def _outcome(self, name: str, task: TaskJob, *, complete: bool, job: k8s.V1Job) -> Any:
+        outcome, exit_code, pod = last_outcome(job_pods(self.core, self.namespace, name))
+        if outcome.get("result_in_log") and pod is not None:
+            lines = pod_log(self.core, self.namespace, pod, tail_lines=5).strip().splitlines()
+            outcome = {"result": json.loads(lines[-1])} if lines else {}
+        if complete and "result" in outcome:
+            return outcome["result"]
+        error = outcome.get("error") if isinstance(outcome.get("error"), dict) else {}
+        code, message = str(error.get("code") or ""), str(error.get("message") or "")
+        if code == "invalid_media" or exit_code == InvalidMedia.exit_code:
+            raise InvalidMedia(message or f"the {task.kind} Job found the source unreadable")
+        if code:
+            failure: EncoderError = EncodeFailed(message)
+            failure.code = code
+            raise failure
+        reasons = [c.reason for c in (job.status.conditions or []) if c.type == "Failed" and c.reason]
+        raise TaskFailed(f"the {task.kind} Job failed ({', '.join(reasons) or 'no result'})")
+
+    def _read(self, name: str) -> k8s.V1Job | None:
+        try:
+            return self.batch.read_namespaced_job(name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def _delete(self, name: str) -> None:
+        try:
+            self.batch.delete_namespaced_job(
+                name, self.namespace, body=k8s.V1DeleteOptions(propagation_policy="Background")
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                log.warning("could not delete the finished Job %s: %s %s", name, exc.status, exc.reason)
+
+    def _wait_gone(self, name: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self._read(name) is not None and time.monotonic() < deadline:
+            time.sleep(self.poll_interval)
+
+
+def _finished(job: k8s.V1Job) -> bool:
+    conditions = (job.status.conditions if job.status else None) or []
+    return any(c.type in ("Complete", "Failed") and c.status == "True" for c in conditions)
