@@ -109,6 +109,8 @@ def cmd_drain(args: argparse.Namespace) -> int:
 
     settings = Settings()
     executor = KubeExecutor.from_environment(namespace=settings.namespace)
+    if args.stop_api and not executor.stop_deployment(args.stop_api, wait=args.wait / 4):
+        return _fail(f"the API Deployment {args.stop_api} did not stop; not draining while it still submits")
     left = executor.drain(wait=args.wait)
     if left:
         return _fail(f"{len(left)} Render(s) still present after {args.wait:g} s: {', '.join(left[:10])}")
@@ -227,6 +229,7 @@ def parser() -> argparse.ArgumentParser:
 
     drain = sub.add_parser("drain", help="delete every Render in the namespace and wait for the operator")
     drain.add_argument("--wait", type=float, default=600.0, help="seconds to wait for the finalizers")
+    drain.add_argument("--stop-api", metavar="DEPLOYMENT", help="scale this API Deployment to 0 first")
     drain.set_defaults(func=cmd_drain)
 
     admin = sub.add_parser("admin", help="operator commands on the embedded database")

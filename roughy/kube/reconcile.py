@@ -7,6 +7,8 @@ observation of its Job, and returns the status to write and the actions to take.
 Rules:
 - no Job yet and not terminal: create it (the Job is named after the Render, so a repeat is an
   AlreadyExists, not a second encode);
+- a Job whose pod has not started (unschedulable, pulling its image) leaves the Render
+  pending; once running, a Render stays running through the Job's retries;
 - a terminal Render never changes again: a late or repeated observation is ignored;
 - progress only moves forward and is 1.0 exactly when completed;
 - the move into a terminal state happens once, with one `record` action, which writes the
@@ -38,6 +40,7 @@ class JobObservation:
     error: dict[str, str] | None = None  # the encoder's `error` line
     encoder: str | None = None  # the encoder's `encoder` line
     progress: float | None = None  # the encoder's last progress line
+    started: bool = True  # a pod of the Job has started (Running, or already finished)
 
 
 @dataclass(frozen=True)
@@ -55,14 +58,19 @@ def decide(status: dict[str, Any] | None, generation: int, job: JobObservation, 
     new = current | {"observedGeneration": generation}
     if not job.exists:
         new |= {"state": "pending", "progress": float(current.get("progress", 0.0))}
-        return Decision(_with_condition(new, "Running", "False", "JobPending", "creating the encode Job", stamp),
-                        ("create_job",))
+        return Decision(
+            _with_condition(new, "Running", "False", "JobPending", "creating the encode Job", stamp), ("create_job",)
+        )
     if job.encoder:
         new["encoder"] = job.encoder
     if job.complete or job.succeeded:
         return _finish_completed(new, job, stamp)
     if job.failed_reason is not None:
         return _finish_failed(new, _failure(job), stamp)
+    if not job.started and state != "running":
+        new |= {"state": "pending", "progress": float(current.get("progress", 0.0))}
+        message = "waiting for the encoder's pod to start (scheduling, image pull)"
+        return Decision(_with_condition(new, "Running", "False", "PodPending", message, stamp))
     new |= {"state": "running", "progress": _forward(current.get("progress"), job.progress)}
     new.setdefault("startedAt", stamp)
     return Decision(_with_condition(new, "Running", "True", "Encoding", "the encode is running", stamp))

@@ -17,7 +17,7 @@ the pure `roughy.kube.reconcile.decide`; then it carries out the decision:
 A Render whose render row is gone (cancelled while the cluster was unreachable) is deleted.
 
 `finalize(namespace, name, body)` runs while a deleted Render is held by the finalizer: it
-deletes the Job (foreground, short grace: the kubelet kills the encoder) and raises
+deletes the Job (foreground: the kubelet stops the encoder, SIGTERM then SIGKILL) and raises
 `kopf.TemporaryError` until the Job is gone; then the database decides what happens to the
 outputs: kept for a completed render, deleted otherwise (cancelled, failed, unknown). A Render
 deleted by `roughy drain` puts its unfinished render back in the queue; one deleted by hand
@@ -49,7 +49,7 @@ from roughy.adapters.executor.kube_tasks import job_pods, json_line, last_outcom
 from roughy.core.keys import render_prefix
 from roughy.core.models import ErrorInfo, Format, RenderResult, RenderState
 from roughy.kube import crd
-from roughy.kube.jobs import JobSettings, PresignedUrls, build_job, job_name
+from roughy.kube.jobs import JobSettings, PresignedUrls, active_deadline_seconds, build_job, job_name
 from roughy.kube.reconcile import JobObservation, decide
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,9 @@ log = logging.getLogger(__name__)
 TEMPORARY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 LOG_TAIL_LINES = 20
 LOG_HEAD_BYTES = 512  # the encoder's first line names the encoder used
-JOB_GRACE = 5  # seconds: the encoder kills ffmpeg and removes its scratch on SIGTERM
+REQUEST_TIMEOUT = 30  # seconds per Kubernetes API call: a hung connection must not hold a worker
+URL_MARGIN = 3600  # presigned URLs outlive the Job's deadline by this much
+MAX_URL_TTL = 7 * 24 * 3600  # what SigV4 allows
 
 
 @dataclass(frozen=True)
@@ -128,10 +130,11 @@ class Controller:
         job_status = found.status or k8s.V1JobStatus()
         conditions = {c.type: c for c in job_status.conditions or [] if c.status == "True"}
         failed = conditions.get("Failed")
-        pods = job_pods(self.core, namespace, job)
+        pods = job_pods(self.core, namespace, found)
         outcome, exit_code, _ = last_outcome(pods)
         progress, encoder = None, outcome.get("encoder")
         running = [p for p in pods if p.status and p.status.phase == "Running"]
+        started = bool(running) or any(p.status and p.status.phase in ("Succeeded", "Failed") for p in pods)
         if running and not conditions:
             progress, logged_encoder = self._read_progress(namespace, running[-1].metadata.name, status)
             encoder = encoder or logged_encoder
@@ -148,6 +151,7 @@ class Controller:
             error=outcome.get("error") if isinstance(outcome.get("error"), dict) else None,
             encoder=encoder if isinstance(encoder, str) else None,
             progress=progress,
+            started=started,
         )
 
     def _read_progress(self, namespace: str, pod: str, status: dict[str, Any]) -> tuple[float | None, str | None]:
@@ -177,51 +181,67 @@ class Controller:
         meta, spec = render["metadata"], render["spec"]
         sources = spec.get("sources") or {}
         try:
+            ttl = self._url_ttl(render)
             urls = PresignedUrls(
-                output=self.storage.output_target(spec["outputKey"], ttl=self.config.url_ttl),
-                video=self.storage.source_url(sources["video"], ttl=self.config.url_ttl)
-                if sources.get("video")
-                else None,
-                audio=self.storage.source_url(sources["audio"], ttl=self.config.url_ttl)
-                if sources.get("audio")
-                else None,
+                output=self.storage.output_target(spec["outputKey"], ttl=ttl),
+                video=self.storage.source_url(sources["video"], ttl=ttl) if sources.get("video") else None,
+                audio=self.storage.source_url(sources["audio"], ttl=ttl) if sources.get("audio") else None,
             )
             job = build_job(render, self.config.jobs, urls)
         except (ValidationError, ValueError, KeyError) as exc:
             log.error("Render %s: no Job can be built for it: %s", meta["name"], exc)
             return self._fail_now(spec.get("renderId", ""), status, f"the render's Job could not be built: {exc}")
         try:
-            self.batch.create_namespaced_job(meta["namespace"], job)
+            self.batch.create_namespaced_job(meta["namespace"], job, _request_timeout=REQUEST_TIMEOUT)
             log.info("Render %s: created Job %s", meta["name"], job["metadata"]["name"])
         except ApiException as exc:
             if exc.status == 409:
                 pass  # created by an earlier attempt: it is running
-            elif exc.status in TEMPORARY_STATUSES:
-                raise
+            elif exc.status in TEMPORARY_STATUSES or (exc.status == 403 and "exceeded quota" in str(exc.body)):
+                raise kopf.TemporaryError(f"the Job cannot be created yet: {exc.reason}", delay=10) from exc
             else:
                 log.error("Render %s: the API refused its Job: %s %s", meta["name"], exc.status, exc.reason)
                 return self._fail_now(spec.get("renderId", ""), status, f"the encode Job was refused ({exc.reason})")
         return {"jobName": job["metadata"]["name"]}
 
+    def _url_ttl(self, render: dict[str, Any]) -> int:
+        """Presigned URLs must outlive every attempt of the Job: its whole deadline, plus a margin
+        (a retry late in the deadline reads the same URLs), within what SigV4 allows."""
+        plan = crd.RenderSpec.model_validate(render["spec"]).plan.to_plan()
+        deadline = active_deadline_seconds(plan, self.config.jobs)
+        if deadline + URL_MARGIN > MAX_URL_TTL:
+            raise ValueError(f"the encode's deadline ({deadline} s) is longer than a presigned URL can live")
+        return max(self.config.url_ttl, deadline + URL_MARGIN)
+
     def _fail_now(self, render_id: str, status: dict[str, Any], message: str) -> dict[str, Any]:
         stamp = _stamp(self.clock())
         failed = {"state": "failed", "completedAt": stamp, "error": {"code": "internal_error", "message": message}}
+        conditions = [c for c in status.get("conditions") or [] if c.get("type") not in ("Running", "Ready")]
+        for type_ in ("Running", "Ready"):
+            conditions.append(
+                {"type": type_, "status": "False", "reason": "Failed", "message": message, "lastTransitionTime": stamp}
+            )
+        failed["conditions"] = conditions
         self._record(render_id, status | failed)
         return failed
 
     def _record(self, render_id: str, status: dict[str, Any]) -> None:
-        """The outcome into the render's row and its outbox event (one transaction)."""
+        """The outcome into the render's row and its outbox event (one transaction). The row may
+        be pending as well as running: the API puts a claim back in the queue when it cannot
+        tell whether its Render was created, and the outcome is the truth either way."""
         state = status.get("state")
         if state == RenderState.COMPLETED.value:
-            finished = self.store.finish_render(render_id, _render_result(status["result"]), None)
+            finished = self.store.finish_render(render_id, _render_result(status["result"]), None, from_pending=True)
         else:
             error = status.get("error") or {}
             info = ErrorInfo(str(error.get("code") or "encode_failed"), str(error.get("message") or ""))
-            finished = self.store.finish_render(render_id, None, info)
-            self.storage.delete_prefix(render_prefix(render_id))
-        if not finished and self.store.get_render(render_id) is None:
-            self.storage.delete_prefix(render_prefix(render_id))  # cancelled meanwhile
-        log.info("render %s %s", render_id, state)
+            finished = self.store.finish_render(render_id, None, info, from_pending=True)
+        row = None if finished else self.store.get_render(render_id)
+        if (finished and state != RenderState.COMPLETED.value) or (
+            not finished and (row is None or row.state is RenderState.FAILED)
+        ):
+            self.storage.delete_prefix(render_prefix(render_id))  # failed, or cancelled meanwhile
+        log.info("render %s %s%s", render_id, state, "" if finished else " (already settled)")
 
     # --- finalize ----------------------------------------------------------------------------
 
@@ -232,8 +252,14 @@ class Controller:
             job = self._read_job(namespace, job_name(name))
             if job is not None:
                 if job.metadata.deletion_timestamp is None:
-                    options = k8s.V1DeleteOptions(propagation_policy="Foreground", grace_period_seconds=JOB_GRACE)
-                    self.batch.delete_namespaced_job(job_name(name), namespace, body=options)
+                    options = k8s.V1DeleteOptions(propagation_policy="Foreground")
+                    try:
+                        self.batch.delete_namespaced_job(
+                            job_name(name), namespace, body=options, _request_timeout=REQUEST_TIMEOUT
+                        )
+                    except ApiException as exc:
+                        if exc.status != 404:
+                            raise
                     log.info("Render %s deleted: stopping Job %s", name, job_name(name))
                 raise kopf.TemporaryError(f"waiting for Job {job_name(name)} to be gone", delay=1)
         spec = body.get("spec") or {}
@@ -248,7 +274,7 @@ class Controller:
                 self.store.release_render(render_id)
             else:
                 message = "the render's Render resource was deleted on the cluster before the encode finished"
-                self.store.finish_render(render_id, None, ErrorInfo("encode_failed", message))
+                self.store.finish_render(render_id, None, ErrorInfo("encode_failed", message), from_pending=True)
         if render_id:
             self.storage.delete_prefix(render_prefix(render_id))
         log.info("Render %s finalized (%s)", name, reason or "deleted")
@@ -257,7 +283,9 @@ class Controller:
 
     def _get_render(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            found = self.objects.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name)
+            found = self.objects.get_namespaced_custom_object(
+                crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name, _request_timeout=REQUEST_TIMEOUT
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -266,7 +294,7 @@ class Controller:
 
     def _read_job(self, namespace: str, name: str) -> k8s.V1Job | None:
         try:
-            return self.batch.read_namespaced_job(name, namespace)
+            return self.batch.read_namespaced_job(name, namespace, _request_timeout=REQUEST_TIMEOUT)
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -276,14 +304,14 @@ class Controller:
         patch: dict[str, Any] = {key: value for key, value in new.items() if old.get(key) != value}
         patch |= {key: None for key in old if key not in new}
         self.objects.patch_namespaced_custom_object_status(
-            crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name, {"status": patch}
+            crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name, {"status": patch}, _request_timeout=REQUEST_TIMEOUT
         )
 
     def _delete_render(self, namespace: str, name: str, uid: str | None) -> None:
         options = k8s.V1DeleteOptions(propagation_policy="Foreground", preconditions=k8s.V1Preconditions(uid=uid))
         try:
             self.objects.delete_namespaced_custom_object(
-                crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name, body=options
+                crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name, body=options, _request_timeout=REQUEST_TIMEOUT
             )
         except ApiException as exc:
             if exc.status not in (404, 409):

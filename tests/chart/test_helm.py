@@ -216,12 +216,17 @@ def test_rbac_is_namespaced_and_least_privilege(objects: list[dict[str, Any]]) -
     assert rules(objects, "roughy-operator") == (
         triples("roughy.ai", "renders", "get list watch patch update delete")
         | triples("roughy.ai", "renders/status", "get patch update")
+        | triples("roughy.ai", "renders/finalizers", "update")
         | triples("batch", "jobs", "create get list watch delete")
         | triples("", "pods", "get list watch")
         | triples("", "pods/log", "get")
     )
     assert rules(objects, "roughy-api") == triples("roughy.ai", "renders", "create get list watch patch delete")
-    assert rules(objects, "roughy-drain") == triples("roughy.ai", "renders", "get list watch patch delete")
+    assert rules(objects, "roughy-drain") == triples("roughy.ai", "renders", "get list watch patch delete") | triples(
+        "apps", "deployments", "get patch"
+    ) | triples("apps", "deployments/scale", "get patch")
+    [scale] = [r for r in find(objects, "Role", "roughy-drain")["rules"] if r["apiGroups"] == ["apps"]]
+    assert scale["resourceNames"] == ["roughy-api"], "the drain may scale only the release's API"
     subjects = {o["metadata"]["name"]: o["subjects"][0]["name"] for o in objects if o["kind"] == "RoleBinding"}
     assert subjects == {
         "roughy-api": "roughy-api",
@@ -251,7 +256,9 @@ def test_hooks_order_secret_then_migrations_and_drain_before_deletion(objects: l
     assert migrate["containers"][0]["args"] == ["migrate"] and migrate["automountServiceAccountToken"] is False
     assert {e["name"] for e in migrate["containers"][0]["env"]} == {"ROUGHY_DATABASE_URL", "ROUGHY_LOG_FORMAT", "HOME"}
     drain = find(objects, "Job", "roughy-drain")["spec"]["template"]["spec"]
-    assert drain["containers"][0]["args"] == ["drain", "--wait", "570"], "gives up 30 s before the deadline"
+    assert drain["containers"][0]["args"] == ["drain", "--wait", "570", "--stop-api", "roughy-api"], (
+        "stops the API, and gives up 30 s before the deadline"
+    )
     assert drain["serviceAccountName"] == "roughy-drain"
 
 

@@ -115,6 +115,22 @@ def test_a_render_left_claimed_by_a_dead_api_is_submitted_again(kube_service: Ku
     assert finished(api, render["id"])["state"] == "completed"
 
 
+def test_an_outcome_lands_even_when_the_api_put_the_render_back_in_the_queue(
+    kube_service: KubeService, api: httpx.Client, asset
+):
+    """A create that timed out on the API's side may have happened: the row went back to
+    pending, but the Render runs. Its outcome must be recorded, not dropped."""
+    runtime = kube_service.kubernetes.runtime
+    runtime.stop()
+    render = api.post("/v1/renders", json={"asset_id": asset["id"], "output": {"format": "mp3"}}).json()
+    claimed = kube_service.store.claim_next_render()
+    assert claimed is not None
+    KubeRuntime(runtime.store, runtime.storage, runtime.executor).submit(claimed)
+    assert kube_service.store.release_render(claimed.id)  # what the API does after an unknown outcome
+    done = finished(api, render["id"])
+    assert done["state"] == "completed" and done["result"]["format"] == "mp3"
+
+
 def test_a_render_resource_deleted_by_hand_fails_its_render_and_is_not_resubmitted(
     kube_service: KubeService, api: httpx.Client, tmp_path: Path
 ):
@@ -157,7 +173,7 @@ def test_drain_requeues_unfinished_renders_and_keeps_finished_outputs(
     source = long_asset(api, tmp_path)
     busy = api.post("/v1/renders", json={"asset_id": source["id"], "output": {"format": "mp4"}}).json()
     wait_for(lambda: render_of(api, busy["id"]), lambda r: r["progress"] > 0, timeout=60)
-    kube_service.kubernetes.runtime.stop()  # the uninstall stops the API first
+    kube_service.kubernetes.runtime.stop()  # `roughy drain --stop-api` scales the API to 0 first
 
     assert kube_service.kubernetes.executor.drain(wait=30) == []
     assert resources(kube_service, crd.PLURAL) == [] and resources(kube_service, "jobs") == []

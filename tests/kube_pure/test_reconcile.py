@@ -27,6 +27,17 @@ def test_a_running_job_makes_the_render_running_with_its_encoder_and_progress():
     assert d.status["encoder"] == "libx264" and d.status["startedAt"] == "2026-11-28T12:00:00Z"
 
 
+def test_a_job_whose_pod_has_not_started_leaves_the_render_pending():
+    waiting = JobObservation(exists=True, active=1, started=False)
+    d = decide({"state": "pending"}, 1, waiting, T0)
+    assert d.status["state"] == "pending" and d.actions == () and "startedAt" not in d.status
+    [running] = [c for c in d.status["conditions"] if c["type"] == "Running"]
+    assert running["status"] == "False" and running["reason"] == "PodPending"
+    # a retry's pod waiting to start does not take a running render back to pending
+    d = decide({"state": "running", "progress": 0.4}, 1, waiting, T0)
+    assert d.status["state"] == "running" and d.status["progress"] == 0.4
+
+
 def test_a_completed_job_completes_the_render_once():
     running = decide({"state": "pending"}, 1, JobObservation(exists=True, active=1, progress=0.5), T0).status
     done = decide(running, 1, JobObservation(exists=True, succeeded=1, complete=True, result=RESULT), T0)

@@ -297,6 +297,14 @@ def test_finishing_a_deleted_render_reports_it_is_gone(store: SqlStore) -> None:
     assert store.delete_render(r.id) is False
 
 
+def test_the_operator_may_finish_a_render_the_api_put_back_in_the_queue(store: SqlStore) -> None:
+    a = asset(store, account(store))
+    r, _ = store.create_render(render(a))
+    assert store.finish_render(r.id, result(), None, from_pending=True)
+    assert store.get_render(r.id).state is RenderState.COMPLETED  # type: ignore[union-attr]
+    assert store.finish_render(r.id, None, ErrorInfo("late", "x"), from_pending=True) is False
+
+
 def test_only_a_running_render_can_finish(store: SqlStore) -> None:
     a = asset(store, account(store))
     r, _ = store.create_render(render(a))

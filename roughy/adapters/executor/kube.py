@@ -243,20 +243,38 @@ class KubeExecutor:
     def drain(self, *, wait: float = 300.0, reason: str = "drain") -> list[str]:
         """Delete every Render this release manages (saying why: the operator's finalizer then
         keeps finished outputs and puts unfinished renders back in the queue) and wait until
-        they are gone. Returns the names still present when `wait` ran out."""
-        items = self._list(MANAGED_SELECTOR)
-        for item in items:
-            meta = item.get("metadata") or {}
-            if not meta.get("deletionTimestamp"):
-                self._delete(meta["name"], meta.get("uid"), reason=reason, propagation="Foreground")
+        none is left, listing again (a Render created meanwhile is deleted too). Returns the
+        names still present when `wait` ran out. Stop the API first (`stop_deployment`), or it
+        hands the requeued renders straight back to the cluster."""
         deadline = time.monotonic() + wait
-        left = [(item["metadata"]["name"], item["metadata"].get("uid")) for item in items]
-        while left:
-            left = [(name, uid) for name, uid in left if not self._wait_gone(name, uid, 0)]
-            if not left or time.monotonic() >= deadline:
-                break
+        while True:
+            items = self._list(MANAGED_SELECTOR)
+            if not items:
+                return []
+            for item in items:
+                meta = item.get("metadata") or {}
+                if not meta.get("deletionTimestamp"):
+                    self._delete(meta["name"], meta.get("uid"), reason=reason, propagation="Foreground")
+            if time.monotonic() >= deadline:
+                return sorted(item["metadata"]["name"] for item in items)
             time.sleep(max(self._poll, 0.5))
-        return [name for name, _ in left]
+
+    def stop_deployment(self, name: str, *, wait: float = 120.0) -> bool:
+        """Scale the Deployment `name` to 0 and wait until its pods are gone (True), e.g. the API
+        before a drain. A missing Deployment counts as stopped."""
+        apps = k8s.AppsV1Api(self.api)
+        scaled = self._call(
+            apps.patch_namespaced_deployment_scale, name, self.namespace, {"spec": {"replicas": 0}}, expect=(404,)
+        )
+        if isinstance(scaled, _Refused):
+            return True
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            current = self._call(apps.read_namespaced_deployment, name, self.namespace, expect=(404,))
+            if isinstance(current, _Refused) or not (current.status and current.status.replicas):
+                return True
+            time.sleep(max(self._poll, 0.5))
+        return False
 
     def observe(self, signature_or_name: str) -> dict[str, Any] | None:
         """The Render's status (empty until the operator writes one), or None if there is no Render."""

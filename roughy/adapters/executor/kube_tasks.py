@@ -27,13 +27,16 @@ from roughy.kube.jobs import CONTAINER, JobSettings, TaskJob, build_task_job, ta
 
 log = logging.getLogger(__name__)
 
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+JOB_NAME_LABEL = "job-name"  # set on a Job's pods by every Kubernetes version
+REQUEST_TIMEOUT = 30  # seconds per Kubernetes API call
 
 
 def pod_log(core: k8s.CoreV1Api, namespace: str, pod: str, **options: Any) -> str:
     """The encoder container's log as text. Read raw: the client's own decoding of this endpoint
     returns the repr of the bytes (b'...'), and a log that is one JSON document as a dict."""
-    response = core.read_namespaced_pod_log(pod, namespace, container=CONTAINER, _preload_content=False, **options)
+    response = core.read_namespaced_pod_log(
+        pod, namespace, container=CONTAINER, _preload_content=False, _request_timeout=REQUEST_TIMEOUT, **options
+    )
     try:
         return bytes(response.data).decode("utf-8", "replace")
     finally:
@@ -60,9 +63,16 @@ def last_outcome(pods: list[k8s.V1Pod]) -> tuple[dict[str, Any], int | None, str
     return {}, None, None
 
 
-def job_pods(core: k8s.CoreV1Api, namespace: str, job: str) -> list[k8s.V1Pod]:
-    """The Job's pods, oldest first."""
-    pods: list[k8s.V1Pod] = core.list_namespaced_pod(namespace, label_selector=f"{JOB_NAME_LABEL}={job}").items
+def job_pods(core: k8s.CoreV1Api, namespace: str, job: k8s.V1Job) -> list[k8s.V1Pod]:
+    """The Job's pods, oldest first: by the Job's own selector (its controller-uid, so a pod of
+    an earlier Job of the same name is never taken for this one's), else by its name label."""
+    labels = (job.spec.selector.match_labels if job.spec and job.spec.selector else None) or {
+        JOB_NAME_LABEL: job.metadata.name
+    }
+    selector = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+    pods: list[k8s.V1Pod] = core.list_namespaced_pod(
+        namespace, label_selector=selector, _request_timeout=REQUEST_TIMEOUT
+    ).items
     pods.sort(key=lambda p: (p.metadata.creation_timestamp is not None, p.metadata.creation_timestamp))
     return pods
 
@@ -116,7 +126,7 @@ class KubeTasks:
         name = task_job_name(task.kind, task.subject)
         self._start(name, task)
         while True:
-            job = self.batch.read_namespaced_job(name, self.namespace)
+            job = self.batch.read_namespaced_job(name, self.namespace, _request_timeout=REQUEST_TIMEOUT)
             conditions = {c.type for c in (job.status.conditions if job.status else None) or [] if c.status == "True"}
             if "Complete" in conditions or "Failed" in conditions:
                 break
@@ -147,7 +157,7 @@ class KubeTasks:
         raise EncodeFailed(f"could not start the {task.kind} Job {name}")
 
     def _outcome(self, name: str, task: TaskJob, *, complete: bool, job: k8s.V1Job) -> Any:
-        outcome, exit_code, pod = last_outcome(job_pods(self.core, self.namespace, name))
+        outcome, exit_code, pod = last_outcome(job_pods(self.core, self.namespace, job))
         if outcome.get("result_in_log") and pod is not None:
             lines = pod_log(self.core, self.namespace, pod, tail_lines=5).strip().splitlines()
             outcome = {"result": json.loads(lines[-1])} if lines else {}

@@ -410,8 +410,14 @@ class SqlStore(WebhookStore):
                 .values(progress=min(progress, 0.999))
             )
 
-    def finish_render(self, render_id: str, result: RenderResult | None, error: ErrorInfo | None) -> bool:
-        """Running -> completed (with result) or failed (with error). False if the render is gone."""
+    def finish_render(
+        self, render_id: str, result: RenderResult | None, error: ErrorInfo | None, *, from_pending: bool = False
+    ) -> bool:
+        """Running -> completed (with result) or failed (with error). False if the render is gone
+        or already finished. `from_pending`: a pending render may finish too (the Kubernetes
+        operator's outcome is authoritative even when the API put the row back in the queue
+        after a hand-over whose result it could not know)."""
+        states = [RenderState.RUNNING.value] + ([RenderState.PENDING.value] if from_pending else [])
         values: dict[str, Any] = {"completed_at": now()}
         if result is not None:
             values |= {"state": RenderState.COMPLETED.value, "progress": 1.0, "result": _result_json(result)}
@@ -420,7 +426,7 @@ class SqlStore(WebhookStore):
         with self.tx() as c:
             res = c.execute(
                 update(t.renders)
-                .where(t.renders.c.id == render_id, t.renders.c.state == RenderState.RUNNING.value)
+                .where(t.renders.c.id == render_id, t.renders.c.state.in_(states))
                 .values(**values)
             )
             if res.rowcount:
