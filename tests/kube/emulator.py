@@ -144,6 +144,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
     )
     _faults: list[Fault] = attrs.field(factory=list, init=False)
     _faults_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
+    #: Per plural, a check of each object about to be stored (raises KubernetesError 422): what
+    #: a real API server's schema validation refuses (see harness.status_schema_check).
+    checks: dict[str, Callable[[dict[str, Any]], None]] = attrs.field(factory=dict, init=False)
     _pod_logs: dict[tuple[str, str], list[str]] = attrs.field(factory=dict, init=False)
     _pod_logs_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
 
@@ -297,6 +300,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
         return str(self._rv)
 
     async def _store(self, key: Key, obj: dict[str, Any], kind: str, old: dict[str, Any] | None) -> None:
+        check = self.checks.get(key[0].plural) if kind != "DELETED" else None
+        if check is not None:
+            check(obj)
         if key in self._objects:
             self._objects[key].create(copy.deepcopy(obj))
         else:

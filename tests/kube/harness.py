@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import aiohttp
+import jsonschema
 import kmock
 import kopf
 from kubernetes import client as k8s
@@ -86,6 +87,34 @@ _PLURALS = {res.plural: res for res in RESOURCES}
 def register(emulator: KubeEmulator) -> None:
     for resource, info in RESOURCES.items():
         emulator.resources[resource] = copy.deepcopy(info)
+
+
+def status_schema_check() -> Callable[[dict[str, Any]], None]:
+    """Validate a Render's `status` against the CRD's schema, as the API server does, and refuse
+    fields the schema does not name, which a real server would silently prune (data lost)."""
+    schema = crd.render_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    validator = jsonschema.Draft4Validator(_closed(copy.deepcopy(schema)))
+
+    def check(obj: dict[str, Any]) -> None:
+        errors = [
+            f"status.{'/'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(obj.get("status", {}))
+        ]
+        if errors:
+            raise kmock.KubernetesError(status=422, reason="Invalid", message="; ".join(errors[:5]), details={})
+
+    return check
+
+
+def _closed(node: Any) -> Any:
+    if isinstance(node, dict):
+        if "properties" in node and "additionalProperties" not in node:
+            node["additionalProperties"] = False
+        for value in node.values():
+            _closed(value)
+    elif isinstance(node, list):
+        for value in node:
+            _closed(value)
+    return node
 
 
 async def seed(server_url: str, namespaces: Iterable[str]) -> None:

@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
 
 from roughy.encoder.probe import probe
 from roughy.kube import crd
@@ -103,3 +105,22 @@ def test_cancel_stops_the_job_and_deletes_the_outputs_through_the_finalizer(
     assert kube_service.kubelet.processes() == {}
     # ... and nothing of the render is left in S3.
     assert not kube_service.storage.exists(f"renders/{render['id']}/output.mp4")
+
+
+def test_the_stack_refuses_a_status_the_crd_would_not_keep(
+    kube_service: KubeService, api: httpx.Client, clip: Path
+) -> None:
+    """The guard behind every status the operator writes in these tests: fields the CRD does not
+    name (a real API server would prune them) and values it forbids are refused."""
+    asset = ready_asset(api, clip)
+    render = api.post("/v1/renders", json={"asset_id": asset["id"], "output": {"format": "mp3"}}).json()
+    wait_for(lambda: {"n": len(renders_in_cluster(kube_service))}, lambda d: d["n"] == 1, timeout=20)
+    (resource,) = renders_in_cluster(kube_service)
+    objects = k8s.CustomObjectsApi(kube_service.kube.api_client())
+    for bad in ({"bogus": 1}, {"state": "exploded"}, {"progress": 2.0}):
+        with pytest.raises(ApiException) as refused:
+            objects.patch_namespaced_custom_object_status(
+                crd.GROUP, crd.VERSION, NAMESPACE, crd.PLURAL, resource["metadata"]["name"], {"status": bad}
+            )
+        assert refused.value.status == 422, bad
+    assert render["id"]
