@@ -131,7 +131,13 @@ class Operator:
 
 
 def build_operator(
-    settings: Settings, *, store: Any = None, storage: Any = None, api: Any = None, interval: float = 2.0
+    settings: Settings,
+    *,
+    store: Any = None,
+    storage: Any = None,
+    api: Any = None,
+    interval: float = 2.0,
+    login: bool = True,
 ) -> Operator:
     from roughy.adapters.executor.kube_tasks import KubeTasks
     from roughy.adapters.storage.s3 import S3Storage
@@ -153,7 +159,9 @@ def build_operator(
     # A worker waits on each asset Job: more of them than the embedded runtime's CPU-bound pool.
     workers = max(settings.asset_workers, 4)
     service = OperatorService(store, storage, executor, dispatcher, tasks=tasks, asset_workers=workers)
-    return Operator(settings, executor.namespace, controller, build_registry(controller, interval=interval), service)
+    return Operator(
+        settings, executor.namespace, controller, build_registry(controller, interval=interval, login=login), service
+    )
 
 
 def job_settings(settings: Settings) -> Any:

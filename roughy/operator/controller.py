@@ -277,6 +277,7 @@ class Controller:
                 self.store.finish_render(render_id, None, ErrorInfo("encode_failed", message), from_pending=True)
         if render_id:
             self.storage.delete_prefix(render_prefix(render_id))
+        self._locks.pop(f"{namespace}/{name}", None)
         log.info("Render %s finalized (%s)", name, reason or "deleted")
 
     # --- API calls ---------------------------------------------------------------------------

@@ -39,9 +39,17 @@ def configure(settings: kopf.OperatorSettings, *, workers: int = 8) -> None:
     settings.posting.level = logging.WARNING  # kopf's own log lines as Events: warnings only
 
 
-def build_registry(controller: Controller, *, interval: float = 2.0) -> kopf.OperatorRegistry:
+def build_registry(controller: Controller, *, interval: float = 2.0, login: bool = True) -> kopf.OperatorRegistry:
+    """`login`: authenticate as the kubernetes client does (the pod's service account, else
+    KUBECONFIG). A registry of one's own has none of kopf's default logins; tests bring theirs."""
     registry = kopf.OperatorRegistry()
     renders = (crd.GROUP, crd.VERSION, crd.PLURAL)
+
+    if login:
+
+        @kopf.on.login(registry=registry)
+        def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+            return kopf.login_via_client(**kwargs)
 
     @kopf.on.startup(registry=registry)
     def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:

@@ -174,7 +174,9 @@ def start_kube_service(tmp_path: Path, s3_url: str, **overrides: Any) -> Iterato
         assert created is not None
         account_id, key = created
 
-        operator = build_operator(settings, store=store, storage=storage, api=operator_client, interval=0.3)
+        operator = build_operator(
+            settings, store=store, storage=storage, api=operator_client, interval=0.3, login=False
+        )
         operator.service.poll_interval = 0.1
         operator.service.assets.processor.tasks.poll_interval = 0.05
         kubelet = stack.enter_context(FakeKubelet(kube, namespaces=(NAMESPACE,), workdir=tmp_path / "kubelet"))
