@@ -7,7 +7,9 @@ them in its environment, out of `ps` and of its logs):
 - `--video` / `--audio` (paths or http(s) URLs), else `ROUGHY_VIDEO_URL` / `ROUGHY_AUDIO_URL`;
 - `--output PATH` (required): where the render is written, atomically;
 - `--upload-to URL`, else `ROUGHY_OUTPUT_URL`: PUT the finished output there, then delete the
-  local file; `--content-type`, else `ROUGHY_OUTPUT_CONTENT_TYPE`, else the format's MIME type;
+  local file; else `ROUGHY_OUTPUT_UPLOAD`, a presigned multipart upload as JSON (parts PUT in
+  turn, then completed: outputs past S3's 5 GiB single PUT); `--content-type`, else
+  `ROUGHY_OUTPUT_CONTENT_TYPE`, else the format's MIME type;
 - `--encoder libx264|h264_nvenc`, else `ROUGHY_ENCODER`, else libx264. NVENC is checked with a
   tiny test encode first and replaced by libx264 (with a warning) when it does not work;
 - `--time-limit S`: seconds for the encode (default: scaled to the plan).
@@ -58,7 +60,7 @@ from roughy.encoder.ffmpeg_args import ENCODERS, LIBX264, PlanError
 from roughy.encoder.probe import probe
 from roughy.encoder.tasks import detect_silence, extract_audio, render
 from roughy.encoder.tools import choose_video_encoder
-from roughy.encoder.upload import upload
+from roughy.encoder.upload import upload, upload_to_target
 
 log = logging.getLogger("roughy.encoder")
 
@@ -75,6 +77,7 @@ ENV_OUTPUT_URL = "ROUGHY_OUTPUT_URL"
 ENV_CONTENT_TYPE = "ROUGHY_OUTPUT_CONTENT_TYPE"
 ENV_ENCODER = "ROUGHY_ENCODER"
 ENV_TERMINATION_LOG = "ROUGHY_TERMINATION_LOG"
+ENV_OUTPUT_UPLOAD = "ROUGHY_OUTPUT_UPLOAD"  # a presigned multipart upload (JSON), for big outputs
 ENV_SOURCE = "ROUGHY_SOURCE_URL"  # extract-audio's and silence's source (a Job passes it so)
 AUDIO_CONTENT_TYPE = "audio/x-matroska"  # what extract-audio writes
 TERMINATION_MESSAGE_LIMIT = 4096  # what the kubelet keeps of a termination message
@@ -232,13 +235,28 @@ def _cmd_render(args: argparse.Namespace) -> None:
         time_limit=args.time_limit,
         encoder=encoder or LIBX264,
     )
-    if args.upload_to:
+    multipart = _env(ENV_OUTPUT_UPLOAD)
+    if args.upload_to or multipart:
+        content_type = args.content_type or plan.format.mime_type
         try:
-            upload(args.output, args.upload_to, args.content_type or plan.format.mime_type)
+            if args.upload_to:
+                upload(args.output, args.upload_to, content_type)
+            else:
+                upload_to_target(args.output, _upload_target(multipart), content_type)
         finally:
             Path(args.output).unlink(missing_ok=True)  # uploaded, or a retry renders it again
     reporter.finish()
     _emit({"result": dict(result)})
+
+
+def _upload_target(text: str | None) -> dict[str, Any]:
+    try:
+        target = json.loads(text or "")
+    except ValueError:
+        target = None
+    if not isinstance(target, dict):
+        raise PlanError(f"{ENV_OUTPUT_UPLOAD} is not a JSON object")
+    return target
 
 
 def _cmd_probe(args: argparse.Namespace) -> None:

@@ -144,7 +144,8 @@ class PresignedUrls:
     still reads the same URLs.
     """
 
-    output: str
+    output: str | None = None  # one presigned PUT, or:
+    output_upload: dict[str, Any] | None = None  # a presigned multipart upload (S3Storage.output_upload)
     video: str | None = None
     audio: str | None = None
 
@@ -314,6 +315,9 @@ def encoder_env(plan: EncodePlan, encoder: VideoEncoder | None, urls: PresignedU
         "ROUGHY_VIDEO_URL": urls.video,
         "ROUGHY_AUDIO_URL": urls.audio,
         "ROUGHY_OUTPUT_URL": urls.output,
+        "ROUGHY_OUTPUT_UPLOAD": json.dumps(urls.output_upload, separators=(",", ":"), default=str)
+        if urls.output_upload
+        else None,
         "ROUGHY_OUTPUT_CONTENT_TYPE": plan.format.mime_type,
         "ROUGHY_ENCODER": encoder.value if encoder else None,
         "NVIDIA_DRIVER_CAPABILITIES": NVIDIA_DRIVER_CAPABILITIES if encoder is VideoEncoder.H264_NVENC else None,
@@ -373,6 +377,8 @@ def _check_urls(spec: RenderSpec, urls: PresignedUrls) -> None:
     for part in ("video", "audio"):
         if (getattr(spec.sources, part) is None) != (getattr(urls, part) is None):
             raise ValueError(f"the {part} source key and its presigned URL must be given together")
+    if (urls.output is None) == (urls.output_upload is None):
+        raise ValueError("give the output's presigned PUT or its multipart upload, not both or neither")
 
 
 def _label_value(value: str) -> str:

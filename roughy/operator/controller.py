@@ -182,8 +182,11 @@ class Controller:
         sources = spec.get("sources") or {}
         try:
             ttl = self._url_ttl(render)
+            target = self.storage.output_upload(spec["outputKey"], _max_output_bytes(render), ttl=ttl)
+            single = str(target["method"]).upper() == "PUT"
             urls = PresignedUrls(
-                output=self.storage.output_target(spec["outputKey"], ttl=ttl),
+                output=str(target["url"]) if single else None,
+                output_upload=None if single else target,
                 video=self.storage.source_url(sources["video"], ttl=ttl) if sources.get("video") else None,
                 audio=self.storage.source_url(sources["audio"], ttl=ttl) if sources.get("audio") else None,
             )
@@ -354,6 +357,14 @@ def _post(render: dict[str, Any], type_: str, reason: str, message: str) -> None
         kopf.event(render, type=type_, reason=reason, message=message[:1024])  # type: ignore[arg-type]
     except LookupError:  # outside kopf's handlers (no event queue): nothing to post to
         log.debug("no kopf event queue for %s %s", reason, message)
+
+
+def _max_output_bytes(render: dict[str, Any]) -> int:
+    """An upper bound of the output's size from its plan: the bitrates over the duration, twice
+    over (an average bitrate is a target, not a cap), plus room for the container."""
+    plan = crd.RenderSpec.model_validate(render["spec"]).plan.to_plan()
+    kbps = (plan.video.bitrate_kbps if plan.video else 0) + (plan.audio.bitrate_kbps if plan.audio else 0)
+    return int(plan.duration * kbps * 1000 / 8 * 2) + 2**20
 
 
 def _camel_result(result: dict[str, Any]) -> dict[str, Any] | None:

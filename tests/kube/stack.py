@@ -146,7 +146,7 @@ def kube_settings(s3_url: str, port: int, **overrides: Any) -> Settings:
         s3_endpoint_url=s3_url,
         s3_addressing_style="path",
         s3_prefix=f"t{uuid.uuid4().hex[:12]}/",
-        s3_multipart_threshold=64 * MiB,
+        s3_multipart_threshold=5 * MiB,  # bigger outputs go up as multipart uploads
         s3_max_attempts=2,
         **overrides,
     )

@@ -200,6 +200,12 @@ def test_a_job_that_finishes_while_the_operator_is_down_is_recorded_on_resume(
     with running_operator(kube_service.kube, kube_service.operator.registry, namespaces=[NAMESPACE]):
         done = finished(api, render["id"], timeout=30)
     assert done["state"] == "completed" and done["result"]["format"] == "mp4"
+    # an output this size (30 s at the 720p bitrate) went up as a multipart upload, and reads back
+    (job,) = resources(kube_service, "jobs")
+    env = {e["name"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "ROUGHY_OUTPUT_UPLOAD" in env and "ROUGHY_OUTPUT_URL" not in env
+    fetched = httpx.get(render_of(api, render["id"])["download_url"], timeout=30)
+    assert fetched.status_code == 200 and len(fetched.content) == done["result"]["size_bytes"]
 
 
 def test_webhooks_are_delivered_by_the_operator_process(kube_service: KubeService, api: httpx.Client, asset):

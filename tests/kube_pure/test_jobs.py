@@ -299,3 +299,13 @@ def test_resources_per_pool() -> None:
 def test_spec_round_trip_keeps_the_tier() -> None:
     spec = examples.spec_for(examples.video_plan(3840, 2160))
     assert RenderSpec.model_validate(examples.render_object(spec)["spec"]) == spec
+
+
+def test_a_big_output_gets_a_multipart_upload_in_the_environment() -> None:
+    upload = {"method": "multipart", "part_size": 5, "parts": [{"part_number": 1, "url": "https://s3/p1", "offset": 0}],
+              "complete": {"url": "https://s3/c"}, "abort": {"url": "https://s3/a"}}  # fmt: skip
+    urls = PresignedUrls(output_upload=upload, video="https://s3.example/video?sig=v")
+    values = env(job_for(examples.video_plan(), urls=urls))
+    assert json.loads(values["ROUGHY_OUTPUT_UPLOAD"]) == upload and "ROUGHY_OUTPUT_URL" not in values
+    with pytest.raises(ValueError, match="not both or neither"):
+        job_for(examples.video_plan(), urls=PresignedUrls(video="https://s3.example/video?sig=v"))

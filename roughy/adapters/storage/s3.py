@@ -68,7 +68,7 @@ MAX_PARTS = 10_000
 MAX_OBJECT_SIZE = 5 * 1024 * GiB  # 5 TiB
 MAX_PRESIGN_TTL = 7 * 24 * 3600  # SigV4 query signatures
 PRESIGNED_MAX_PARTS = 1000  # part URLs handed out at once: keeps a response well under 1 MB
-ENCODER_TARGET_PARTS = 100  # output_upload grows its parts so a Job carries ~100 URLs at most
+ENCODER_TARGET_PARTS = 40  # output_upload grows its parts so a Job carries ~40 URLs: one env var (128 KiB max)
 DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
 
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound", "NoSuchUpload"}
@@ -424,7 +424,7 @@ class S3Storage:
         </ETag></Part>...</CompleteMultipartUpload>` to `complete.url` (the object appears
         then), or DELETEs `abort.url` on failure. `max_size` is an upper bound the operator
         derives from the plan (bitrates x duration, with a margin): an output past it fails.
-        Parts grow so that about 100 URLs are handed out. `delete_prefix` aborts an upload left
+        Parts grow so that about 40 URLs are handed out. `delete_prefix` aborts an upload left
         open by a stopped encoder; the server side can finish one with `complete_multipart`.
         """
         ttl = _ttl(ttl or self.encoder_url_ttl)
