@@ -108,7 +108,8 @@ class Controller:
             log.info("Render %s: render %s is gone; deleting the Render", name, render_id)
             self._delete_render(namespace, name, meta.get("uid"))
             return status
-        observation = self.observe(namespace, job_name(name), status)
+        video = bool((spec.get("plan") or {}).get("video"))
+        observation = self.observe(namespace, job_name(name), status, video=video)
         decision = decide(status, int(meta.get("generation") or 1), observation, self.clock())
         new = dict(decision.status)
         if "create_job" in decision.actions:
@@ -122,7 +123,7 @@ class Controller:
             self._announce(render, status, new)
         return new
 
-    def observe(self, namespace: str, job: str, status: dict[str, Any]) -> JobObservation:
+    def observe(self, namespace: str, job: str, status: dict[str, Any], *, video: bool = True) -> JobObservation:
         """What the Job and its pods say: counts, conditions, the outcome, progress."""
         found = self._read_job(namespace, job)
         if found is None:
@@ -136,7 +137,7 @@ class Controller:
         running = [p for p in pods if p.status and p.status.phase == "Running"]
         started = bool(running) or any(p.status and p.status.phase in ("Succeeded", "Failed") for p in pods)
         if running and not conditions:
-            progress, logged_encoder = self._read_progress(namespace, running[-1].metadata.name, status)
+            progress, logged_encoder = self._read_progress(namespace, running[-1].metadata.name, status, video)
             encoder = encoder or logged_encoder
         result = outcome.get("result")
         return JobObservation(
@@ -154,10 +155,14 @@ class Controller:
             started=started,
         )
 
-    def _read_progress(self, namespace: str, pod: str, status: dict[str, Any]) -> tuple[float | None, str | None]:
+    def _read_progress(
+        self, namespace: str, pod: str, status: dict[str, Any], video: bool
+    ) -> tuple[float | None, str | None]:
         try:
             tail = pod_log(self.core, namespace, pod, tail_lines=LOG_TAIL_LINES)
-            head = "" if status.get("encoder") else pod_log(self.core, namespace, pod, limit_bytes=LOG_HEAD_BYTES)
+            head = ""
+            if video and not status.get("encoder"):  # the log's first line names the encoder used
+                head = pod_log(self.core, namespace, pod, limit_bytes=LOG_HEAD_BYTES)
         except ApiException as exc:
             if exc.status in (400, 404):  # not started yet, or gone: no progress to read
                 return None, None
