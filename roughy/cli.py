@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -109,9 +110,13 @@ def cmd_drain(args: argparse.Namespace) -> int:
 
     settings = Settings()
     executor = KubeExecutor.from_environment(namespace=settings.namespace)
-    if args.stop_api and not executor.stop_deployment(args.stop_api, wait=args.wait / 4):
-        return _fail(f"the API Deployment {args.stop_api} did not stop; not draining while it still submits")
-    left = executor.drain(wait=args.wait)
+    started = time.monotonic()
+    if args.stop_api and not executor.stop_deployment(args.stop_api, wait=min(120.0, args.wait / 4)):
+        return _fail(
+            f"the API Deployment {args.stop_api} did not stop; not draining while it still submits "
+            f"(scale it back up with kubectl scale deployment {args.stop_api} --replicas=N)"
+        )
+    left = executor.drain(wait=max(1.0, args.wait - (time.monotonic() - started)))
     if left:
         return _fail(f"{len(left)} Render(s) still present after {args.wait:g} s: {', '.join(left[:10])}")
     print(f"roughy: drained the Renders of namespace {executor.namespace}", flush=True)

@@ -99,8 +99,12 @@ def upload_to_target(path: str, target: dict[str, Any], content_type: str, *, ti
     presigned multipart upload `{"method": "multipart", "part_size", "parts": [{"part_number",
     "url", "offset"}], "complete": {"url"}, "abort": {"url"}}` (roughy.adapters.storage.s3's
     `output_upload`): each part is PUT in turn (and retried on its own), then the ETags are
-    POSTed to the completion URL; on failure the upload is aborted. EncodeFailed when the file
-    cannot be stored, including a file larger than the parts handed out."""
+    POSTed to the completion URL. EncodeFailed when the file cannot be stored.
+
+    Only a file larger than the parts handed out aborts the upload (no retry can fit it). Any
+    other failure leaves it open: the Job's next pod (a retry, or a replacement for an evicted
+    one) has the same URLs and PUTs the parts again, and the operator aborts what is left open
+    when the render fails or is cancelled (`delete_prefix`)."""
     method = str(target.get("method", "")).upper()
     if method == "PUT":
         upload(path, str(target["url"]), content_type, timeout=timeout)
@@ -109,10 +113,14 @@ def upload_to_target(path: str, target: dict[str, Any], content_type: str, *, ti
         raise EncodeFailed(f"unknown upload method {target.get('method')!r}")
     try:
         etags = _put_parts(path, target, timeout)
-        _complete(str(target["complete"]["url"]), etags, timeout)
-    except BaseException:
+    except _TooLarge as exc:
         _abort(str(target["abort"]["url"]), timeout)
-        raise
+        raise EncodeFailed(str(exc)) from None
+    _complete(str(target["complete"]["url"]), etags, timeout)
+
+
+class _TooLarge(Exception):
+    """The output does not fit the upload planned for it."""
 
 
 def _put_parts(path: str, target: dict[str, Any], timeout: float) -> list[tuple[int, str]]:
@@ -120,7 +128,7 @@ def _put_parts(path: str, target: dict[str, Any], timeout: float) -> list[tuple[
     part_size = int(target["part_size"])
     parts = sorted(target["parts"], key=lambda p: int(p["part_number"]))
     if size > part_size * len(parts):
-        raise EncodeFailed(
+        raise _TooLarge(
             f"the output ({size} bytes) is larger than the upload planned for it ({part_size * len(parts)} bytes)"
         )
     etags: list[tuple[int, str]] = []

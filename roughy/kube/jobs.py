@@ -27,7 +27,8 @@ Why the Job looks the way it does:
 The contract with `roughy-encode render` inside the pod (environment, so that neither the plan
 nor a signed URL shows in `ps`): `ROUGHY_PLAN` (the plan's JSON, read when `--plan` is absent),
 `ROUGHY_VIDEO_URL` / `ROUGHY_AUDIO_URL` (defaults of `--video` / `--audio`), `ROUGHY_OUTPUT_URL`
-and `ROUGHY_OUTPUT_CONTENT_TYPE` (PUT the finished `--output` file there), `ROUGHY_ENCODER`
+and `ROUGHY_OUTPUT_CONTENT_TYPE` (PUT the finished `--output` file there), or instead
+`ROUGHY_OUTPUT_UPLOAD` (a presigned multipart upload as JSON, for big outputs), `ROUGHY_ENCODER`
 (`h264_nvenc`: probe it, fall back to `libx264`) and `ROUGHY_TERMINATION_LOG` (write the outcome
 there: the pod's termination message). Progress is read from the pod's log (`{"progress"}`
 lines) by the operator, since the pod has no API credentials. Exit codes as in `roughy.encoder.cli`.

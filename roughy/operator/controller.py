@@ -30,6 +30,7 @@ fail the render with `internal_error` when the Job cannot be created at all.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections import defaultdict
@@ -58,6 +59,8 @@ TEMPORARY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 LOG_TAIL_LINES = 20
 LOG_HEAD_BYTES = 512  # the encoder's first line names the encoder used
 REQUEST_TIMEOUT = 30  # seconds per Kubernetes API call: a hung connection must not hold a worker
+OUTPUT_UPLOAD_BUDGET = 96 * 1024  # bytes of ROUGHY_OUTPUT_UPLOAD (one env string: 128 KiB at most)
+MAX_PART_SIZE = 5 * 2**30  # S3's largest part
 URL_MARGIN = 3600  # presigned URLs outlive the Job's deadline by this much
 MAX_URL_TTL = 7 * 24 * 3600  # what SigV4 allows
 
@@ -187,7 +190,7 @@ class Controller:
         sources = spec.get("sources") or {}
         try:
             ttl = self._url_ttl(render)
-            target = self.storage.output_upload(spec["outputKey"], _max_output_bytes(render), ttl=ttl)
+            target = self._output_target(spec["outputKey"], _max_output_bytes(render), ttl)
             single = str(target["method"]).upper() == "PUT"
             urls = PresignedUrls(
                 output=str(target["url"]) if single else None,
@@ -203,6 +206,8 @@ class Controller:
             self.batch.create_namespaced_job(meta["namespace"], job, _request_timeout=REQUEST_TIMEOUT)
             log.info("Render %s: created Job %s", meta["name"], job["metadata"]["name"])
         except ApiException as exc:
+            if not single:  # this Job's upload will not be used: do not leave it open
+                self.storage.abort_multipart(spec["outputKey"], str(target["upload_id"]))
             if exc.status == 409:
                 pass  # created by an earlier attempt: it is running
             elif exc.status in TEMPORARY_STATUSES or (exc.status == 403 and "exceeded quota" in str(exc.body)):
@@ -211,6 +216,25 @@ class Controller:
                 log.error("Render %s: the API refused its Job: %s %s", meta["name"], exc.status, exc.reason)
                 return self._fail_now(spec.get("renderId", ""), status, f"the encode Job was refused ({exc.reason})")
         return {"jobName": job["metadata"]["name"]}
+
+    def _output_target(self, key: str, max_size: int, ttl: int) -> dict[str, Any]:
+        """The output's upload: one presigned PUT, or a multipart upload whose part URLs fit in
+        one environment variable (Linux caps one at 128 KiB; URLs signed with a session token
+        are several KiB each): with long URLs, fewer and bigger parts."""
+        part_size: int | None = None
+        for _ in range(4):
+            target: dict[str, Any] = self.storage.output_upload(key, max_size, part_size=part_size, ttl=ttl)
+            if str(target["method"]).upper() == "PUT":
+                return target
+            size = len(json.dumps(target, default=str))
+            if size <= OUTPUT_UPLOAD_BUDGET:
+                return target
+            self.storage.abort_multipart(key, str(target["upload_id"]))
+            parts = max(1, int(len(target["parts"]) * OUTPUT_UPLOAD_BUDGET / size) - 1)
+            part_size = -(-max_size // parts)
+            if part_size > MAX_PART_SIZE:
+                break
+        raise ValueError("the output's upload URLs do not fit in the encoder's environment")
 
     def _url_ttl(self, render: dict[str, Any]) -> int:
         """Presigned URLs must outlive every attempt of the Job: its whole deadline, plus a margin
@@ -366,10 +390,14 @@ def _post(render: dict[str, Any], type_: str, reason: str, message: str) -> None
 
 def _max_output_bytes(render: dict[str, Any]) -> int:
     """An upper bound of the output's size from its plan: the bitrates over the duration, twice
-    over (an average bitrate is a target, not a cap), plus room for the container."""
+    over (an average bitrate is a target, not a cap), plus rate-control buffers and room for
+    the container."""
     plan = crd.RenderSpec.model_validate(render["spec"]).plan.to_plan()
     kbps = (plan.video.bitrate_kbps if plan.video else 0) + (plan.audio.bitrate_kbps if plan.audio else 0)
-    return int(plan.duration * kbps * 1000 / 8 * 2) + 2**20
+    bytes_per_second = kbps * 1000 / 8
+    # x264's rate control allows peaks (maxrate 1.5x, a 2x buffer): room for a short output's
+    # whole buffer on top of twice the average.
+    return int(plan.duration * bytes_per_second * 2 + bytes_per_second * 4) + 2**20
 
 
 def _camel_result(result: dict[str, Any]) -> dict[str, Any] | None:

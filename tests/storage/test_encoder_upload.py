@@ -45,13 +45,30 @@ def test_an_output_larger_than_planned_fails_and_aborts_the_upload(
     assert pending_uploads(s3, f"renders/{root}/") == [], "the multipart upload was aborted"
 
 
-def test_a_refused_part_aborts_the_upload(storage: S3Storage, s3: Any, root: str, tmp_path: Path) -> None:
+def test_a_failed_part_leaves_the_upload_for_the_jobs_next_pod(
+    storage: S3Storage, s3: Any, root: str, tmp_path: Path
+) -> None:
+    """A pod that fails mid-upload (here: a refused part) leaves the upload open; the Job's next
+    pod has the same URLs and finishes it. What is left open when a render fails or is
+    cancelled, the operator's delete_prefix aborts."""
     key = f"renders/{root}/output.mp4"
     target = storage.output_upload(key, 40 * MiB, part_size=5 * MiB)
-    target["parts"][1]["url"] = target["parts"][1]["url"].replace("X-Amz-Signature=", "X-Amz-Signature=0")
+    broken = json.loads(json.dumps(target, default=str))
+    broken["parts"][1]["url"] = broken["parts"][1]["url"].replace("X-Amz-Signature=", "X-Amz-Signature=0")
+    data = blob(11 * MiB)
     with pytest.raises(EncodeFailed, match="403"):
-        upload_to_target(written(tmp_path, blob(11 * MiB)), target, "video/mp4")
-    assert not storage.exists(key) and pending_uploads(s3, f"renders/{root}/") == []
+        upload_to_target(written(tmp_path, data), broken, "video/mp4")
+    assert not storage.exists(key) and len(pending_uploads(s3, f"renders/{root}/")) == 1
+
+    upload_to_target(written(tmp_path, data), target, "video/mp4")  # the retry
+    assert get(s3, storage.object_key(key)) == data
+    assert pending_uploads(s3, f"renders/{root}/") == []
+
+    other = storage.output_upload(f"renders/{root}/other.mp4", 40 * MiB, part_size=5 * MiB)
+    with pytest.raises(EncodeFailed):
+        upload_to_target(written(tmp_path, data), {**other, "parts": broken["parts"][1:2]}, "video/mp4")
+    storage.delete_prefix(f"renders/{root}/")
+    assert pending_uploads(s3, f"renders/{root}/") == []
 
 
 def test_a_small_target_is_one_put(storage: S3Storage, s3: Any, root: str, tmp_path: Path) -> None:

@@ -260,18 +260,27 @@ class KubeExecutor:
             time.sleep(max(self._poll, 0.5))
 
     def stop_deployment(self, name: str, *, wait: float = 120.0) -> bool:
-        """Scale the Deployment `name` to 0 and wait until its pods are gone (True), e.g. the API
-        before a drain. A missing Deployment counts as stopped."""
+        """Scale the Deployment `name` to 0 and wait until its pods are gone, terminating ones
+        included (True), e.g. the API before a drain. A missing Deployment counts as stopped."""
         apps = k8s.AppsV1Api(self.api)
         scaled = self._call(
             apps.patch_namespaced_deployment_scale, name, self.namespace, {"spec": {"replicas": 0}}, expect=(404,)
         )
         if isinstance(scaled, _Refused):
             return True
+        current = self._call(apps.read_namespaced_deployment, name, self.namespace, expect=(404,))
+        if isinstance(current, _Refused):
+            return True
+        labels = (current.spec.selector.match_labels if current.spec and current.spec.selector else None) or {}
+        if not labels:
+            return False  # no way to tell its pods: do not claim they are gone
+        selector = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+        core = k8s.CoreV1Api(self.api)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            current = self._call(apps.read_namespaced_deployment, name, self.namespace, expect=(404,))
-            if isinstance(current, _Refused) or not (current.status and current.status.replicas):
+            # Pods still terminating count: they may still be handing renders over.
+            pods = self._call(core.list_namespaced_pod, self.namespace, label_selector=selector)
+            if not pods.items:
                 return True
             time.sleep(max(self._poll, 0.5))
         return False

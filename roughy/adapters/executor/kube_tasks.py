@@ -77,8 +77,10 @@ def job_pods(core: k8s.CoreV1Api, namespace: str, job: k8s.V1Job) -> list[k8s.V1
     return pods
 
 
-class TaskFailed(EncodeFailed):
-    """The task's Job failed without the encoder saying why (deadline, evictions, image)."""
+class TaskFailed(RuntimeError):
+    """The task's Job ended without the encoder's outcome (its deadline passed while the pod
+    waited for a node or an image, evictions, a lost result): the cluster's trouble, not the
+    asset's. Not an EncoderError, so the asset is not failed: the next tick runs the work again."""
 
 
 class KubeTasks:
@@ -124,25 +126,33 @@ class KubeTasks:
     def run(self, task: TaskJob) -> Any:
         """Run the task's Job to its end and return its result (EncoderError if it failed)."""
         name = task_job_name(task.kind, task.subject)
-        self._start(name, task)
+        body = self._start(name, task)
+        # The Job's own deadline ends it; past that and a margin, something else is wrong (the
+        # Job was deleted by hand, no controller runs): give up here, the next tick retries.
+        give_up = time.monotonic() + int(body["spec"]["activeDeadlineSeconds"]) + 300
         while True:
-            job = self.batch.read_namespaced_job(name, self.namespace, _request_timeout=REQUEST_TIMEOUT)
+            job = self._read(name)
+            if job is None:
+                raise TaskFailed(f"the {task.kind} Job {name} disappeared before it finished")
             conditions = {c.type for c in (job.status.conditions if job.status else None) or [] if c.status == "True"}
             if "Complete" in conditions or "Failed" in conditions:
                 break
+            if time.monotonic() > give_up:
+                self._delete(name)
+                raise TaskFailed(f"the {task.kind} Job {name} did not finish within its deadline")
             time.sleep(self.poll_interval)
         try:
             return self._outcome(name, task, complete="Complete" in conditions, job=job)
         finally:
             self._delete(name)
 
-    def _start(self, name: str, task: TaskJob) -> None:
+    def _start(self, name: str, task: TaskJob) -> dict[str, Any]:
         body = build_task_job(task, self.settings, namespace=self.namespace)
         for _ in range(3):
             try:
-                self.batch.create_namespaced_job(self.namespace, body)
+                self.batch.create_namespaced_job(self.namespace, body, _request_timeout=REQUEST_TIMEOUT)
                 log.info("started %s Job %s for %s", task.kind, name, task.subject)
-                return
+                return body
             except ApiException as exc:
                 if exc.status != 409:
                     raise
@@ -151,16 +161,19 @@ class KubeTasks:
                 continue  # deleted meanwhile: create it again
             if existing.metadata.deletion_timestamp is None and not _finished(existing):
                 log.info("waiting on the %s Job %s already running for %s", task.kind, name, task.subject)
-                return
+                return body
             self._delete(name)  # an earlier attempt's finished Job: run the work afresh
             self._wait_gone(name)
-        raise EncodeFailed(f"could not start the {task.kind} Job {name}")
+        raise TaskFailed(f"could not start the {task.kind} Job {name}")
 
     def _outcome(self, name: str, task: TaskJob, *, complete: bool, job: k8s.V1Job) -> Any:
         outcome, exit_code, pod = last_outcome(job_pods(self.core, self.namespace, job))
         if outcome.get("result_in_log") and pod is not None:
             lines = pod_log(self.core, self.namespace, pod, tail_lines=5).strip().splitlines()
-            outcome = {"result": json.loads(lines[-1])} if lines else {}
+            try:
+                outcome = {"result": json.loads(lines[-1])}
+            except (IndexError, ValueError):
+                raise TaskFailed(f"the {task.kind} Job's result could not be read from its log") from None
         if complete and "result" in outcome:
             return outcome["result"]
         error = outcome.get("error") if isinstance(outcome.get("error"), dict) else {}
@@ -176,7 +189,7 @@ class KubeTasks:
 
     def _read(self, name: str) -> k8s.V1Job | None:
         try:
-            return self.batch.read_namespaced_job(name, self.namespace)
+            return self.batch.read_namespaced_job(name, self.namespace, _request_timeout=REQUEST_TIMEOUT)
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -185,7 +198,10 @@ class KubeTasks:
     def _delete(self, name: str) -> None:
         try:
             self.batch.delete_namespaced_job(
-                name, self.namespace, body=k8s.V1DeleteOptions(propagation_policy="Background")
+                name,
+                self.namespace,
+                body=k8s.V1DeleteOptions(propagation_policy="Background"),
+                _request_timeout=REQUEST_TIMEOUT,
             )
         except ApiException as exc:
             if exc.status != 404:
