@@ -65,7 +65,7 @@ FAIL_FAST_EXIT_CODES = (EXIT_UNUSABLE_PLAN, EXIT_INVALID_MEDIA)  # Kubernetes wa
 #: keeps batch intermediates on disk until the join.
 BATCH_SEGMENTS = 16
 PCM_KBPS = 1536  # 48 kHz stereo 16-bit: the audio of the batch intermediates
-SCRATCH_MARGIN = 1.25  # the average bitrate is a target, not a cap
+SCRATCH_MARGIN = 2.0  # the average bitrate is a target, not a cap: the same margin as the upload plan
 
 NVIDIA_DRIVER_CAPABILITIES = "compute,video,utility"  # `video` mounts libnvidia-encode (NVENC)
 
