@@ -38,17 +38,7 @@ def upload(path: str, url: str, content_type: str, *, timeout: float = TIMEOUT) 
     """PUT the file at `path` to `url`; raise EncodeFailed when it cannot be stored."""
     if not url.lower().startswith(("http://", "https://")):
         raise EncodeFailed(f"cannot upload to {_safe(url)}: not an http(s) URL")
-    delays = list(RETRY_DELAYS)
-    while True:
-        try:
-            _put(path, url, content_type, timeout)
-            return
-        except _Retryable as exc:
-            if not delays:
-                raise EncodeFailed(f"uploading the output to {_safe(url)} failed: {exc}") from None
-            delay = delays.pop(0)
-            log.warning("uploading the output failed (%s); trying again in %g s", exc, delay)
-            time.sleep(delay)
+    _with_retries(functools.partial(_put, path, url, content_type, timeout), f"uploading the output to {_safe(url)}")
 
 
 class _Retryable(Exception):
@@ -221,14 +211,15 @@ def _answer(request: urllib.request.Request, url: str, timeout: float) -> Iterat
         raise _Retryable(_os_reason(exc)) from None
 
 
-def _with_retries(action: Callable[[], T]) -> T:
+def _with_retries(action: Callable[[], T], what: str = "uploading the output") -> T:
+    """`action()`, tried again after each of RETRY_DELAYS when it fails in a retryable way."""
     delays = list(RETRY_DELAYS)
     while True:
         try:
             return action()
         except _Retryable as exc:
             if not delays:
-                raise EncodeFailed(f"uploading the output failed: {exc}") from None
+                raise EncodeFailed(f"{what} failed: {exc}") from None
             delay = delays.pop(0)
-            log.warning("an upload request failed (%s); trying again in %g s", exc, delay)
+            log.warning("%s failed (%s); trying again in %g s", what, exc, delay)
             time.sleep(delay)

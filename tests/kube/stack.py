@@ -27,8 +27,6 @@ from typing import Any
 
 import httpx
 import uvicorn
-from sqlalchemy import create_engine, text
-from sqlalchemy.pool import NullPool
 
 from roughy.adapters.storage.s3 import MiB, S3Storage
 from roughy.adapters.store import SqlStore, make_engine, migrate
@@ -39,6 +37,7 @@ from tests.conftest import ADMIN_KEY, free_port, postgres_url
 from tests.kube.harness import EmulatorServer, running_operator, status_schema_check
 from tests.kube.kubelet import FakeKubelet
 from tests.storage.conftest import BUCKET
+from tests.store.conftest import postgres_store
 
 NAMESPACE = "roughy"
 ENCODER_IMAGE = "roughy-encoder:test"
@@ -119,19 +118,8 @@ def test_store(tmp_path: Path) -> Iterator[SqlStore]:
         finally:
             engine.dispose()
         return
-    schema = f"roughy_kube_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url, poolclass=NullPool)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = make_engine(url, schema=schema)
-    try:
-        migrate(engine)
-        yield SqlStore(engine)
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_store(url, prefix="roughy_kube") as store:
+        yield store
 
 
 def kube_settings(s3_url: str, port: int, **overrides: Any) -> Settings:

@@ -10,7 +10,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from roughy.kube import jobs as roughy_jobs
 from tests.kube.conftest import NAMESPACE
 from tests.kube.harness import EmulatorServer
 from tests.kube.kubelet import TRACKING_FINALIZER, FakeKubelet
+from tests.kube.test_kopf import eventually
 
 pytestmark = pytest.mark.kubernetes
 
@@ -43,15 +44,6 @@ def batch(kube_api: k8s.ApiClient) -> k8s.BatchV1Api:
 @pytest.fixture
 def core(kube_api: k8s.ApiClient) -> k8s.CoreV1Api:
     return k8s.CoreV1Api(kube_api)
-
-
-def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.02)
 
 
 def job_body(

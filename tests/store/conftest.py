@@ -5,6 +5,7 @@ The PostgreSQL tier reads ROUGHY_TEST_DATABASE_URL and skips, saying so, when it
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -33,7 +34,14 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
     url = os.environ.get(PG_ENV)
     if not url:
         pytest.skip(PG_SKIP)
-    schema = f"roughy_test_{uuid.uuid4().hex[:12]}"
+    with postgres_store(url) as pg:
+        yield pg
+
+
+@contextlib.contextmanager
+def postgres_store(url: str, prefix: str = "roughy_test") -> Iterator[SqlStore]:
+    """A migrated store in a fresh schema of the PostgreSQL at `url`, dropped afterwards."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(url, poolclass=NullPool)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
