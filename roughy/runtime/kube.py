@@ -76,7 +76,7 @@ class KubeRuntime:
 
     @property
     def queue_depth(self) -> int:
-        return int(self.store.render_counts().get("pending", 0))
+        return int(self.store.count_renders(RenderState.PENDING))
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -94,7 +94,7 @@ class KubeRuntime:
         if time.monotonic() - self._last_recovery >= self.resubmit_after:
             self._last_recovery = time.monotonic()
             self.resubmit_stale()
-        running = int(self.store.render_counts().get(RenderState.RUNNING.value, 0))
+        running = self.store.count_renders(RenderState.RUNNING)
         while running < self.max_running and not self._stop.is_set():
             render = self.store.claim_next_render()
             if render is None:
@@ -132,10 +132,19 @@ class KubeRuntime:
         return True
 
     def resubmit_stale(self) -> None:
-        """Submit again the renders claimed long ago: a process that claimed one may have died
-        before creating its Render (a repeat create of one that exists changes nothing)."""
+        """Submit again the renders claimed long ago that have no Render: the process that
+        claimed one may have died before creating it. One list of the Renders, then a create
+        only for what is missing (a repeat create of one that exists would change nothing)."""
+        try:
+            executing = self.executor.render_ids()
+        except ExecutorUnavailable as exc:
+            log.warning("cannot list Renders to find lost claims (%s); trying later", exc.message)
+            return
         cutoff = now() - timedelta(seconds=self.resubmit_after)
         for render in self.store.running_renders(started_before=cutoff):
+            if render.id in executing:
+                continue
+            log.warning("render %s was claimed but has no Render: submitting it again", render.id)
             if self._stop.is_set() or not self.submit(render):
                 return
 

@@ -115,6 +115,20 @@ def test_a_render_left_claimed_by_a_dead_api_is_submitted_again(kube_service: Ku
     assert finished(api, render["id"])["state"] == "completed"
 
 
+def test_the_lost_claim_sweep_leaves_renders_that_have_their_render_alone(
+    kube_service: KubeService, api: httpx.Client, tmp_path: Path
+):
+    source = long_asset(api, tmp_path)
+    render = api.post("/v1/renders", json={"asset_id": source["id"], "output": {"format": "mp4"}}).json()
+    wait_for(lambda: render_of(api, render["id"]), lambda r: r["progress"] > 0, timeout=60)
+    runtime = kube_service.kubernetes.runtime
+    # A create now would fail (and put the render back in the queue): the sweep must not try one.
+    kube_service.kube.emulator.fail(503, plural=crd.PLURAL, method="POST", times=5)  # type: ignore[union-attr]
+    KubeRuntime(runtime.store, runtime.storage, runtime.executor, resubmit_after=0.0).resubmit_stale()
+    assert render_of(api, render["id"])["state"] == "running"
+    assert finished(api, render["id"])["state"] == "completed"
+
+
 def test_an_outcome_lands_even_when_the_api_put_the_render_back_in_the_queue(
     kube_service: KubeService, api: httpx.Client, asset
 ):

@@ -305,6 +305,16 @@ def test_the_operator_may_finish_a_render_the_api_put_back_in_the_queue(store: S
     assert store.finish_render(r.id, None, ErrorInfo("late", "x"), from_pending=True) is False
 
 
+def test_renders_are_counted_by_state(store: SqlStore) -> None:
+    a = asset(store, account(store))
+    first, _ = store.create_render(render(a))
+    assert store.count_renders(RenderState.PENDING) == 1 and store.count_renders(RenderState.RUNNING) == 0
+    store.claim_next_render()
+    assert store.count_renders(RenderState.PENDING) == 0 and store.count_renders(RenderState.RUNNING) == 1
+    assert store.render_counts() == {"running": 1}
+    assert first.id
+
+
 def test_only_a_running_render_can_finish(store: SqlStore) -> None:
     a = asset(store, account(store))
     r, _ = store.create_render(render(a))

@@ -285,6 +285,14 @@ class KubeExecutor:
             time.sleep(max(self._poll, 0.5))
         return False
 
+    def render_ids(self) -> set[str]:
+        """The render ids of every Render this release manages, being deleted or not."""
+        return {
+            str((item.get("spec") or {}).get("renderId"))
+            for item in self._list(MANAGED_SELECTOR)
+            if (item.get("spec") or {}).get("renderId")
+        }
+
     def observe(self, signature_or_name: str) -> dict[str, Any] | None:
         """The Render's status (empty until the operator writes one), or None if there is no Render."""
         current = self._get(self._name(signature_or_name))

@@ -491,6 +491,12 @@ class SqlStore(WebhookStore):
             res = c.execute(delete(t.renders).where(t.renders.c.id == render_id))
         return res.rowcount > 0
 
+    def count_renders(self, state: RenderState) -> int:
+        """Renders in one state: a range of the (state, seq) index, not a scan of every render."""
+        query = select(func.count()).select_from(t.renders).where(t.renders.c.state == state.value)
+        with self.read() as c:
+            return int(c.execute(query).scalar_one())
+
     def render_counts(self) -> dict[str, int]:
         query = select(t.renders.c.state, func.count()).group_by(t.renders.c.state)
         with self.read() as c:
