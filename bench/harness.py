@@ -18,12 +18,12 @@ from typing import Any
 
 import httpx
 
+from roughy.core.keys import audio_key, part_key
 from roughy.core.models import AssetKind, Format, OutputSpec, PartName, Resolution, Segment
 from roughy.core.plan import EncodePlan
 from roughy.core.planning import plan_render
 from roughy.encoder.ffmpeg_args import build_ffmpeg_args
 from roughy.encoder.tools import ffmpeg_path
-from roughy.runtime.processing import audio_key, part_key
 from tests.conftest import Service
 
 POLL = 0.05  # seconds between GETs while waiting for a render (20/s: under the 50/s rate limit)
@@ -135,7 +135,7 @@ class Driver:
         self, asset_id: str, spec: OutputSpec, cut_id: str | None = None
     ) -> tuple[EncodePlan, str, str | None]:
         """The plan and sources the service uses for this render, built the way the runtime does
-        (`EmbeddedRuntime._job`): `plan_render` on the asset's stored probe and the cut's segments."""
+        (`RenderService.job`): `plan_render` on the asset's stored probe and the cut's segments."""
         store, storage = self.service.embedded.store, self.service.embedded.storage
         asset = store.get_asset(asset_id)
         segments: list[Segment] | None = None
@@ -159,7 +159,8 @@ class Driver:
         """Cross-check: the plan the runtime itself would build for this render (None: cannot tell)."""
         try:
             render = self.service.embedded.store.get_render(render_id)
-            return bool(self.service.embedded.runtime._job(render).plan == plan)
+            job = self.service.embedded.application.renders.job(render)
+            return bool(job is not None and job.plan == plan)
         except Exception:  # a private API: the check is a courtesy, not part of the measurement
             return None
 

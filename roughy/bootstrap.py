@@ -16,20 +16,34 @@ import logging
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
-from roughy.adapters.executor import SubprocessExecutor
+from roughy.adapters.executor import LocalExecutor, LocalTasks
 from roughy.adapters.storage import LocalStorage
-from roughy.adapters.store import SqlStore, open_store
-from roughy.adapters.webhooks import WebhookDispatcher, WebhookSender
+from roughy.adapters.store import open_store
+from roughy.adapters.webhooks import WebhookSender
 from roughy.api.app import create_app
 from roughy.api.deps import Services
-from roughy.core.accounts import new_api_key
+from roughy.app import Application, build_application
+from roughy.app.delivery import WebhookDispatcher
+from roughy.app.processing import AssetProcessor, AssetWork
+from roughy.app.scheduler import Scheduler
+from roughy.app.signal import Signal
+from roughy.core.ports import PresignedStorage, Store
 from roughy.core.webhooks import RetryPolicy
 from roughy.runtime.embedded import EmbeddedRuntime
 from roughy.settings import Settings
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+    from roughy.adapters.executor.kube import KubeExecutor
+    from roughy.kube.jobs import JobSettings
+    from roughy.operator.controller import Controller
+    from roughy.operator.service import OperatorService
+    from roughy.runtime.kube import KubeRuntime
 
 log = logging.getLogger("roughy")
 
@@ -37,8 +51,9 @@ log = logging.getLogger("roughy")
 @dataclass
 class Embedded:
     settings: Settings
-    store: SqlStore
+    store: Store
     storage: LocalStorage
+    application: Application
     runtime: EmbeddedRuntime
     dispatcher: WebhookDispatcher
     app: FastAPI
@@ -55,16 +70,11 @@ def signing_key(settings: Settings) -> bytes:
     return path.read_text().strip().encode()
 
 
-def first_start(store: SqlStore, settings: Settings) -> tuple[str, str] | None:
+def first_start(store: Store, settings: Settings) -> tuple[str, str] | None:
     """On an empty database: a first account, its API key (returned once) and starter credits."""
-    if store.count_accounts() > 0:
-        return None
-    account = store.create_account("default")
-    key = new_api_key()
-    store.create_api_key(account.id, key)
-    if settings.starter_credits:
-        store.grant(account.id, settings.starter_credits, "starter credits")
-    return account.id, key
+    from roughy.app.accounts import AccountService
+
+    return AccountService(store).first_start(settings.starter_credits)
 
 
 def build_embedded(settings: Settings) -> Embedded:
@@ -73,15 +83,23 @@ def build_embedded(settings: Settings) -> Embedded:
     storage = LocalStorage(
         Path(settings.data_dir) / "media", signing_key=signing_key(settings), public_url=settings.resolved_public_url()
     )
-    executor = SubprocessExecutor(
+    signal = Signal()
+    executor = LocalExecutor(
+        storage,
+        workers=settings.workers,
         ffmpeg=settings.ffmpeg,
         timeout_base=settings.encode_timeout_base,
         timeout_factor=settings.encode_timeout_factor,
+        on_idle=signal.wake,
     )
-    runtime = EmbeddedRuntime(store, storage, executor, workers=settings.workers, asset_workers=settings.asset_workers)
     sender = WebhookSender(allow_private=settings.webhook_allow_private, timeout=settings.webhook_timeout)
+    application = build_application(settings, store, storage, executor, sender, signal=signal)
+    executor.bind(application.renders)
+    processor = AssetProcessor(store, storage, LocalTasks())
+    assets = AssetWork(processor, workers=settings.asset_workers, on_done=signal.wake)
+    scheduler = Scheduler(store, application.renders, executor, assets=assets, signal=signal)
+    runtime = EmbeddedRuntime(scheduler, executor, assets)
     dispatcher = WebhookDispatcher(store, sender, retry_policy(settings), workers=settings.webhook_workers)
-    services = Services(settings=settings, store=store, storage=storage, runtime=runtime, webhooks=sender)
 
     def start() -> None:
         runtime.start()
@@ -91,21 +109,29 @@ def build_embedded(settings: Settings) -> Embedded:
         dispatcher.stop()
         runtime.stop()
 
+    services = Services(settings=settings, app=application, files=storage)
     app = create_app(services, on_startup=start, on_shutdown=stop)
-    return Embedded(settings, store, storage, runtime, dispatcher, app)
+    return Embedded(settings, store, storage, application, runtime, dispatcher, app)
 
 
 @dataclass
 class Kubernetes:
     settings: Settings
-    store: SqlStore
-    storage: Any
-    executor: Any
-    runtime: Any  # KubeRuntime
+    store: Store
+    storage: PresignedStorage
+    executor: KubeExecutor
+    application: Application
+    runtime: KubeRuntime
     app: FastAPI
 
 
-def build_kubernetes(settings: Settings, *, store: Any = None, storage: Any = None, api: Any = None) -> Kubernetes:
+def build_kubernetes(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    storage: PresignedStorage | None = None,
+    api: ApiClient | None = None,
+) -> Kubernetes:
     """The API of the Kubernetes runtime: renders execute as Render resources (the operator
     runs them); assets are processed and webhooks delivered by the operator process."""
     from roughy.adapters.storage.s3 import S3Storage
@@ -114,28 +140,30 @@ def build_kubernetes(settings: Settings, *, store: Any = None, storage: Any = No
     store = store or open_store(_database_url(settings))
     storage = storage or S3Storage.from_settings(settings)
     executor = _kube_executor(settings, api)
-    runtime = KubeRuntime(store, storage, executor)
+    signal = Signal()
     sender = WebhookSender(allow_private=settings.webhook_allow_private, timeout=settings.webhook_timeout)
-    services = Services(settings=settings, store=store, storage=storage, runtime=runtime, webhooks=sender)
+    application = build_application(settings, store, storage, executor, sender, signal=signal)
+    runtime = KubeRuntime(Scheduler(store, application.renders, executor, signal=signal, poll_interval=1.0))
+    services = Services(settings=settings, app=application)
     app = create_app(services, on_startup=runtime.start, on_shutdown=runtime.stop)
-    return Kubernetes(settings, store, storage, executor, runtime, app)
+    return Kubernetes(settings, store, storage, executor, application, runtime, app)
 
 
 @dataclass
 class Operator:
     settings: Settings
     namespace: str
-    controller: Any
-    registry: Any
-    service: Any
+    controller: Controller
+    registry: Any  # kopf.OperatorRegistry
+    service: OperatorService
 
 
 def build_operator(
     settings: Settings,
     *,
-    store: Any = None,
-    storage: Any = None,
-    api: Any = None,
+    store: Store | None = None,
+    storage: PresignedStorage | None = None,
+    api: ApiClient | None = None,
     interval: float = 2.0,
     login: bool = True,
 ) -> Operator:
@@ -148,23 +176,25 @@ def build_operator(
     store = store or open_store(_database_url(settings))
     storage = storage or S3Storage.from_settings(settings)
     executor = _kube_executor(settings, api)
+    sender = WebhookSender(allow_private=settings.webhook_allow_private, timeout=settings.webhook_timeout)
+    signal = Signal()
+    application = build_application(settings, store, storage, executor, sender, signal=signal)
     config = ControllerConfig(
         namespace=executor.namespace, jobs=job_settings(settings), url_ttl=settings.s3_encoder_url_ttl
     )
-    controller = Controller(store, storage, executor.api, config)
-    sender = WebhookSender(allow_private=settings.webhook_allow_private, timeout=settings.webhook_timeout)
+    controller = Controller(application.renders, storage, executor.api, config)
     dispatcher = WebhookDispatcher(store, sender, retry_policy(settings), workers=settings.webhook_workers)
-    jobs = config.jobs
-    tasks = KubeTasks(executor.api, namespace=executor.namespace, settings=jobs)
+    tasks = KubeTasks(executor.api, namespace=executor.namespace, settings=config.jobs)
     # A worker waits on each asset Job: more of them than the embedded runtime's CPU-bound pool.
     workers = max(settings.asset_workers, 4)
-    service = OperatorService(store, storage, executor, dispatcher, tasks=tasks, asset_workers=workers)
+    assets = AssetWork(AssetProcessor(store, storage, tasks), workers=workers, on_done=signal.wake)
+    service = OperatorService(assets, executor, dispatcher, signal=signal)
     return Operator(
         settings, executor.namespace, controller, build_registry(controller, interval=interval, login=login), service
     )
 
 
-def job_settings(settings: Settings) -> Any:
+def job_settings(settings: Settings) -> JobSettings:
     """The encoder Jobs' settings: the JSON file `ROUGHY_JOBS_CONFIG` names (the Helm chart's
     ConfigMap), with `ROUGHY_ENCODER_IMAGE` over its `image`."""
     from roughy.kube.jobs import JobSettings
@@ -179,7 +209,7 @@ def job_settings(settings: Settings) -> Any:
     return JobSettings.model_validate(values)
 
 
-def _kube_executor(settings: Settings, api: Any) -> Any:
+def _kube_executor(settings: Settings, api: ApiClient | None) -> KubeExecutor:
     from roughy.adapters.executor.kube import KubeExecutor
 
     if api is not None:

@@ -151,34 +151,34 @@ def setup_logging(fmt: str) -> None:
 
 
 def cmd_admin(args: argparse.Namespace) -> int:
+    """The admin API's use cases on the database directly (the same AccountService)."""
     from roughy.adapters.store import open_store
-    from roughy.core.accounts import new_api_key
+    from roughy.app.accounts import AccountService
+    from roughy.core.errors import NotFound
 
     settings = _settings(args)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(settings.resolved_database_url())
-    if args.action == "create-account":
-        account = store.create_account(args.name)
-        print(f"{account.id}\t{account.name}")
-    elif args.action == "create-key":
-        if store.get_account(args.account_id) is None:
-            return _fail(f"no such account: {args.account_id}")
-        key = new_api_key()
-        print(f"{store.create_api_key(args.account_id, key)}\t{key}")
-    elif args.action == "revoke-key":
-        if not store.revoke_api_key(args.key_id):
-            return _fail(f"no such active key: {args.key_id}")
-        print(f"revoked {args.key_id}")
-    elif args.action == "grant":
-        if store.get_account(args.account_id) is None:
-            return _fail(f"no such account: {args.account_id}")
-        entry = store.grant(args.account_id, args.amount, args.reason)
-        print(f"{entry.id}\t+{entry.amount}\tbalance {store.balance(args.account_id)}")
+    accounts = AccountService(open_store(settings.resolved_database_url()))
+    try:
+        if args.action == "create-account":
+            account = accounts.create_account(args.name)
+            print(f"{account.id}\t{account.name}")
+        elif args.action == "create-key":
+            key_id, key = accounts.create_api_key(args.account_id)
+            print(f"{key_id}\t{key}")
+        elif args.action == "revoke-key":
+            accounts.revoke_api_key(args.key_id)
+            print(f"revoked {args.key_id}")
+        elif args.action == "grant":
+            entry = accounts.grant(args.account_id, args.amount, args.reason)
+            print(f"{entry.id}\t+{entry.amount}\tbalance {accounts.credits(args.account_id)[0]}")
+    except NotFound as exc:
+        return _fail(exc.message)
     return 0
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from roughy.client import Client, ClientError, parse_cut
+    from roughy.adapters.client import Client, ClientError, parse_cut
 
     path = Path(args.file)
     if not path.is_file():

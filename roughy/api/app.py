@@ -14,6 +14,7 @@ from roughy.api import errors, schemas
 from roughy.api.deps import Services
 from roughy.api.middleware import EdgeMiddleware
 from roughy.api.routes import admin, assets, credits, cuts, files, health, renders, webhooks
+from roughy.core.events import EventType
 
 
 def _error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -44,11 +45,32 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.services = services
-    app.state.metrics_registry = health.store_registry(services.store)
+    app.state.metrics_registry = health.store_registry(services.app.renders.counts)
     errors.install(app)
     for module in (assets, cuts, renders, credits, admin, webhooks):
         app.include_router(module.router, responses=_error_responses(400, 401, 404, 409, 413, 422, 429, 500))
     app.include_router(files.router, responses=_error_responses(403, 404, 409, 413, 422))
     app.include_router(health.router)
-    app.add_middleware(EdgeMiddleware, store=services.store, settings=services.settings)
+    _document_webhooks(app)
+    app.add_middleware(EdgeMiddleware, authenticate=services.app.accounts.authenticate, settings=services.settings)
     return app
+
+
+def _document_webhooks(app: FastAPI) -> None:
+    """The OpenAPI `webhooks` section: one entry per event type of the registry, with its body."""
+    for event in EventType:
+        model = schemas.event_model(event)
+
+        def receive(body: Any) -> None: ...
+
+        receive.__annotations__ = {"body": model, "return": None}
+        app.webhooks.post(
+            event.value,
+            summary=event.value,
+            description=event.description,
+            operation_id="event_" + event.value.replace(".", "_"),
+            responses={
+                200: {"description": "Any 2xx answer within the timeout: delivered."},
+                "default": {"description": "Anything else (or no answer in time): retried with backoff."},
+            },
+        )(receive)

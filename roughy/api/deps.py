@@ -8,7 +8,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPBearer
 
+from roughy.app import Application
 from roughy.core.models import Account
+from roughy.core.ports import ServedFiles
 from roughy.settings import Settings
 
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
@@ -16,13 +18,11 @@ bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: B
 
 @dataclass
 class Services:
-    """The ports the API runs on, wired once by `create_app`."""
+    """What the API runs on, wired once by the composition root (`roughy.bootstrap`)."""
 
     settings: Settings
-    store: Any  # SqlStore
-    storage: Any  # Storage port
-    runtime: Any  # wake() and cancel(render_id)
-    webhooks: Any = None  # check_url(url): refuses targets that could never be delivered to
+    app: Application
+    files: ServedFiles | None = None  # the storage, when the API serves its signed URLs itself
 
 
 def get_services(request: Request) -> Services:

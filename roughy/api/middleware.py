@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -18,6 +19,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from roughy.api.errors import error_response
 from roughy.core.errors import PayloadTooLarge, RateLimited, RoughyError, Unauthorized
+from roughy.core.models import Account
+from roughy.settings import Settings
 
 log = logging.getLogger("roughy.api")
 
@@ -48,9 +51,11 @@ class TokenBucket:
 
 
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, *, store: Any, settings: Any):
+    def __init__(
+        self, app: ASGIApp, *, authenticate: Callable[[str], Account | None], settings: Settings
+    ):
         self.app = app
-        self.store = store
+        self.authenticate = authenticate
         self.settings = settings
         self.bucket = TokenBucket(settings.rate_limit_per_second)
 
@@ -150,7 +155,7 @@ class EdgeMiddleware:
             return
         if key is None:
             raise Unauthorized("missing API key: send Authorization: Bearer <key>")
-        account = await anyio.to_thread.run_sync(self.store.account_for_key, key)
+        account = await anyio.to_thread.run_sync(self.authenticate, key)
         if account is None:
             raise Unauthorized("unknown or revoked API key")
         wait = self.bucket.take(account.id)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from roughy.core.events import EventType, Resource
 from roughy.core.models import AssetKind, AssetState, CutMethod, CutState, Format, RenderState, Resolution
 
 T = TypeVar("T")
@@ -202,7 +203,38 @@ class ApiKeyOut(BaseModel):
 
 # -- webhooks ------------------------------------------------------------------------------------
 
-EventType = Literal["render.completed", "render.failed", "asset.ready", "asset.failed", "cut.completed", "cut.failed"]
+class AssetEventData(AssetOut):
+    """An asset as `GET /v1/assets/{id}` returns it, without upload targets."""
+
+    upload: None = None
+
+
+class RenderEventData(RenderOut):
+    """A render as `GET /v1/renders/{id}` returns it, without a download URL (GET it for one)."""
+
+    download_url: None = None
+    download_expires_at: None = None
+
+
+#: The `data` of each kind of event (roughy.core.events.Resource), for the OpenAPI document.
+EVENT_DATA: dict[Resource, type[BaseModel]] = {
+    Resource.ASSET: AssetEventData,
+    Resource.CUT: CutOut,
+    Resource.RENDER: RenderEventData,
+}
+
+
+def event_model(event: EventType) -> type[BaseModel]:
+    """The body a webhook endpoint receives for `event` (Standard Webhooks headers sign it)."""
+    data = EVENT_DATA[event.resource]
+    return create_model(
+        "Event_" + event.value.replace(".", "_"),
+        __doc__=event.description,
+        id=(str, Field(description="The event's id (`evt_...`); the same on every redelivery.")),
+        type=(Literal[event.value], ...),  # type: ignore[arg-type]
+        created_at=(datetime, ...),
+        data=(data, ...),
+    )
 
 
 class WebhookEndpointCreate(Strict):

@@ -17,10 +17,6 @@ class RoughyError(Exception):
         self.headers = headers or {}
 
 
-class BadRequest(RoughyError):
-    code, status = "bad_request", 400
-
-
 class Unauthorized(RoughyError):
     code, status = "unauthorized", 401
 
@@ -76,6 +72,22 @@ class RateLimited(RoughyError):
 
     def __init__(self, message: str, *, retry_after: int = 1):
         super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
+class ExecutorUnavailable(RoughyError):
+    """The executor cannot take or stop work right now (the cluster is unreachable or
+    overloaded): retry later. The render stays queued."""
+
+    code, status = "executor_unavailable", 503
+
+    def __init__(self, message: str, *, retry_after: int = 1):
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
+class ExecutorFailed(RoughyError):
+    """The executor refused the work for good (RBAC, a missing CRD, a rejected object)."""
+
+    code, status = "internal_error", 500
 
 
 class InsufficientCredit(Exception):

@@ -1,8 +1,8 @@
-"""Object-storage keys of the media a render produces (shared by the API and every runtime)."""
+"""Object-storage keys of the media of assets and renders (shared by the API and every runtime)."""
 
 from __future__ import annotations
 
-from roughy.core.models import Render
+from roughy.core.models import Asset, PartName, Render
 
 
 def render_prefix(render_id: str) -> str:
@@ -12,3 +12,23 @@ def render_prefix(render_id: str) -> str:
 
 def output_key(render: Render) -> str:
     return f"{render_prefix(render.id)}output.{render.output.format.value}"
+
+
+def asset_prefix(asset_id: str) -> str:
+    """Everything stored for one asset: its parts and the audio extracted from its video."""
+    return f"assets/{asset_id}/"
+
+
+def part_key(asset_id: str, part: PartName) -> str:
+    return f"{asset_prefix(asset_id)}{part.value}"
+
+
+def extracted_audio_key(asset_id: str) -> str:
+    return f"{asset_prefix(asset_id)}extracted-audio.mka"
+
+
+def audio_key(asset: Asset) -> str:
+    """Where the asset's audio lives: the client's audio part, or the track extracted from the video."""
+    if asset.audio_part is not None:
+        return part_key(asset.id, PartName.AUDIO)
+    return extracted_audio_key(asset.id)

@@ -47,8 +47,9 @@ from pydantic import ValidationError
 
 from roughy.adapters.executor.kube import ANNOTATION_DELETION_REASON
 from roughy.adapters.executor.kube_tasks import job_pods, json_line, last_outcome, pod_log
-from roughy.core.keys import render_prefix
-from roughy.core.models import ErrorInfo, Format, RenderResult, RenderState
+from roughy.app.renders import RenderService
+from roughy.core.models import Format, RenderResult, RenderState
+from roughy.core.ports import Outcome, PresignedStorage
 from roughy.kube import crd
 from roughy.kube.jobs import JobSettings, PresignedUrls, active_deadline_seconds, build_job, job_name
 from roughy.kube.reconcile import JobObservation, decide
@@ -75,14 +76,15 @@ class ControllerConfig:
 class Controller:
     def __init__(
         self,
-        store: Any,
-        storage: Any,
+        renders: RenderService,
+        storage: PresignedStorage,
         api: k8s.ApiClient,
         config: ControllerConfig,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
-        self.store = store
+        self.renders = renders
+        self.store = renders.store
         self.storage = storage
         self.config = config
         self.batch = k8s.BatchV1Api(api)
@@ -120,7 +122,7 @@ class Controller:
         if "record" in decision.actions:
             self._record(render_id, new)
         if new.get("state") == RenderState.RUNNING.value and new.get("progress"):
-            self.store.set_progress(render_id, float(new["progress"]))
+            self.renders.progress(render_id, float(new["progress"]))
         if new != status:
             self._patch_status(namespace, name, new, status)
             self._announce(render, status, new)
@@ -258,22 +260,13 @@ class Controller:
         return failed
 
     def _record(self, render_id: str, status: dict[str, Any]) -> None:
-        """The outcome into the render's row and its outbox event (one transaction). The row may
-        be pending as well as running: the API puts a claim back in the queue when it cannot
-        tell whether its Render was created, and the outcome is the truth either way."""
-        state = status.get("state")
-        if state == RenderState.COMPLETED.value:
-            finished = self.store.finish_render(render_id, _render_result(status["result"]), None, from_pending=True)
+        """The outcome, through the render service (the same path as the embedded runtime's)."""
+        if status.get("state") == RenderState.COMPLETED.value:
+            self.renders.finished(render_id, Outcome(result=_render_result(status["result"])))
         else:
             error = status.get("error") or {}
-            info = ErrorInfo(str(error.get("code") or "encode_failed"), str(error.get("message") or ""))
-            finished = self.store.finish_render(render_id, None, info, from_pending=True)
-        row = None if finished else self.store.get_render(render_id)
-        if (finished and state != RenderState.COMPLETED.value) or (
-            not finished and (row is None or row.state is RenderState.FAILED)
-        ):
-            self.storage.delete_prefix(render_prefix(render_id))  # failed, or cancelled meanwhile
-        log.info("render %s %s%s", render_id, state, "" if finished else " (already settled)")
+            code, message = str(error.get("code") or "encode_failed"), str(error.get("message") or "")
+            self.renders.finished(render_id, Outcome.failed(code, message))
 
     # --- finalize ----------------------------------------------------------------------------
 
@@ -298,17 +291,8 @@ class Controller:
         meta = body.get("metadata") or {}
         reason = (meta.get("annotations") or {}).get(ANNOTATION_DELETION_REASON)
         render_id = spec.get("renderId", "")
-        row = self.store.get_render(render_id) if render_id else None
-        if row is not None and row.state is RenderState.COMPLETED:
-            return  # the output belongs to a completed render: the database keeps it
-        if row is not None and row.state in (RenderState.RUNNING, RenderState.PENDING):
-            if reason == "drain":
-                self.store.release_render(render_id)
-            else:
-                message = "the render's Render resource was deleted on the cluster before the encode finished"
-                self.store.finish_render(render_id, None, ErrorInfo("encode_failed", message), from_pending=True)
         if render_id:
-            self.storage.delete_prefix(render_prefix(render_id))
+            self.renders.execution_removed(render_id, requeue=reason == "drain")
         self._locks.pop(f"{namespace}/{name}", None)
         log.info("Render %s finalized (%s)", name, reason or "deleted")
 

@@ -57,26 +57,26 @@ def build_registry(controller: Controller, *, interval: float = 2.0, login: bool
 
     @kopf.on.create(*renders, registry=registry)
     @kopf.on.resume(*renders, registry=registry)
-    def _reconcile(name: str, namespace: str, **_: Any) -> None:
-        controller.sync(namespace, name)
+    def _reconcile(**kwargs: Any) -> None:
+        controller.sync(kwargs["namespace"], kwargs["name"])
 
     @kopf.on.event("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGED_BY}, registry=registry)
-    def _job_changed(body: kopf.Body, namespace: str, type: str | None, **_: Any) -> None:  # noqa: A002 - kopf's
-        owner = _render_owner(body)
-        if owner is None or type is None:  # type None: the initial listing, covered by resume
+    def _job_changed(**kwargs: Any) -> None:
+        owner = _render_owner(kwargs["body"])
+        if owner is None or kwargs.get("type") is None:  # type None: the initial listing, covered by resume
             return
         try:
-            controller.sync(namespace, owner)
+            controller.sync(kwargs["namespace"], owner)
         except kopf.TemporaryError:
             pass  # event handlers are not retried: the timer comes back to this Render
 
     @kopf.timer(*renders, interval=interval, when=_unfinished, registry=registry)
-    def _poll(name: str, namespace: str, **_: Any) -> None:
-        controller.sync(namespace, name)
+    def _poll(**kwargs: Any) -> None:
+        controller.sync(kwargs["namespace"], kwargs["name"])
 
     @kopf.on.delete(*renders, registry=registry)
-    def _finalize(name: str, namespace: str, body: kopf.Body, **_: Any) -> None:
-        controller.finalize(namespace, name, dict(body))
+    def _finalize(**kwargs: Any) -> None:
+        controller.finalize(kwargs["namespace"], kwargs["name"], dict(kwargs["body"]))
 
     return registry
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
-from roughy.runtime.processing import AssetProcessor, AssetWork
+from roughy.adapters.executor.kube import KubeExecutor
+from roughy.app.delivery import WebhookDispatcher
+from roughy.app.processing import AssetWork
+from roughy.app.signal import Signal, Ticker
 
 log = logging.getLogger(__name__)
 
@@ -25,54 +27,37 @@ log = logging.getLogger(__name__)
 class OperatorService:
     def __init__(
         self,
-        store: Any,
-        storage: Any,
-        executor: Any,
-        dispatcher: Any | None,
+        assets: AssetWork,
+        executor: KubeExecutor,
+        dispatcher: WebhookDispatcher | None,
         *,
-        tasks: Any = None,
-        asset_workers: int = 1,
+        signal: Signal | None = None,
         poll_interval: float = 0.5,
         prune_interval: float = 60.0,
     ):
-        self.store = store
+        self.assets = assets
         self.executor = executor
         self.dispatcher = dispatcher
-        self.assets = AssetWork(AssetProcessor(store, storage, tasks), workers=asset_workers, on_done=self._wake_up)
-        self.poll_interval = poll_interval
         self.prune_interval = prune_interval
-        self._wake = threading.Event()
+        self._assets_loop = Ticker("assets", assets.tick, interval=poll_interval, signal=signal)
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._prune_thread: threading.Thread | None = None
 
     def start(self) -> None:
         if self.dispatcher is not None:
             self.dispatcher.start()
-        for target, name in ((self._asset_loop, "assets"), (self._prune_loop, "prune")):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self._assets_loop.start()
+        self._prune_thread = threading.Thread(target=self._prune_loop, name="prune", daemon=True)
+        self._prune_thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self._wake.set()
-        for thread in self._threads:
-            thread.join(timeout=10)
+        self._assets_loop.stop()
+        if self._prune_thread is not None:
+            self._prune_thread.join(timeout=10)
         self.assets.shutdown()
         if self.dispatcher is not None:
             self.dispatcher.stop()
-
-    def _wake_up(self) -> None:
-        self._wake.set()
-
-    def _asset_loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.poll_interval)
-            self._wake.clear()
-            try:
-                self.assets.tick()
-            except Exception:
-                log.exception("asset processing tick failed; retrying")
 
     def _prune_loop(self) -> None:
         while not self._stop.wait(self.prune_interval):

@@ -368,7 +368,7 @@ def test_payment_required_resumes_by_itself_when_credit_is_granted(service, clip
 def test_deleting_an_asset_while_it_is_processing_leaves_no_media(service, api, clip, monkeypatch):
     import threading
 
-    from roughy.runtime import processing
+    from roughy.app import processing
 
     real_probe = processing.probe
     started, release = threading.Event(), threading.Event()
@@ -433,7 +433,7 @@ def test_completing_the_video_while_the_audio_part_is_processing_is_not_lost(
     and the asset must end ready rather than stuck in `uploading`."""
     import threading
 
-    from roughy.runtime import processing
+    from roughy.app import processing
 
     real_probe = processing.probe
     audio_started = threading.Event()

@@ -257,7 +257,7 @@ def test_cut_while_the_asset_is_uploading_is_409_asset_processing(api):
 
 
 def test_cut_while_the_asset_is_processing_is_409_asset_processing(api, clip, monkeypatch):
-    from roughy.runtime import processing
+    from roughy.app import processing
 
     real_probe = processing.probe
     started, release = threading.Event(), threading.Event()

@@ -186,5 +186,5 @@ def start_kube_service(tmp_path: Path, s3_url: str, **overrides: Any) -> Iterato
             if time.monotonic() > deadline or not thread.is_alive():
                 raise RuntimeError("the API did not start")
             time.sleep(0.02)
-        service.runtime.poll_interval = 0.1
+        service.runtime.scheduler.poll_interval = 0.1
         yield KubeService(service, operator, kube, kubelet, f"http://127.0.0.1:{port}", account_id, key, kopf)

@@ -169,9 +169,9 @@ def test_replacing_a_resource_stuck_in_finalization_is_a_temporary_failure(kube_
 
 def test_cancel_deletes_the_resource(executor: KubeExecutor, kube: EmulatorServer) -> None:
     submit(executor)
-    assert executor.cancel(SIGNATURE) is True
+    assert executor.cancel_resource(SIGNATURE) is True
     assert kube.object("renders", NAMESPACE, NAME) is None
-    assert executor.cancel(NAME) is True  # nothing left: fine
+    assert executor.cancel_resource(NAME) is True  # nothing left: fine
 
 
 def test_cancel_waits_for_the_finalizer_and_deletes_in_foreground(
@@ -199,7 +199,7 @@ def test_cancel_waits_for_the_finalizer_and_deletes_in_foreground(
 
     controller(kube, lambda: patch(kube_api, {"metadata": {"finalizers": None}}))  # cleans up, lets go
     started = time.monotonic()
-    assert executor.cancel(NAME) is True
+    assert executor.cancel_resource(NAME) is True
     assert time.monotonic() - started >= 0.3
     assert kube.object("renders", NAMESPACE, NAME) is None
     assert kube.object("jobs", NAMESPACE, f"{NAME}-encode") is None  # foreground: the Job went with it
@@ -211,13 +211,13 @@ def test_cancel_reports_a_finalizer_that_has_not_finished(kube_api: k8s.ApiClien
     executor = KubeExecutor(kube_api, namespace=NAMESPACE, cancel_wait=0.2, poll_interval=0.02)
     submit(executor)
     patch(kube_api, {"metadata": {"finalizers": ["roughy.ai/cleanup"]}})
-    assert executor.cancel(NAME) is False
+    assert executor.cancel_resource(NAME) is False
     assert kube.object("renders", NAMESPACE, NAME)["metadata"]["deletionTimestamp"]  # type: ignore[index]
 
 
 def test_cancel_leaves_another_renders_resource_alone(executor: KubeExecutor, kube: EmulatorServer) -> None:
     submit(executor, "rnd_new")
-    assert executor.cancel(SIGNATURE, render_id="rnd_old") is True
+    assert executor.cancel_resource(SIGNATURE, render_id="rnd_old") is True
     assert kube.object("renders", NAMESPACE, NAME) is not None
 
 
@@ -313,7 +313,7 @@ def test_a_stopped_server_is_executor_unavailable(executor: KubeExecutor, kube: 
     calls: list[Callable[[], Any]] = [
         lambda: submit(executor),
         lambda: executor.observe(NAME),
-        lambda: executor.cancel(NAME),
+        lambda: executor.cancel_resource(NAME),
         lambda: executor.prune_terminal(),
     ]
     for call in calls:

@@ -13,8 +13,8 @@ import pytest
 from kubernetes import client as k8s
 from standardwebhooks import Webhook
 
+from roughy.app.scheduler import Scheduler
 from roughy.kube import crd
-from roughy.runtime.kube import KubeRuntime
 from tests.conftest import ready_asset, wait_for
 from tests.kube.harness import running_operator
 from tests.kube.stack import NAMESPACE, KubeService, start_kube_service
@@ -109,8 +109,10 @@ def test_a_render_left_claimed_by_a_dead_api_is_submitted_again(kube_service: Ku
     assert the_render_resource(kube_service, render["id"]) is None
     assert render_of(api, render["id"])["state"] == "running"
 
-    replica = KubeRuntime(runtime.store, runtime.storage, runtime.executor, resubmit_after=0.0)
-    replica.resubmit_stale()  # what another API replica does once the claim is old enough
+    kube = kube_service.kubernetes
+    replica = Scheduler(kube.store, kube.application.renders, kube.executor)
+    assert replica.sweep(0.0) == [render["id"]]  # what another API replica does once the claim is old enough
+    replica.tick()  # and it hands the render over again
     assert the_render_resource(kube_service, render["id"]) is not None
     assert finished(api, render["id"])["state"] == "completed"
 
@@ -121,10 +123,10 @@ def test_the_lost_claim_sweep_leaves_renders_that_have_their_render_alone(
     source = long_asset(api, tmp_path)
     render = api.post("/v1/renders", json={"asset_id": source["id"], "output": {"format": "mp4"}}).json()
     wait_for(lambda: render_of(api, render["id"]), lambda r: r["progress"] > 0, timeout=60)
-    runtime = kube_service.kubernetes.runtime
+    kube = kube_service.kubernetes
     # A create now would fail (and put the render back in the queue): the sweep must not try one.
     kube_service.kube.emulator.fail(503, plural=crd.PLURAL, method="POST", times=5)  # type: ignore[union-attr]
-    KubeRuntime(runtime.store, runtime.storage, runtime.executor, resubmit_after=0.0).resubmit_stale()
+    assert Scheduler(kube.store, kube.application.renders, kube.executor).sweep(0.0) == []
     assert render_of(api, render["id"])["state"] == "running"
     assert finished(api, render["id"])["state"] == "completed"
 
@@ -139,7 +141,7 @@ def test_an_outcome_lands_even_when_the_api_put_the_render_back_in_the_queue(
     render = api.post("/v1/renders", json={"asset_id": asset["id"], "output": {"format": "mp3"}}).json()
     claimed = kube_service.store.claim_next_render()
     assert claimed is not None
-    KubeRuntime(runtime.store, runtime.storage, runtime.executor).submit(claimed)
+    assert kube_service.kubernetes.application.renders.start(claimed)
     assert kube_service.store.release_render(claimed.id)  # what the API does after an unknown outcome
     done = finished(api, render["id"])
     assert done["state"] == "completed" and done["result"]["format"] == "mp3"
@@ -161,8 +163,8 @@ def test_a_render_resource_deleted_by_hand_fails_its_render_and_is_not_resubmitt
     assert "deleted on the cluster" in failed["error"]["message"]
     wait_for(lambda: {"n": len(resources(kube_service, crd.PLURAL))}, lambda d: d["n"] == 0, timeout=20)
     assert kube_service.kubelet.processes() == {}, "the Job's encoder was stopped"
-    kube_service.kubernetes.runtime.resubmit_after = 0.0
-    kube_service.kubernetes.runtime.resubmit_stale()
+    kube_service.kubernetes.runtime.scheduler.sweep(0.0)
+    kube_service.kubernetes.runtime.scheduler.tick()
     assert resources(kube_service, crd.PLURAL) == [], "a failed render is not submitted again"
 
 

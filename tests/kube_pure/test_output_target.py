@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
+from roughy.app.renders import RenderService
 from roughy.kube.jobs import JobSettings
 from roughy.operator.controller import OUTPUT_UPLOAD_BUDGET, Controller, ControllerConfig
+from roughy.testing import MemoryExecutor, MemoryStore
 
 MiB = 2**20
 
@@ -38,7 +40,8 @@ class FakeStorage:
 
 def controller(storage: FakeStorage) -> Controller:
     config = ControllerConfig(namespace="roughy", jobs=JobSettings(image="encoder:test"))
-    return Controller(store=None, storage=storage, api=k8s.ApiClient(), config=config)
+    renders = RenderService(MemoryStore(), storage, MemoryExecutor())  # type: ignore[arg-type]
+    return Controller(renders, storage, k8s.ApiClient(), config)  # type: ignore[arg-type]
 
 
 def test_short_urls_keep_the_first_plan() -> None:

@@ -31,6 +31,7 @@ from roughy.adapters.storage.s3 import (
 from roughy.core.errors import Forbidden, NotFound, PayloadTooLarge, ValidationFailed
 from roughy.core.ports import Storage
 from roughy.settings import Settings
+from roughy.testing import MemoryStorage
 from tests.storage.conftest import BUCKET
 from tests.storage.s3server import StrictS3Server, seed
 
@@ -516,7 +517,7 @@ def _port_methods() -> dict[str, inspect.Signature]:
     }
 
 
-@pytest.mark.parametrize("impl", [LocalStorage, S3Storage])
+@pytest.mark.parametrize("impl", [LocalStorage, S3Storage, MemoryStorage])
 def test_implements_the_storage_port(impl: type) -> None:
     """Every port method exists with the port's parameters (names, kinds, order); extra
     parameters are optional; coroutine functions stay coroutine functions."""
@@ -524,7 +525,6 @@ def test_implements_the_storage_port(impl: type) -> None:
     assert set(methods) == {
         "exists",
         "size",
-        "write_stream",
         "delete_prefix",
         "source_url",
         "output_target",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -10,6 +11,9 @@ from sqlalchemy import inspect
 from roughy.adapters.store import SqlStore, migrate
 from roughy.adapters.store.migrate import alembic_config
 from roughy.adapters.store.tables import metadata
+
+# Every test here reads the SQL schema itself.
+pytestmark = pytest.mark.sql_only("migrations are the SQL store's")
 
 
 def diff(store: SqlStore) -> list[object]:

@@ -14,7 +14,9 @@ from sqlalchemy import func, select, update
 
 from roughy.adapters.store import SqlStore
 from roughy.adapters.store import tables as t
+from roughy.app.renders import RenderService
 from roughy.core.errors import InsufficientCredit
+from roughy.core.events import render_events
 from roughy.core.ids import new_id, now
 from roughy.core.models import (
     Asset,
@@ -35,6 +37,7 @@ from roughy.core.models import (
     Segment,
 )
 from roughy.core.signature import render_signature
+from roughy.testing import MemoryExecutor, MemoryStorage
 
 T = TypeVar("T")
 
@@ -107,6 +110,7 @@ def running(store: SqlStore, a: Asset, spec: OutputSpec | None = None) -> Render
 # -- render idempotency -----------------------------------------------------------------------------
 
 
+@pytest.mark.sql_only("it counts rows in the renders table")
 def test_identical_concurrent_creates_make_one_render(store: SqlStore) -> None:
     a = asset(store, account(store))
     spec = OutputSpec(Format.MP4, resolution=Resolution.P720)
@@ -130,7 +134,7 @@ def test_a_live_render_is_returned_not_duplicated(store: SqlStore) -> None:
     first, created = store.create_render(render(a))
     assert created
     for state_change in (lambda: None, lambda: store.claim_next_render(),
-                         lambda: store.finish_render(first.id, result(), None)):
+                         lambda: store.finish_render(first.id, result(), None, render_events)):
         state_change()
         again, created = store.create_render(render(a))
         assert not created and again.id == first.id
@@ -154,7 +158,7 @@ def test_a_different_output_or_cut_is_another_render(store: SqlStore) -> None:
 def test_a_failed_render_is_replaced_by_a_fresh_one(store: SqlStore) -> None:
     a = asset(store, account(store))
     old = running(store, a)
-    assert store.finish_render(old.id, None, ErrorInfo("encoder_failed", "boom"))
+    assert store.finish_render(old.id, None, ErrorInfo("encoder_failed", "boom"), render_events)
     assert store.get_render(old.id).state is RenderState.FAILED  # type: ignore[union-attr]
 
     fresh, created = store.create_render(render(a))
@@ -162,13 +166,16 @@ def test_a_failed_render_is_replaced_by_a_fresh_one(store: SqlStore) -> None:
     assert store.get_render(old.id) is None, "the failed render is gone"
     got = store.get_render(fresh.id)
     assert got is not None and got.state is RenderState.PENDING and got.error is None
-    assert rows(store, t.renders, t.renders.c.signature == fresh.signature) == 1
+    assert store.live_render_by_signature(fresh.signature).id == fresh.id  # type: ignore[union-attr]
+    if isinstance(store, SqlStore):
+        assert rows(store, t.renders, t.renders.c.signature == fresh.signature) == 1
 
 
+@pytest.mark.sql_only("it counts rows in the renders table")
 def test_concurrent_retries_of_a_failed_render_make_one_fresh_render(store: SqlStore) -> None:
     a = asset(store, account(store))
     old = running(store, a)
-    store.finish_render(old.id, None, ErrorInfo("encoder_failed", "boom"))
+    store.finish_render(old.id, None, ErrorInfo("encoder_failed", "boom"), render_events)
     attempts = [render(a) for _ in range(8)]
     outcomes = at_once(8, lambda i: store.create_render(attempts[i]))
     got = [o for o in outcomes if not isinstance(o, BaseException)]
@@ -191,6 +198,7 @@ def test_an_asset_is_charged_once_under_concurrency(store: SqlStore) -> None:
     assert store.get_asset(a.id).charged  # type: ignore[union-attr]
 
 
+@pytest.mark.sql_only("it counts rows in the ledger table")
 def test_credits_are_never_overspent(store: SqlStore) -> None:
     acct = account(store, credits=3)
     assets = [asset(store, acct, state=AssetState.PROCESSING) for _ in range(10)]
@@ -270,7 +278,7 @@ def test_progress_never_goes_backwards_and_only_moves_while_running(store: SqlSt
     store.set_progress(r.id, 1.0)
     assert 0.8 < store.get_render(r.id).progress < 1.0, "1.0 only when completed"  # type: ignore[union-attr]
 
-    assert store.finish_render(r.id, result(), None)
+    assert store.finish_render(r.id, result(), None, render_events)
     done = store.get_render(r.id)
     assert done is not None and done.state is RenderState.COMPLETED and done.progress == 1.0
     assert done.result == result() and done.completed_at is not None
@@ -281,7 +289,7 @@ def test_progress_never_goes_backwards_and_only_moves_while_running(store: SqlSt
 def test_a_failed_render_carries_its_error(store: SqlStore) -> None:
     a = asset(store, account(store))
     r = running(store, a)
-    assert store.finish_render(r.id, None, ErrorInfo("invalid_media", "the source is damaged"))
+    assert store.finish_render(r.id, None, ErrorInfo("invalid_media", "the source is damaged"), render_events)
     got = store.get_render(r.id)
     assert got is not None and got.state is RenderState.FAILED
     assert got.error == ErrorInfo("invalid_media", "the source is damaged") and got.result is None
@@ -291,8 +299,8 @@ def test_finishing_a_deleted_render_reports_it_is_gone(store: SqlStore) -> None:
     a = asset(store, account(store))
     r = running(store, a)
     assert store.delete_render(r.id)
-    assert store.finish_render(r.id, result(), None) is False
-    assert store.finish_render(r.id, None, ErrorInfo("encoder_failed", "x")) is False
+    assert store.finish_render(r.id, result(), None, render_events) is False
+    assert store.finish_render(r.id, None, ErrorInfo("encoder_failed", "x"), render_events) is False
     assert store.get_render(r.id) is None
     assert store.delete_render(r.id) is False
 
@@ -300,9 +308,9 @@ def test_finishing_a_deleted_render_reports_it_is_gone(store: SqlStore) -> None:
 def test_the_operator_may_finish_a_render_the_api_put_back_in_the_queue(store: SqlStore) -> None:
     a = asset(store, account(store))
     r, _ = store.create_render(render(a))
-    assert store.finish_render(r.id, result(), None, from_pending=True)
+    assert store.finish_render(r.id, result(), None, render_events, from_pending=True)
     assert store.get_render(r.id).state is RenderState.COMPLETED  # type: ignore[union-attr]
-    assert store.finish_render(r.id, None, ErrorInfo("late", "x"), from_pending=True) is False
+    assert store.finish_render(r.id, None, ErrorInfo("late", "x"), render_events, from_pending=True) is False
 
 
 def test_renders_are_counted_by_state(store: SqlStore) -> None:
@@ -318,37 +326,38 @@ def test_renders_are_counted_by_state(store: SqlStore) -> None:
 def test_only_a_running_render_can_finish(store: SqlStore) -> None:
     a = asset(store, account(store))
     r, _ = store.create_render(render(a))
-    assert store.finish_render(r.id, result(), None) is False
+    assert store.finish_render(r.id, result(), None, render_events) is False
     assert store.get_render(r.id).state is RenderState.PENDING  # type: ignore[union-attr]
     store.claim_next_render()
-    assert store.finish_render(r.id, result(), None)
-    assert store.finish_render(r.id, None, ErrorInfo("late", "a late failure")) is False
+    assert store.finish_render(r.id, result(), None, render_events)
+    assert store.finish_render(r.id, None, ErrorInfo("late", "a late failure"), render_events) is False
     assert store.get_render(r.id).state is RenderState.COMPLETED  # type: ignore[union-attr]
 
 
-def test_requeue_puts_running_renders_back_to_pending(store: SqlStore) -> None:
+def test_lost_running_renders_go_back_to_pending(store: SqlStore) -> None:
+    """What a restart does (RenderService.requeue_lost over this store): renders claimed and not
+    executing go back to pending, with their progress kept; finished and pending ones stay."""
     a = asset(store, account(store))
     done = running(store, a, OutputSpec(Format.MP3))
-    store.finish_render(done.id, result(), None)
+    store.finish_render(done.id, result(), None, render_events)
     r1 = running(store, a, OutputSpec(Format.MP4))
     r2 = running(store, a, OutputSpec(Format.MOV))
     waiting, _ = store.create_render(render(a, OutputSpec(Format.M4A)))
     store.set_progress(r1.id, 0.6)
+    renders = RenderService(store, MemoryStorage(), MemoryExecutor())
+    later = now() + timedelta(seconds=1)
 
-    assert sorted(store.requeue_running_renders()) == sorted([r1.id, r2.id])
+    assert sorted(renders.requeue_lost({r2.id}, later)) == [r1.id], "r2 is still executing"
+    assert sorted(renders.requeue_lost(set(), later)) == [r2.id]
 
     for rid in (r1.id, r2.id):
         assert store.get_render(rid).state is RenderState.PENDING  # type: ignore[union-attr]
+    assert store.get_render(r1.id).progress == 0.6  # type: ignore[union-attr]
     assert store.get_render(done.id).state is RenderState.COMPLETED  # type: ignore[union-attr]
     assert store.get_render(waiting.id).state is RenderState.PENDING  # type: ignore[union-attr]
-    assert store.requeue_running_renders() == []
+    assert renders.requeue_lost(set(), later) == []
     again = [store.claim_next_render() for _ in range(3)]
     assert {x.id for x in again if x} == {r1.id, r2.id, waiting.id}
-    assert store.get_render(r1.id).attempts == 2  # type: ignore[union-attr]
-    # SPEC 5.6: progress never goes backwards, a restart included
-    assert store.get_render(r1.id).progress == 0.6  # type: ignore[union-attr]
-    store.set_progress(r1.id, 0.2)
-    assert store.get_render(r1.id).progress == 0.6  # type: ignore[union-attr]
 
 
 def test_timestamps_come_back_as_utc(store: SqlStore) -> None:
@@ -367,12 +376,12 @@ def test_deleting_an_asset_removes_its_cuts_and_renders(store: SqlStore) -> None
     acct = account(store)
     a, other = asset(store, acct), asset(store, acct)
     c = cut(store, a)
-    store.create_render(render(a))
-    store.create_render(render(a, cut_id=c.id))
+    first, _ = store.create_render(render(a))
+    second, _ = store.create_render(render(a, cut_id=c.id))
     kept, _ = store.create_render(render(other))
-    store.delete_asset(a.id)
+    assert sorted(store.delete_asset(a.id)) == sorted([first.id, second.id]), "the renders to stop"
     assert store.get_asset(a.id) is None and store.get_cut(c.id) is None
-    assert store.renders_of_asset(a.id) == []
+    assert store.get_render(first.id) is None and store.get_render(second.id) is None
     assert store.get_render(kept.id) is not None
 
 
@@ -439,6 +448,7 @@ def test_render_lists_filter_by_asset_and_state(store: SqlStore) -> None:
     assert [r.id for r in page] == rb[::-1]
 
 
+@pytest.mark.sql_only("it changes a row behind the store")
 def test_a_cursor_stays_valid_when_its_render_leaves_the_filtered_state(store: SqlStore) -> None:
     """Paging through pending renders while a worker claims one must not end the listing early."""
     acct = account(store)
@@ -481,6 +491,7 @@ def test_keys_authenticate_until_revoked(store: SqlStore) -> None:
     assert store.revoke_api_key("key_nosuchkey") is False
 
 
+@pytest.mark.sql_only("it reads the api_keys table")
 def test_keys_are_stored_hashed(store: SqlStore) -> None:
     acct = account(store)
     key = "rk_plaintext-secret-value-1234567890"

@@ -16,6 +16,7 @@ from standardwebhooks import Webhook
 from roughy.adapters.store.webhooks import emit
 from roughy.adapters.webhooks import WebhookSender
 from roughy.core.errors import ValidationFailed
+from roughy.core.events import EventType, NewEvent
 from roughy.core.ids import now
 from roughy.core.webhooks import Event, WebhookEndpoint, new_secret
 from tests.conftest import Service, finished_render, ready_asset, start_service, wait_for
@@ -240,10 +241,10 @@ def test_an_event_is_written_with_its_transaction_or_not_at_all(hooks: Service, 
     ep = create_endpoint(api, rx.url(), ["asset.failed"], rx)
     account_id = hooks.embedded.store.get_endpoint(ep["id"]).account_id
     with pytest.raises(RuntimeError), hooks.embedded.store.tx() as c:
-        emit(c, account_id, "asset.failed", {"id": "ast_rolled_back"})
+        emit(c, [NewEvent(EventType.ASSET_FAILED, account_id, {"id": "ast_rolled_back"})])
         raise RuntimeError("the state change failed")
     with hooks.embedded.store.tx() as c:
-        kept = emit(c, account_id, "asset.failed", {"id": "ast_committed"})
+        [kept] = emit(c, [NewEvent(EventType.ASSET_FAILED, account_id, {"id": "ast_committed"})])
     [req] = rx.wait(1)
     time.sleep(0.5)
     assert [r.json["data"]["id"] for r in rx.requests] == ["ast_committed"] and req.event_id == kept

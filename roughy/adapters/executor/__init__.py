@@ -1,3 +1,4 @@
-from roughy.adapters.executor.subprocess import SubprocessExecutor
+from roughy.adapters.executor.local_tasks import LocalTasks
+from roughy.adapters.executor.subprocess import LocalExecutor
 
-__all__ = ["SubprocessExecutor"]
+__all__ = ["LocalExecutor", "LocalTasks"]

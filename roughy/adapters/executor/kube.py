@@ -41,8 +41,9 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from roughy.core.errors import RoughyError
+from roughy.core.errors import ExecutorFailed, ExecutorUnavailable, RoughyError
 from roughy.core.plan import EncodePlan
+from roughy.core.ports import EncodeJob
 from roughy.core.signature import resource_name
 from roughy.kube import crd
 
@@ -58,21 +59,6 @@ SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/
 
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 _TEMPORARY = frozenset({401, 408, 429, 500, 502, 503, 504})
-
-
-class ExecutorUnavailable(RoughyError):
-    """The Kubernetes API cannot be reached or is overloaded right now: retry later."""
-
-    code, status = "executor_unavailable", 503
-
-    def __init__(self, message: str, *, retry_after: int = 1):
-        super().__init__(message, headers={"Retry-After": str(retry_after)})
-
-
-class ExecutorFailed(RoughyError):
-    """The Kubernetes API refused the request for good (RBAC, a missing CRD, a rejected object)."""
-
-    code, status = "internal_error", 500
 
 
 @dataclass(frozen=True)
@@ -94,6 +80,7 @@ class KubeExecutor:
         replace_wait: float = 5.0,
         cancel_wait: float = 10.0,
         poll_interval: float = 0.1,
+        max_running: int = 500,
     ):
         """`retention`: seconds a completed or failed Render is kept (prune_terminal's default);
         `timeout`: seconds per API request; `replace_wait`: how long submit waits for a previous
@@ -105,6 +92,7 @@ class KubeExecutor:
         self._replace_wait = replace_wait
         self._cancel_wait = cancel_wait
         self._poll = poll_interval
+        self.max_running = max_running
         self._objects = k8s.CustomObjectsApi(api)
 
     @classmethod
@@ -130,6 +118,26 @@ class KubeExecutor:
 
     def close(self) -> None:
         self.api.close()
+
+    # --- the Executor port (roughy.core.ports): outcomes come from the operator ----------------
+
+    @property
+    def capacity(self) -> int:
+        return self.max_running
+
+    def start(self, job: EncodeJob) -> None:
+        render = job.render
+        sources = {"video": job.video_key, "audio": job.audio_key}
+        self.submit(
+            render.id, render.account_id, render.asset_id, render.signature, job.plan, sources, job.output_key,
+            cut_id=render.cut_id,
+        )  # fmt: skip
+
+    def executing(self) -> set[str]:
+        return self.render_ids()
+
+    def shutdown(self) -> None:
+        """Renders handed to the cluster go on running without this process."""
 
     # --- the executor's operations -------------------------------------------------------------
 
@@ -211,7 +219,13 @@ class KubeExecutor:
                 )
             time.sleep(self._poll)
 
-    def cancel(self, signature_or_name: str, *, render_id: str | None = None, wait: float | None = None) -> bool:
+    def cancel(self, render_id: str) -> None:
+        if not self.cancel_render(render_id):
+            log.info("render %s: its Render is still being finalized", render_id)
+
+    def cancel_resource(
+        self, signature_or_name: str, *, render_id: str | None = None, wait: float | None = None
+    ) -> bool:
         """Delete the render's Render (foreground: the Job first, then the operator's finalizer).
 
         With `render_id`, a Render that now belongs to another render is left alone. Waits up to

@@ -176,7 +176,7 @@ class KubeTasks:
                 raise TaskFailed(f"the {task.kind} Job's result could not be read from its log") from None
         if complete and "result" in outcome:
             return outcome["result"]
-        error = outcome.get("error") if isinstance(outcome.get("error"), dict) else {}
+        error: dict[str, Any] = outcome["error"] if isinstance(outcome.get("error"), dict) else {}
         code, message = str(error.get("code") or ""), str(error.get("message") or "")
         if code == "invalid_media" or exit_code == InvalidMedia.exit_code:
             raise InvalidMedia(message or f"the {task.kind} Job found the source unreadable")

@@ -1,8 +1,11 @@
-"""Run each encode as a `roughy-encode` subprocess in its own process group.
+"""The embedded runtime's executor: each encode a `roughy-encode` subprocess, on a bounded
+pool of worker threads.
 
-The encoder prints one JSON object per line (`{"encoder": name}`, `{"progress": x}`, then
-`{"result": {...}}` or `{"error": {...}}`). Cancel kills the whole group at once (the encoder and its ffmpeg), which
-is what keeps the DELETE-to-gone time well under two seconds.
+The encoder prints one JSON object per line (`roughy.encoder.protocol`); progress and the
+outcome go to the `ExecutionListener` (the render service). Each encode runs in its own process
+group: cancel kills the whole group at once (the encoder and its ffmpeg), which is what keeps
+the DELETE-to-gone time well under two seconds. A cancelled or shut-down encode reports nothing:
+its render was deleted, or goes back to the queue.
 """
 
 from __future__ import annotations
@@ -17,22 +20,39 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from roughy.core.ports import Cancelled, EncodeJob
-from roughy.encoder.errors import EncodeFailed, EncoderError, EncodeTimeout, InvalidMedia
+from roughy.core.models import Format, RenderResult
+from roughy.core.ports import EncodeJob, ExecutionListener, Outcome, Storage
+from roughy.encoder.errors import EncodeFailed, EncoderError, EncodeTimeout
+from roughy.encoder.protocol import decode, error_from
 
 log = logging.getLogger(__name__)
 
-ERRORS_BY_CODE: dict[str, type[EncoderError]] = {
-    "invalid_media": InvalidMedia,
-    "encode_timeout": EncodeTimeout,
-}
+
+class Cancelled(Exception):
+    """The encode was stopped: its render was deleted, or this process is stopping."""
 
 
-class SubprocessExecutor:
-    def __init__(self, *, ffmpeg: str | None = None, timeout_base: float = 120.0, timeout_factor: float = 20.0):
+class LocalExecutor:
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        workers: int = 2,
+        ffmpeg: str | None = None,
+        timeout_base: float = 120.0,
+        timeout_factor: float = 20.0,
+        on_idle: Callable[[], None] = lambda: None,
+    ):
+        self.storage = storage
+        self.workers = workers
+        self.listener: ExecutionListener | None = None
+        self.on_idle = on_idle  # a worker is free again: the scheduler may start the next render
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="encode")
+        self._jobs: dict[str, Future[None]] = {}
         # The encoder reads its Job contract (plan, source and output URLs, encoder) from these;
         # an embedded render passes everything as arguments and must never inherit them.
         job_env = {"ROUGHY_PLAN", "ROUGHY_VIDEO_URL", "ROUGHY_AUDIO_URL", "ROUGHY_OUTPUT_URL",
@@ -45,18 +65,94 @@ class SubprocessExecutor:
         self._cancelled: set[str] = set()
         self._lock = threading.Lock()
 
+    def bind(self, listener: ExecutionListener) -> None:
+        self.listener = listener
+
+    # -- the Executor port -----------------------------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        return self.workers
+
+    def start(self, job: EncodeJob) -> None:
+        render_id = job.render.id
+        with self._lock:
+            if render_id in self._jobs:
+                return
+            self._cancelled.discard(render_id)
+            self._jobs[render_id] = self._pool.submit(self._execute, job)
+
+    def executing(self) -> set[str]:
+        with self._lock:
+            return set(self._jobs)
+
+    def cancel(self, render_id: str) -> None:
+        """Kill the render's whole process group and wait (briefly) until it is gone; one still
+        queued never starts."""
+        with self._lock:
+            if render_id not in self._jobs:
+                return
+            self._cancelled.add(render_id)
+            proc = self._procs.get(render_id)
+        if proc is not None:
+            self._kill(proc)
+            deadline = time.monotonic() + 5
+            while proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+    def shutdown(self) -> None:
+        for render_id in self.executing():
+            self.cancel(render_id)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # -- one encode --------------------------------------------------------------------------
+
+    def _execute(self, job: EncodeJob) -> None:
+        """Run the encode and report its outcome while it still counts as executing here (a
+        render missing from `executing()` is taken for lost and put back in the queue)."""
+        render_id = job.render.id
+        try:
+            outcome = self._outcome_of(job)
+            if outcome is not None and self.listener is not None:
+                self.listener.finished(render_id, outcome)
+        finally:
+            with self._lock:
+                self._jobs.pop(render_id, None)
+                self._cancelled.discard(render_id)
+            self.on_idle()
+
+    def _outcome_of(self, job: EncodeJob) -> Outcome | None:
+        """The encode's outcome; None when it was cancelled."""
+        render_id = job.render.id
+
+        def progress(value: float) -> None:
+            if self.listener is not None:
+                self.listener.progress(render_id, value)
+
+        try:
+            return Outcome(result=_result(self.run(job, progress)))
+        except Cancelled:
+            return None
+        except EncoderError as exc:
+            return Outcome.failed(exc.code, exc.message)
+        except Exception as exc:  # a bug: fail the render with a request-free message, log it
+            log.exception("render %s crashed", render_id)
+            return Outcome.failed("internal_error", f"the render failed: {type(exc).__name__}")
+
     def command(self, job: EncodeJob, plan_path: Path) -> list[str]:
         time_limit = job.plan.time_limit(*self._timeout)
-        argv = [sys.executable, "-m", "roughy.encoder", "render", "--plan", str(plan_path), "--output", job.output,
+        output = self.storage.output_target(job.output_key)
+        argv = [sys.executable, "-m", "roughy.encoder", "render", "--plan", str(plan_path), "--output", output,
                 "--time-limit", f"{time_limit:.3f}"]
-        if job.video_src:
-            argv += ["--video", job.video_src]
-        if job.audio_src:
-            argv += ["--audio", job.audio_src]
+        if job.video_key:
+            argv += ["--video", self.storage.source_url(job.video_key)]
+        if job.audio_key:
+            argv += ["--audio", self.storage.source_url(job.audio_key)]
         return argv
 
     def run(self, job: EncodeJob, on_progress: Callable[[float], None]) -> dict[str, Any]:
-        plan_path = Path(job.output).with_name(".plan.json")
+        """Run one encode to its end: the encoder's result, or raise EncoderError / Cancelled."""
+        plan_path = Path(self.storage.output_target(job.output_key)).with_name(".plan.json")
         plan_path.parent.mkdir(parents=True, exist_ok=True)
         plan_path.write_text(json.dumps(job.plan.to_json()))
         try:
@@ -66,9 +162,8 @@ class SubprocessExecutor:
 
     def _run(self, job: EncodeJob, plan_path: Path, on_progress: Callable[[float], None]) -> dict[str, Any]:
         with self._lock:
-            if job.render_id in self._cancelled:
-                self._cancelled.discard(job.render_id)
-                raise Cancelled(job.render_id)
+            if job.render.id in self._cancelled:
+                raise Cancelled(job.render.id)
             proc = subprocess.Popen(
                 self.command(job, plan_path),
                 stdout=subprocess.PIPE,
@@ -78,7 +173,7 @@ class SubprocessExecutor:
                 env=self._env,
                 start_new_session=True,
             )
-            self._procs[job.render_id] = proc
+            self._procs[job.render.id] = proc
         # The encoder enforces the time limit itself; this is the backstop if it hangs.
         watchdog = threading.Timer(job.plan.time_limit(*self._timeout) + 30, self._kill, [proc])
         watchdog.daemon = True
@@ -95,54 +190,33 @@ class SubprocessExecutor:
             watchdog.cancel()
             drain.join(timeout=2)
             with self._lock:
-                self._procs.pop(job.render_id, None)
-                cancelled = job.render_id in self._cancelled
-                self._cancelled.discard(job.render_id)
+                self._procs.pop(job.render.id, None)
+                cancelled = job.render.id in self._cancelled
         if cancelled:
-            raise Cancelled(job.render_id)
+            raise Cancelled(job.render.id)
         return self._outcome(proc.returncode, outcome, stderr_tail)
 
     @staticmethod
     def _handle_line(line: str, on_progress: Callable[[float], None]) -> dict[str, Any] | None:
-        try:
-            msg = json.loads(line)
-        except ValueError:
+        msg = decode(line)
+        if not msg:
             log.debug("encoder said: %s", line.rstrip())
             return None
         if "progress" in msg:
             on_progress(float(msg["progress"]))
             return None
-        return msg if isinstance(msg, dict) else None
+        return msg
 
     @staticmethod
     def _outcome(returncode: int, outcome: dict[str, Any], stderr_tail: deque[str]) -> dict[str, Any]:
         if returncode == 0 and "result" in outcome:
             return dict(outcome["result"])
-        if "error" in outcome:
-            err = outcome["error"]
-            raise ERRORS_BY_CODE.get(err.get("code"), EncodeFailed)(err.get("message", "encode failed"))
+        if isinstance(outcome.get("error"), dict):
+            raise error_from(outcome["error"])
         if returncode < 0 or returncode == 137:
             raise EncodeTimeout("the encode was killed after its time limit")
         tail = "".join(stderr_tail).strip()[-500:]
         raise EncodeFailed(f"the encoder exited with status {returncode}: {tail}")
-
-    def stop(self, render_id: str) -> bool:
-        """Kill the render's whole process group; wait (briefly) until it is gone."""
-        with self._lock:
-            self._cancelled.add(render_id)
-            proc = self._procs.get(render_id)
-        if proc is None:
-            return False
-        self._kill(proc)
-        deadline = time.monotonic() + 5
-        while proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return True
-
-    def forget(self, render_id: str) -> None:
-        """Drop a cancel mark for a render that never started here."""
-        with self._lock:
-            self._cancelled.discard(render_id)
 
     @staticmethod
     def _kill(proc: subprocess.Popen[str]) -> None:
@@ -150,3 +224,15 @@ class SubprocessExecutor:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _result(data: dict[str, Any]) -> RenderResult:
+    return RenderResult(
+        format=Format(data["format"]),
+        width=data.get("width"),
+        height=data.get("height"),
+        duration=float(data["duration"]),
+        size_bytes=int(data["size_bytes"]),
+        video_bitrate_kbps=data.get("video_bitrate_kbps"),
+        audio_bitrate_kbps=data.get("audio_bitrate_kbps"),
+    )

@@ -43,7 +43,7 @@ from roughy.core.models import (
     Segment,
     VideoInfo,
 )
-from roughy.core.resources import asset_resource, cut_resource, render_resource
+from roughy.core.ports import Announce
 
 
 def hash_key(key: str) -> str:
@@ -211,7 +211,9 @@ class SqlStore(WebhookStore):
             row = c.execute(query).mappings().first()
         return _asset(row) if row else None
 
-    def modify_asset(self, asset_id: str, change: Callable[[Asset], None]) -> Asset | None:
+    def modify_asset(
+        self, asset_id: str, change: Callable[[Asset], None], announce: Announce[AssetState, Asset]
+    ) -> Asset | None:
         """Read, change and write the asset in one transaction; None if it is gone.
 
         The API (completing a part) and the processing workers (writing a part's results)
@@ -232,9 +234,7 @@ class SqlStore(WebhookStore):
             for key in ("id", "account_id", "created_at"):
                 values.pop(key)
             c.execute(update(t.assets).where(t.assets.c.id == asset_id).values(**values))
-            if asset.state is not before and asset.state in (AssetState.READY, AssetState.FAILED):
-                kind = "asset.ready" if asset.state is AssetState.READY else "asset.failed"
-                emit(c, asset.account_id, kind, asset_resource(asset))
+            emit(c, announce(before, asset))
         return asset
 
     def list_assets(self, account_id: str, limit: int, starting_after: str | None) -> tuple[list[Asset], bool]:
@@ -251,11 +251,14 @@ class SqlStore(WebhookStore):
         with self.read() as c:
             return [_asset(r) for r in c.execute(query.order_by(t.assets.c.seq)).mappings().all()]
 
-    def delete_asset(self, asset_id: str) -> None:
+    def delete_asset(self, asset_id: str) -> list[str]:
+        """Delete the asset with its cuts and renders; return the renders' ids."""
         with self.tx() as c:
+            ids = list(c.execute(select(t.renders.c.id).where(t.renders.c.asset_id == asset_id)).scalars())
             c.execute(delete(t.renders).where(t.renders.c.asset_id == asset_id))
             c.execute(delete(t.cuts).where(t.cuts.c.asset_id == asset_id))
             c.execute(delete(t.assets).where(t.assets.c.id == asset_id))
+        return ids
 
     # -- cuts -------------------------------------------------------------------------------
 
@@ -271,8 +274,8 @@ class SqlStore(WebhookStore):
             row = c.execute(query).mappings().first()
         return _cut(row) if row else None
 
-    def save_cut(self, cut: Cut) -> bool:
-        """Write the cut; its move to completed or failed emits the event in the same transaction."""
+    def save_cut(self, cut: Cut, announce: Announce[CutState, Cut]) -> bool:
+        """Write the cut, with the events its change makes in the same transaction."""
         row = _cut_row(cut)
         for key in ("id", "account_id", "asset_id", "created_at"):
             row.pop(key)
@@ -281,8 +284,7 @@ class SqlStore(WebhookStore):
             if before is None:
                 return False
             c.execute(update(t.cuts).where(t.cuts.c.id == cut.id).values(**row))
-            if before != cut.state.value and cut.state in (CutState.COMPLETED, CutState.FAILED):
-                emit(c, cut.account_id, f"cut.{cut.state.value}", cut_resource(cut))
+            emit(c, announce(CutState(before), cut))
         return True
 
     def list_cuts(self, asset_id: str, limit: int, starting_after: str | None) -> tuple[list[Cut], bool]:
@@ -359,10 +361,6 @@ class SqlStore(WebhookStore):
         rows, more = self._page(t.renders, where, limit, starting_after)
         return [_render(r) for r in rows], more
 
-    def renders_of_asset(self, asset_id: str) -> list[str]:
-        with self.read() as c:
-            return list(c.execute(select(t.renders.c.id).where(t.renders.c.asset_id == asset_id)).scalars())
-
     def count_active_renders(self, account_id: str) -> int:
         query = select(func.count()).where(
             t.renders.c.account_id == account_id,
@@ -411,7 +409,13 @@ class SqlStore(WebhookStore):
             )
 
     def finish_render(
-        self, render_id: str, result: RenderResult | None, error: ErrorInfo | None, *, from_pending: bool = False
+        self,
+        render_id: str,
+        result: RenderResult | None,
+        error: ErrorInfo | None,
+        announce: Announce[RenderState, Render],
+        *,
+        from_pending: bool = False,
     ) -> bool:
         """Running -> completed (with result) or failed (with error). False if the render is gone
         or already finished. `from_pending`: a pending render may finish too (the Kubernetes
@@ -424,49 +428,16 @@ class SqlStore(WebhookStore):
         else:
             values |= {"state": RenderState.FAILED.value, "error": asdict(error) if error else None}
         with self.tx() as c:
-            res = c.execute(
-                update(t.renders)
-                .where(t.renders.c.id == render_id, t.renders.c.state.in_(states))
-                .values(**values)
-            )
-            if res.rowcount:
-                self._emit_render(c, render_id)
-        return res.rowcount > 0
-
-    def _emit_render(self, c: Connection, render_id: str) -> None:
-        render = _render(c.execute(select(t.renders).where(t.renders.c.id == render_id)).mappings().one())
-        emit(c, render.account_id, f"render.{render.state.value}", render_resource(render))
-
-    def fail_pending_render(self, render_id: str, error: ErrorInfo) -> bool:
-        with self.tx() as c:
-            res = c.execute(
-                update(t.renders)
-                .where(t.renders.c.id == render_id, t.renders.c.state != RenderState.COMPLETED.value)
-                .values(state=RenderState.FAILED.value, error=asdict(error), completed_at=now())
-            )
-            if res.rowcount:
-                self._emit_render(c, render_id)
-        return res.rowcount > 0
-
-    def requeue_running_renders(self) -> list[str]:
-        """Recovery after a crash: renders left running go back to pending.
-
-        Their progress is kept: the next attempt only moves it once it overtakes, so a client
-        never sees progress go backwards.
-        """
-        with self.tx() as c:
-            ids = list(
-                c.execute(
-                    select(t.renders.c.id).where(t.renders.c.state == RenderState.RUNNING.value)
-                ).scalars()
-            )
-            if ids:
-                c.execute(
-                    update(t.renders)
-                    .where(t.renders.c.id.in_(ids))
-                    .values(state=RenderState.PENDING.value, started_at=None)
-                )
-        return ids
+            query = select(t.renders.c.state).where(t.renders.c.id == render_id, t.renders.c.state.in_(states))
+            if not self.is_sqlite:
+                query = query.with_for_update()
+            before = c.execute(query).scalar()
+            if before is None:
+                return False
+            c.execute(update(t.renders).where(t.renders.c.id == render_id).values(**values))
+            render = _render(c.execute(select(t.renders).where(t.renders.c.id == render_id)).mappings().one())
+            emit(c, announce(RenderState(before), render))
+        return True
 
     def release_render(self, render_id: str) -> bool:
         """Running -> pending for one render whose hand-over to an executor failed (retry later)."""

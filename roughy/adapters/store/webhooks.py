@@ -7,27 +7,36 @@ can neither lose an event nor invent one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
 from roughy.adapters.store import tables as t
+from roughy.core.events import NewEvent
 from roughy.core.ids import new_id, now
 from roughy.core.webhooks import Attempt, Delivery, Event, WebhookEndpoint
 
 PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
 
 
-def emit(conn: Connection, account_id: str, type_: str, data: dict[str, Any]) -> str:
-    """Write the event and a pending delivery to each endpoint that wants it (deliveries to a
+def emit(conn: Connection, events: Sequence[NewEvent]) -> list[str]:
+    """Write each event and a pending delivery to each endpoint that wants it (deliveries to a
     disabled endpoint wait until it is enabled again: disabling pauses delivery, drops nothing)."""
+    return [_emit_one(conn, event) for event in events]
+
+
+def _emit_one(conn: Connection, event: NewEvent) -> str:
     event_id = new_id("evt")
     at = now()
-    conn.execute(insert(t.events).values(id=event_id, account_id=account_id, type=type_, data=data, created_at=at))
+    type_ = event.type.value
+    conn.execute(
+        insert(t.events).values(id=event_id, account_id=event.account_id, type=type_, data=event.data, created_at=at)
+    )
     endpoints = conn.execute(
         select(t.webhook_endpoints.c.id, t.webhook_endpoints.c.events).where(
-            t.webhook_endpoints.c.account_id == account_id
+            t.webhook_endpoints.c.account_id == event.account_id
         )
     ).all()
     for endpoint_id, wanted in endpoints:
@@ -80,7 +89,7 @@ class WebhookStore:
     def delete_endpoint(self, endpoint_id: str) -> bool:
         with self.tx() as c:
             res = c.execute(delete(t.webhook_endpoints).where(t.webhook_endpoints.c.id == endpoint_id))
-        return res.rowcount > 0
+        return bool(res.rowcount > 0)
 
     def rotate_secret(self, endpoint_id: str, secret: str, overlap: float) -> WebhookEndpoint | None:
         """The new secret signs from now on; the old one too, for `overlap` seconds."""
@@ -255,14 +264,6 @@ class WebhookStore:
             d.event_type = types.get(d.id, "")
             d.history = history[d.id]
         return deliveries, more
-
-    def pending_deliveries(self) -> int:
-        from sqlalchemy import func
-
-        with self.read() as c:
-            return int(
-                c.execute(select(func.count()).where(t.deliveries.c.state == PENDING)).scalar_one()
-            )
 
 
 # -- mapping -------------------------------------------------------------------------------------

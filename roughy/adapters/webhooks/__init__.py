@@ -1,4 +1,3 @@
-from roughy.adapters.webhooks.dispatcher import WebhookDispatcher
 from roughy.adapters.webhooks.sender import WebhookSender
 
-__all__ = ["WebhookDispatcher", "WebhookSender"]
+__all__ = ["WebhookSender"]

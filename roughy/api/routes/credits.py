@@ -13,7 +13,5 @@ router = APIRouter(prefix="/v1/credits", tags=["credits"])
 
 @router.get("", response_model=s.CreditsOut)
 def get_credits(svc: ServicesDep, account: AccountDep) -> s.CreditsOut:
-    return s.CreditsOut(
-        balance=svc.store.balance(account.id),
-        entries=[ledger_out(e) for e in svc.store.ledger_entries(account.id)],
-    )
+    balance, entries = svc.app.accounts.credits(account.id)
+    return s.CreditsOut(balance=balance, entries=[ledger_out(e) for e in entries])

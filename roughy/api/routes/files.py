@@ -5,13 +5,13 @@ On Kubernetes the same URLs are S3 presigned URLs and these routes are not used.
 
 from __future__ import annotations
 
-import anyio
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
 
 from roughy.api.deps import ServicesDep
-from roughy.core.errors import InvalidState, NotFound, PayloadTooLarge
-from roughy.core.models import Format, PartName, PartState
+from roughy.core.errors import NotFound
+from roughy.core.models import Format, PartName
+from roughy.core.ports import ServedFiles
 
 router = APIRouter(tags=["files"])
 
@@ -19,19 +19,13 @@ router = APIRouter(tags=["files"])
 @router.put("/v1/uploads/assets/{asset_id}/{part}", status_code=200, include_in_schema=True)
 async def upload_part(asset_id: str, part: PartName, request: Request, svc: ServicesDep) -> Response:
     """Target of an asset's signed upload URL: the body is the file, streamed to disk."""
-    _served_here(svc)
+    files = _served_here(svc)
     q = request.query_params
-    svc.storage.verify("PUT", request.url.path, q.get("expires"), q.get("sig"))
-    asset = await anyio.to_thread.run_sync(svc.store.get_asset, asset_id)
-    if asset is None:
-        raise NotFound("no such asset")
-    if asset.part_state(part) is not PartState.AWAITING_UPLOAD:
-        raise InvalidState(f"the {part.value} part is not awaiting an upload")
-    limit = svc.settings.max_upload_bytes
+    files.verify("PUT", request.url.path, q.get("expires"), q.get("sig"))
     length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > limit:
-        raise PayloadTooLarge(f"upload is over the limit of {limit} bytes")
-    size = await svc.storage.write_stream(f"assets/{asset_id}/{part.value}", request.stream(), limit=limit)
+    size = await svc.app.assets.receive_part(
+        files, asset_id, part, request.stream(), int(length) if length and length.isdigit() else None
+    )
     return Response(status_code=200, headers={"X-Uploaded-Bytes": str(size)})
 
 
@@ -39,18 +33,19 @@ async def upload_part(asset_id: str, part: PartName, request: Request, svc: Serv
 @router.get("/v1/files/{key:path}")
 def download(key: str, request: Request, svc: ServicesDep) -> FileResponse:
     """Target of a render's signed download URL: the file, with byte ranges and a filename."""
-    _served_here(svc)
+    files = _served_here(svc)
     q = request.query_params
     filename = q.get("filename", "")
-    svc.storage.verify("GET", request.url.path, q.get("expires"), q.get("sig"), filename)
-    if not key.startswith("renders/") or not svc.storage.exists(key):
+    files.verify("GET", request.url.path, q.get("expires"), q.get("sig"), filename)
+    if not key.startswith("renders/") or not svc.app.storage.exists(key):
         raise NotFound("no such file (the render may have been deleted)")
     suffix = key.rsplit(".", 1)[-1]
     media_type = Format(suffix).mime_type if suffix in Format.__members__.values() else None
-    return FileResponse(svc.storage.path(key), media_type=media_type, filename=filename or None)
+    return FileResponse(files.path(key), media_type=media_type, filename=filename or None)
 
 
-def _served_here(svc: ServicesDep) -> None:
+def _served_here(svc: ServicesDep) -> ServedFiles:
     """Only local storage signs URLs that point back at the API; S3 URLs point at S3."""
-    if not hasattr(svc.storage, "verify"):
+    if svc.files is None:
         raise NotFound("files are served by object storage in this runtime")
+    return svc.files

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from roughy.api.deps import ServicesDep
+from roughy.core.models import RenderState
 
 router = APIRouter(tags=["health"])
 
@@ -19,7 +23,7 @@ def healthz() -> dict[str, str]:
 @router.get("/readyz")
 def readyz(svc: ServicesDep) -> Response:
     try:
-        svc.store.ping()
+        svc.app.ping()
     except Exception as exc:  # not ready: say why, without a traceback
         return Response(f'{{"status": "unavailable", "reason": "{type(exc).__name__}"}}', 503,
                         media_type="application/json")
@@ -33,22 +37,22 @@ def metrics(request: Request) -> Response:
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
-def store_registry(store) -> CollectorRegistry:  # type: ignore[no-untyped-def]
+def store_registry(counts: Callable[[], dict[str, int]]) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(store))  # type: ignore[no-untyped-call]
+    registry.register(StoreCollector(counts))
     return registry
 
 
-class StoreCollector:
+class StoreCollector(Collector):
     """Renders by state and queue depth, read from the store at scrape time."""
 
-    def __init__(self, store):  # type: ignore[no-untyped-def]
-        self.store = store
+    def __init__(self, counts: Callable[[], dict[str, int]]):
+        self.counts = counts
 
-    def collect(self):  # type: ignore[no-untyped-def]
-        counts = self.store.render_counts()
+    def collect(self) -> Iterator[Metric]:
+        counts = self.counts()
         by_state = GaugeMetricFamily("roughy_renders", "Renders by state", labels=["state"])
-        for state in ("pending", "running", "completed", "failed"):
-            by_state.add_metric([state], counts.get(state, 0))
+        for state in RenderState:
+            by_state.add_metric([state.value], counts.get(state.value, 0))
         yield by_state
         yield GaugeMetricFamily("roughy_queue_depth", "Renders waiting for a worker", value=counts.get("pending", 0))

@@ -11,11 +11,11 @@ import logging
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from prometheus_client import Counter
 
 from roughy.core.ids import now
+from roughy.core.ports import WebhookStore, WebhookTransport
 from roughy.core.webhooks import Delivery, Event, RetryPolicy, WebhookEndpoint
 
 log = logging.getLogger(__name__)
@@ -28,8 +28,8 @@ DISABLED = Counter("roughy_webhook_endpoints_disabled_total", "Endpoints disable
 class WebhookDispatcher:
     def __init__(
         self,
-        store: Any,
-        sender: Any,
+        store: WebhookStore,
+        sender: WebhookTransport,
         policy: RetryPolicy,
         *,
         workers: int = 8,

@@ -47,10 +47,12 @@ class Client:
                 raise ClientError(f"{resp.status_code}: {resp.text[:200]}") from None
         return resp.json() if resp.content else None
 
-    def wait(self, path: str, done: set[str], *, on_update: Any = None, timeout: float = 24 * 3600) -> Any:
+    def wait(
+        self, path: str, done: set[str], *, on_update: Any = None, timeout: float = 24 * 3600
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
-            obj = self.call("GET", path)
+            obj: dict[str, Any] = self.call("GET", path)
             if on_update:
                 on_update(obj)
             if obj["state"] in done:

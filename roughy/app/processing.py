@@ -1,119 +1,57 @@
-"""Asset and cut processing: probe, charge, extract audio, check or derive cut segments.
+"""Asset and cut processing: charge, probe, extract audio, check or derive cut segments.
 
-Written against the ports (store, storage) and the encoder's in-process tasks; called by the
-embedded scheduler's worker threads. Every step is idempotent, so recovery after a crash is
-simply "run it again".
+Written against the ports (store, storage, asset tasks) and the asset's state machine
+(`roughy.core.lifecycle`); run by the embedded scheduler's worker threads and by the operator.
+Every step is idempotent, so recovery after a crash is simply "run it again". Probing and
+extraction run outside any transaction; their results are applied to the row as it is then
+(`store.modify_asset`), so a part the client completed meanwhile is never undone.
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
-from typing import Any
 
 from roughy.core.errors import InsufficientCredit
+from roughy.core.events import asset_events, cut_events
+from roughy.core.keys import asset_prefix, audio_key, extracted_audio_key, part_key
+from roughy.core.lifecycle import Change, part_failed, part_processed, settle, wait_for_credit
 from roughy.core.models import (
     Asset,
     AssetKind,
     AssetState,
-    AudioInfo,
     Cut,
     CutMethod,
     CutState,
     ErrorInfo,
     PartName,
     PartState,
+    Segment,
 )
+from roughy.core.ports import AssetTasks, Storage, Store
 from roughy.core.segments import SegmentsOutOfRange, finalize, keep_between_silences
-from roughy.encoder import tasks
 from roughy.encoder.errors import EncoderError, InvalidMedia
-from roughy.encoder.probe import probe
-from roughy.encoder.upload import upload
+from roughy.encoder.probe import MediaInfo, probe
 
 log = logging.getLogger(__name__)
 
-
-def part_key(asset_id: str, part: PartName) -> str:
-    return f"assets/{asset_id}/{part.value}"
-
-
-def extracted_audio_key(asset_id: str) -> str:
-    return f"assets/{asset_id}/extracted-audio.mka"
-
-
-def audio_key(asset: Asset) -> str:
-    """Where the asset's audio lives: the client's audio part, or the track extracted from the video."""
-    if asset.audio_part is not None:
-        return part_key(asset.id, PartName.AUDIO)
-    return extracted_audio_key(asset.id)
-
-
-def overall_state(asset: Asset) -> AssetState:
-    """The asset's state from its parts: failed > uploading > processing > ready."""
-    parts = [p for p in (asset.video_part, asset.audio_part) if p is not None]
-    if any(p is PartState.FAILED for p in parts):
-        return AssetState.FAILED
-    if any(p is PartState.AWAITING_UPLOAD for p in parts):
-        return AssetState.UPLOADING
-    if any(p is PartState.UPLOADED for p in parts):
-        return AssetState.PROCESSING
-    return AssetState.READY
-
-
-Change = Callable[[Asset], None]
-
-
-def _settle(asset: Asset) -> None:
-    """The state that follows from the parts, once the asset is paid for."""
-    if asset.charged or asset.state is not AssetState.PAYMENT_REQUIRED:
-        asset.state = overall_state(asset)
-
-
-def _wait_for_credit(asset: Asset) -> None:
-    if not asset.charged and asset.state is not AssetState.FAILED:
-        asset.state = AssetState.PAYMENT_REQUIRED
-
-
-def _part_failed(part: PartName, error: ErrorInfo) -> Change:
-    def record(a: Asset) -> None:
-        a.error = error
-        if part is PartName.VIDEO:
-            a.video_part = PartState.FAILED
-        else:
-            a.audio_part = PartState.FAILED
-        a.state = AssetState.FAILED
-
-    return record
-
-
-class LocalTasks:
-    """Audio extraction and silence detection in this process (the embedded runtime); the
-    Kubernetes runtime runs them as Jobs (roughy.adapters.executor.kube_tasks.KubeTasks)."""
-
-    def extract_audio(self, src: str, target: str, **_context: Any) -> AudioInfo:
-        return _extract_audio(src, target)
-
-    def detect_silence(self, src: str, *, min_silence: float, threshold_db: float, **_context: Any):  # type: ignore[no-untyped-def]
-        return tasks.detect_silence(src, min_silence=min_silence, threshold_db=threshold_db)
+Prober = Callable[[str], MediaInfo]
 
 
 class AssetProcessor:
-    def __init__(self, store, storage, tasks_runner=None):  # type: ignore[no-untyped-def]
+    def __init__(self, store: Store, storage: Storage, tasks: AssetTasks, *, probe: Prober | None = None):
         self.store = store
         self.storage = storage
-        self.tasks = tasks_runner or LocalTasks()
+        self.tasks = tasks
+        self.probe = probe  # None: the encoder's PyAV probe, looked up when called
+
+    def _probe(self, src: str) -> MediaInfo:
+        return self.probe(src) if self.probe is not None else probe(src)
 
     def process_asset(self, asset_id: str) -> None:
-        """Charge the asset once, then process each uploaded part and record what was found.
-
-        Probing and extraction run outside any transaction; their results are applied to the
-        row as it is then (`store.modify_asset`), so a part the client completed meanwhile is
-        never undone.
-        """
+        """Charge the asset once, then process each uploaded part and record what was found."""
         asset = self.store.get_asset(asset_id)
         if asset is None or asset.state is AssetState.FAILED:
             return
@@ -121,7 +59,7 @@ class AssetProcessor:
             try:
                 self.store.charge_asset(asset.account_id, asset.id)
             except InsufficientCredit:
-                self._apply(asset_id, _wait_for_credit)
+                self._apply(asset_id, wait_for_credit)
                 return
         for part in asset.parts:
             if asset.part_state(part) is PartState.UPLOADED:
@@ -129,12 +67,12 @@ class AssetProcessor:
                 if updated is None:
                     return
                 asset = updated
-        self._apply(asset_id, _settle)  # e.g. payment_required -> processing/ready once paid
+        self._apply(asset_id, settle)  # e.g. payment_required -> processing/ready once paid
 
     def _apply(self, asset_id: str, change: Change) -> Asset | None:
-        updated = self.store.modify_asset(asset_id, change)
+        updated = self.store.modify_asset(asset_id, change, asset_events)
         if updated is None:  # deleted meanwhile: remove what this worker wrote for it
-            self.storage.delete_prefix(f"assets/{asset_id}/")
+            self.storage.delete_prefix(asset_prefix(asset_id))
         return updated
 
     def _examine(self, asset: Asset, part: PartName) -> Change:
@@ -145,11 +83,11 @@ class AssetProcessor:
             return self._examine_audio(asset)
         except EncoderError as exc:
             log.info("asset %s: %s part failed: %s", asset.id, part.value, exc.message)
-            return _part_failed(part, ErrorInfo(exc.code, exc.message))
+            return part_failed(part, ErrorInfo(exc.code, exc.message))
 
     def _examine_video(self, asset: Asset) -> Change:
         src = self.storage.source_url(part_key(asset.id, PartName.VIDEO))
-        info = probe(src)
+        info = self._probe(src)
         if info.video is None:
             raise InvalidMedia("the video part has no video stream")
         extracted = None
@@ -167,13 +105,11 @@ class AssetProcessor:
             a.duration = info.duration  # the video's timeline is the source's timeline
             if not a.client_audio:
                 a.audio = extracted
-            a.video_part = PartState.PROCESSED
-            _settle(a)
 
-        return record
+        return part_processed(PartName.VIDEO, record)
 
     def _examine_audio(self, asset: Asset) -> Change:
-        info = probe(self.storage.source_url(part_key(asset.id, PartName.AUDIO)))
+        info = self._probe(self.storage.source_url(part_key(asset.id, PartName.AUDIO)))
         if info.audio is None:
             raise InvalidMedia("the audio part has no audio stream")
 
@@ -182,10 +118,8 @@ class AssetProcessor:
             a.audio = info.audio
             if a.kind is AssetKind.AUDIO or a.duration is None:
                 a.duration = info.duration
-            a.audio_part = PartState.PROCESSED
-            _settle(a)
 
-        return record
+        return part_processed(PartName.AUDIO, record)
 
     # -- cuts -------------------------------------------------------------------------------
 
@@ -211,15 +145,15 @@ class AssetProcessor:
             self._fail_cut(cut, exc.code, exc.message)
             return
         cut.state = CutState.COMPLETED
-        self.store.save_cut(cut)
+        self.store.save_cut(cut, cut_events)
 
-    def _cut_segments(self, cut: Cut, asset: Asset):  # type: ignore[no-untyped-def]
+    def _cut_segments(self, cut: Cut, asset: Asset) -> list[Segment]:
         if cut.method is CutMethod.SEGMENTS:
             return cut.segments
         if asset.audio is None:
             raise SegmentsOutOfRange("the asset has no audio track to find silences in")
         cut.state = CutState.PROCESSING
-        self.store.save_cut(cut)
+        self.store.save_cut(cut, cut_events)
         params = cut.silence or {}
         silences = self.tasks.detect_silence(
             self.storage.source_url(audio_key(asset)),
@@ -246,23 +180,11 @@ class AssetProcessor:
     def _fail_cut(self, cut: Cut, code: str, message: str) -> None:
         cut.state = CutState.FAILED
         cut.error = ErrorInfo(code, message)
-        self.store.save_cut(cut)
+        self.store.save_cut(cut, cut_events)
 
 
 def _fps(asset: Asset) -> float | None:
     return asset.video.fps if asset.video else None
-
-
-def _extract_audio(src: str, target: str) -> AudioInfo:
-    """Extract the audio track to `target`: a local path, or a presigned upload URL (object
-    storage), in which case it is extracted to a temp file first and PUT there."""
-    if not target.lower().startswith(("http://", "https://")):
-        return tasks.extract_audio(src, target)
-    with tempfile.TemporaryDirectory(prefix="roughy-audio-") as scratch:
-        local = str(Path(scratch) / "audio.mka")
-        extracted = tasks.extract_audio(src, local)
-        upload(local, target, "audio/x-matroska")
-    return extracted
 
 
 class AssetWork:

@@ -1,0 +1,120 @@
+"""Assets and their parts (SPEC 3): create with upload targets, receive and complete parts,
+read, list, delete. Processing a completed part is `roughy.app.processing`.
+
+The upload size limit is checked where every runtime passes: when the client completes the
+part (on Kubernetes the bytes go straight to S3 through a presigned PUT, which cannot enforce
+a limit); the embedded upload route also stops a stream as soon as it passes the limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import anyio
+
+from roughy.core.errors import InvalidState, NotFound, PayloadTooLarge, ValidationFailed
+from roughy.core.events import asset_events
+from roughy.core.ids import new_id, now
+from roughy.core.keys import asset_prefix, part_key
+from roughy.core.lifecycle import part_uploaded
+from roughy.core.models import Asset, AssetKind, AssetState, PartName, PartState
+from roughy.core.ports import ServedFiles, Storage, Store
+
+
+class AssetService:
+    def __init__(
+        self,
+        store: Store,
+        storage: Storage,
+        *,
+        stop_renders: Callable[[list[str]], None],
+        max_upload_bytes: int = 5 * 2**30,
+        upload_ttl: int = 3600,
+        wake: Callable[[], None] = lambda: None,
+    ):
+        self.store = store
+        self.storage = storage
+        self.stop_renders = stop_renders
+        self.max_upload_bytes = max_upload_bytes
+        self.upload_ttl = upload_ttl
+        self.wake = wake
+
+    def create(self, account_id: str, kind: AssetKind, filename: str, client_audio: bool) -> Asset:
+        if client_audio and kind is AssetKind.AUDIO:
+            raise ValidationFailed("client_audio applies to video assets only", param="client_audio")
+        video = kind is AssetKind.VIDEO
+        asset = Asset(
+            id=new_id("ast"),
+            account_id=account_id,
+            kind=kind,
+            filename=filename,
+            client_audio=client_audio,
+            state=AssetState.UPLOADING,
+            video_part=PartState.AWAITING_UPLOAD if video else None,
+            audio_part=PartState.AWAITING_UPLOAD if (not video or client_audio) else None,
+            created_at=now(),
+        )
+        self.store.insert_asset(asset)
+        return asset
+
+    def get(self, account_id: str, asset_id: str) -> Asset:
+        asset = self.store.get_asset(asset_id, account_id)
+        if asset is None:
+            raise NotFound(f"no such asset: {asset_id}")
+        return asset
+
+    def page(self, account_id: str, limit: int, starting_after: str | None) -> tuple[list[Asset], bool]:
+        return self.store.list_assets(account_id, limit, starting_after)
+
+    def upload_targets(self, asset: Asset) -> dict[str, dict[str, object]]:
+        """A fresh signed upload target for each part still awaiting its upload."""
+        return {
+            part.value: self.storage.upload_target(part_key(asset.id, part), self.upload_ttl)
+            for part in asset.parts
+            if asset.part_state(part) is PartState.AWAITING_UPLOAD
+        }
+
+    async def receive_part(
+        self, files: ServedFiles, asset_id: str, part: PartName, chunks: AsyncIterator[bytes], length: int | None
+    ) -> int:
+        """An upload served by the API itself (local storage): streamed to its key, atomically;
+        refused past the limit with nothing kept. Returns the bytes written."""
+        asset = await anyio.to_thread.run_sync(self.store.get_asset, asset_id)
+        if asset is None:
+            raise NotFound("no such asset")
+        if asset.part_state(part) is not PartState.AWAITING_UPLOAD:
+            raise InvalidState(f"the {part.value} part is not awaiting an upload")
+        if length is not None and length > self.max_upload_bytes:
+            raise PayloadTooLarge(f"upload is over the limit of {self.max_upload_bytes} bytes")
+        return await files.write_stream(part_key(asset_id, part), chunks, limit=self.max_upload_bytes)
+
+    def complete_part(self, account_id: str, asset_id: str, part: PartName) -> Asset:
+        """The client finished uploading a part: processing starts (and the credit is charged)."""
+        asset = self.get(account_id, asset_id)
+        current = asset.part_state(part)
+        if current is None:
+            raise NotFound(f"this asset has no {part.value} part", param="part")
+        if current is not PartState.AWAITING_UPLOAD:
+            return asset  # completing twice is harmless
+        self._check_uploaded(asset.id, part)
+        updated = self.store.modify_asset(asset.id, part_uploaded(part), asset_events)
+        if updated is None:
+            raise NotFound(f"no such asset: {asset_id}")
+        self.wake()
+        return updated
+
+    def _check_uploaded(self, asset_id: str, part: PartName) -> None:
+        key = part_key(asset_id, part)
+        if not self.storage.exists(key):
+            raise InvalidState(f"nothing was uploaded for the {part.value} part; PUT it to its upload URL first")
+        if self.storage.size(key) > self.max_upload_bytes:
+            self.storage.delete_prefix(key)
+            raise PayloadTooLarge(
+                f"the {part.value} part is over the limit of {self.max_upload_bytes} bytes; it was deleted"
+            )
+
+    def delete(self, account_id: str, asset_id: str) -> None:
+        """Removes the asset, its cuts, its renders (stopping running encodes) and all their media."""
+        asset = self.get(account_id, asset_id)
+        self.stop_renders(self.store.delete_asset(asset.id))
+        self.storage.delete_prefix(asset_prefix(asset.id))

@@ -1,0 +1,93 @@
+"""The render loop of both runtimes: claim pending renders and hand them to the executor.
+
+The database is the queue. On every wake-up (the API wrote work) or poll, the scheduler
+processes assets and cuts (when this process does), then claims pending renders (pending ->
+running, atomically: `FOR UPDATE SKIP LOCKED` on PostgreSQL, so API replicas never claim the
+same one) while the executor has room, and starts each. Nothing is held only in memory:
+
+- a claim the executor cannot take now goes back to pending and waits for a later tick; one it
+  refuses for good fails the render;
+- every `lost_after` seconds, renders claimed longer ago that the executor is not executing
+  go back to pending (a process died between its claim and the hand-over, or while it ran the
+  encode here): `RenderService.requeue_lost`. The embedded runtime owns its data directory, so
+  at start-up and shutdown every running render is lost: no cutoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+from roughy.app.processing import AssetWork
+from roughy.app.renders import RenderService
+from roughy.app.signal import Signal, Ticker
+from roughy.core.errors import ExecutorUnavailable
+from roughy.core.ids import now
+from roughy.core.models import RenderState
+from roughy.core.ports import Executor, Store
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: Store,
+        renders: RenderService,
+        executor: Executor,
+        *,
+        assets: AssetWork | None = None,
+        signal: Signal | None = None,
+        poll_interval: float = 0.5,
+        lost_after: float = 30.0,
+    ):
+        self.store = store
+        self.renders = renders
+        self.executor = executor
+        self.assets = assets
+        self.lost_after = lost_after
+        self.ticker = Ticker("scheduler", self.tick, interval=poll_interval, signal=signal)
+        self._last_sweep = time.monotonic()
+
+    @property
+    def poll_interval(self) -> float:
+        return self.ticker.interval
+
+    @poll_interval.setter
+    def poll_interval(self, value: float) -> None:
+        self.ticker.interval = value
+
+    def start(self) -> None:
+        self.ticker.start()
+
+    def stop(self) -> None:
+        self.ticker.stop()
+
+    def wake(self) -> None:
+        self.ticker.signal.wake()
+
+    def tick(self) -> None:
+        if self.assets is not None:
+            self.assets.tick()
+        if time.monotonic() - self._last_sweep >= self.lost_after:
+            self._last_sweep = time.monotonic()
+            self.sweep(self.lost_after)
+        free = self.executor.capacity - self.store.count_renders(RenderState.RUNNING)
+        while free > 0 and not self.ticker.stopping:
+            render = self.store.claim_next_render()
+            if render is None:
+                return
+            if not self.renders.start(render):
+                return  # the executor is unavailable: try again on a later tick
+            free -= 1
+
+    def sweep(self, older_than: float) -> list[str]:
+        """Put back in the queue the renders claimed more than `older_than` seconds ago that
+        are not executing; one look at what executes, then a release only of what is missing."""
+        try:
+            executing = self.executor.executing()
+        except ExecutorUnavailable as exc:
+            log.warning("cannot see what executes to find lost claims (%s); trying later", exc.message)
+            return []
+        return self.renders.requeue_lost(executing, now() - timedelta(seconds=older_than))
