@@ -1,0 +1,110 @@
+"""Assets, their parts and processing, through AssetService and AssetProcessor on the fakes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from roughy.core.errors import InvalidState, NotFound, PayloadTooLarge, ValidationFailed
+from roughy.core.models import AssetKind, AssetState, Format, LedgerType, OutputSpec, PartName, PartState
+from tests.app.conftest import World, make_world
+
+
+def charges(world: World) -> list[str | None]:
+    _, entries = world.app.accounts.credits(world.account_id)
+    return [e.asset_id for e in entries if e.type is LedgerType.CHARGE]
+
+
+def test_a_part_completed_before_its_upload_is_invalid_state(world: World) -> None:
+    asset = world.app.assets.create(world.account_id, AssetKind.VIDEO, "a.mp4", client_audio=False)
+    with pytest.raises(InvalidState):
+        world.app.assets.complete_part(world.account_id, asset.id, PartName.VIDEO)
+    with pytest.raises(NotFound):
+        world.app.assets.complete_part(world.account_id, asset.id, PartName.AUDIO)  # it has no audio part
+
+
+def test_completing_twice_is_harmless_and_processing_charges_once(world: World) -> None:
+    asset = world.ready_asset()
+    assert asset.state is AssetState.READY and asset.cuttable
+    again = world.app.assets.complete_part(world.account_id, asset.id, PartName.VIDEO)
+    assert again.state is AssetState.READY
+    world.processor.process_asset(asset.id)
+    assert charges(world) == [asset.id], "one credit per asset"
+    assert world.app.accounts.credits(world.account_id)[0] == 9
+    assert world.event_types() == ["asset.ready"]
+
+
+def test_an_upload_over_the_limit_is_refused_at_complete_on_every_runtime(tmp_path: Path) -> None:
+    """The embedded upload route stops a stream at the limit, but an S3 presigned PUT cannot:
+    the size is checked where both runtimes pass, and the part is removed."""
+    world = make_world(tmp_path, max_upload_bytes=10)
+    asset = world.app.assets.create(world.account_id, AssetKind.VIDEO, "a.mp4", client_audio=False)
+    world.storage.put(f"assets/{asset.id}/video", b"x" * 11)
+    with pytest.raises(PayloadTooLarge):
+        world.app.assets.complete_part(world.account_id, asset.id, PartName.VIDEO)
+    assert world.storage.keys(f"assets/{asset.id}/") == []
+    assert world.app.assets.get(world.account_id, asset.id).video_part is PartState.AWAITING_UPLOAD
+    world.storage.put(f"assets/{asset.id}/video", b"x" * 10)
+    assert world.app.assets.complete_part(world.account_id, asset.id, PartName.VIDEO).state is AssetState.PROCESSING
+
+
+def test_without_credit_an_asset_waits_and_resumes_after_a_grant(tmp_path: Path) -> None:
+    world = make_world(tmp_path, credits=0)
+    waiting = world.ready_asset()
+    assert waiting.state is AssetState.PAYMENT_REQUIRED and not waiting.cuttable
+    assert charges(world) == [] and world.event_types() == []
+    world.app.accounts.grant(world.account_id, 1, "top up")
+    world.processor.process_asset(waiting.id)
+    assert world.app.assets.get(world.account_id, waiting.id).state is AssetState.READY
+    assert charges(world) == [waiting.id] and world.event_types() == ["asset.ready"]
+
+
+def test_a_part_that_is_not_media_fails_the_asset_with_invalid_media(world: World) -> None:
+    failed = world.ready_asset(b"junk")
+    assert failed.state is AssetState.FAILED and failed.error and failed.error.code == "invalid_media"
+    assert failed.video_part is PartState.FAILED
+    assert world.event_types() == ["asset.failed"]
+
+
+def test_a_video_without_audio_is_ready_but_has_no_audio_to_render(world: World) -> None:
+    silent = world.ready_asset(b"video")
+    assert silent.state is AssetState.READY and silent.audio is None and world.tasks.extracted == []
+    with pytest.raises(ValidationFailed):
+        world.app.renders.create(world.account_id, silent.id, None, OutputSpec(Format.MP3))
+
+
+def test_client_audio_asset_is_cuttable_once_its_audio_part_is_in(world: World) -> None:
+    asset = world.app.assets.create(world.account_id, AssetKind.VIDEO, "phone.mp4", client_audio=True)
+    world.storage.put(f"assets/{asset.id}/audio", b"audio")
+    world.app.assets.complete_part(world.account_id, asset.id, PartName.AUDIO)
+    world.processor.process_asset(asset.id)
+    partial = world.app.assets.get(world.account_id, asset.id)
+    assert partial.state is AssetState.UPLOADING and partial.cuttable, "the video part is still awaited"
+    world.storage.put(f"assets/{asset.id}/video", b"video")
+    world.app.assets.complete_part(world.account_id, asset.id, PartName.VIDEO)
+    world.processor.process_asset(asset.id)
+    assert world.app.assets.get(world.account_id, asset.id).state is AssetState.READY
+    assert world.event_types() == ["asset.ready"]
+
+
+def test_deleting_an_asset_stops_its_renders_and_removes_its_media(world: World) -> None:
+    asset = world.ready_asset()
+    render = world.render(asset, OutputSpec(Format.MP3))
+    world.scheduler.tick()
+    world.app.assets.delete(world.account_id, asset.id)
+    assert world.executor.cancelled == [render.id]
+    assert world.storage.keys(f"assets/{asset.id}/") == [] and world.store.get_render(render.id) is None
+    with pytest.raises(NotFound):
+        world.app.assets.get(world.account_id, asset.id)
+
+
+def test_processing_an_asset_deleted_meanwhile_leaves_nothing(world: World) -> None:
+    asset = world.app.assets.create(world.account_id, AssetKind.VIDEO, "a.mp4", client_audio=False)
+    world.storage.put(f"assets/{asset.id}/video", b"video+audio")
+    world.app.assets.complete_part(world.account_id, asset.id, PartName.VIDEO)
+    world.tasks.while_extracting = lambda: world.app.assets.delete(world.account_id, asset.id)
+    world.processor.process_asset(asset.id)  # its audio is written after the delete removed the rest
+    assert world.tasks.extracted == [asset.id]
+    assert world.storage.keys(f"assets/{asset.id}/") == [], "the worker removes what it wrote for a deleted asset"
+    assert world.store.get_asset(asset.id) is None, "and does not resurrect it"
