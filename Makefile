@@ -27,7 +27,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check roughy tests bench
 	$(BIN)/lint-imports
-	$(BIN)/mypy roughy/core roughy/encoder
+	$(BIN)/mypy roughy
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
