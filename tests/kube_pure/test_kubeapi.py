@@ -1,16 +1,21 @@
-"""What a Kubernetes API failure means, decided once (roughy.adapters.kubeapi). Pure: the
-client's exceptions are built by hand, no server."""
+"""What a Kubernetes API failure means, decided once (roughy.adapters.kubeapi), and how the
+executor and the operator read it. Pure: the client's exceptions are built by hand, no server."""
 
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
+import kopf
 import pytest
 import urllib3
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from roughy.adapters.executor.kube import ExecutorFailed, ExecutorUnavailable
+from roughy.adapters.executor.kube import translate as executor_error
 from roughy.adapters.kubeapi import (
     KubeApi,
     KubeConflict,
@@ -20,6 +25,9 @@ from roughy.adapters.kubeapi import (
     KubeTemporaryError,
     translate,
 )
+from roughy.operator.controller import _retry_later, _temporary_on_api_errors
+
+ROUGHY = Path(__file__).resolve().parents[2] / "roughy"
 
 
 class Answer:
@@ -178,3 +186,39 @@ def test_a_log_that_breaks_while_streaming_is_translated_and_its_connection_rele
     with pytest.raises(KubeTemporaryError):
         api.read_pod_log("ns", "pod", container="encoder", tail_lines=5)
     assert response.released
+
+
+def test_only_the_adapter_calls_the_kubernetes_client() -> None:
+    """One timeout, one error translation: no other module passes `_request_timeout`, catches
+    the client's ApiException or urllib3's errors, or builds the client's API classes."""
+    pattern = re.compile(r"\b_request_timeout|ApiException|urllib3|CustomObjectsApi|BatchV1Api|CoreV1Api|AppsV1Api")
+    offenders = [
+        str(path.relative_to(ROUGHY))
+        for path in ROUGHY.rglob("*.py")
+        if path.name != "kubeapi.py" and pattern.search(path.read_text())
+    ]
+    assert offenders == []
+
+
+# --- how the executor and the operator read it ------------------------------------------------------
+
+
+def test_the_executor_answers_503_for_temporary_and_500_for_permanent_errors() -> None:
+    busy = executor_error(KubeTemporaryError("slow down", status=429, reason="TooManyRequests", retry_after=5))
+    assert isinstance(busy, ExecutorUnavailable) and busy.status == 503 and busy.headers == {"Retry-After": "5"}
+    gone = executor_error(KubeTemporaryError("the Kubernetes API is unreachable: refused"))
+    assert isinstance(gone, ExecutorUnavailable) and "unreachable" in str(gone)
+    rbac = executor_error(KubePermanentError("cannot create", status=403, reason="Forbidden"))
+    assert isinstance(rbac, ExecutorFailed) and "RBAC" in str(rbac)
+    no_crd = executor_error(KubeNotFound("the server could not find the requested resource", status=404))
+    assert isinstance(no_crd, ExecutorFailed) and "CRD" in str(no_crd)
+
+
+def test_the_operator_retries_temporary_errors_through_kopf_and_lets_permanent_ones_through() -> None:
+    with pytest.raises(kopf.TemporaryError) as caught, _temporary_on_api_errors():
+        raise KubeTemporaryError("etcdserver: request timed out", status=500, reason="InternalError")
+    assert caught.value.delay == 2 and isinstance(caught.value.__cause__, KubeTemporaryError)
+    with pytest.raises(KubePermanentError), _temporary_on_api_errors():
+        raise KubePermanentError("forbidden", status=403, reason="Forbidden")
+    asked = _retry_later(KubeTemporaryError("busy", status=429, retry_after=30), "the Job cannot be created yet")
+    assert asked.delay == 30 and str(asked).startswith("the Job cannot be created yet: 429")

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
+from roughy.adapters.kubeapi import KubeApi
 from roughy.kube.jobs import JobSettings
 from roughy.operator.controller import OUTPUT_UPLOAD_BUDGET, Controller, ControllerConfig
 
@@ -38,7 +39,7 @@ class FakeStorage:
 
 def controller(storage: FakeStorage) -> Controller:
     config = ControllerConfig(namespace="roughy", jobs=JobSettings(image="encoder:test"))
-    return Controller(store=None, storage=storage, api=k8s.ApiClient(), config=config)
+    return Controller(store=None, storage=storage, api=KubeApi(k8s.ApiClient()), config=config)
 
 
 def test_short_urls_keep_the_first_plan() -> None:
