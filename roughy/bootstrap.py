@@ -186,9 +186,11 @@ def _kube_executor(settings: Settings, api: Any) -> Any:
     from roughy.adapters.kubeapi import KubeApi
 
     if api is not None:
-        kube = KubeApi(api)
+        kube = KubeApi(api, timeout=settings.kube_request_timeout)
         return KubeExecutor(kube, namespace=settings.namespace or "default", retention=settings.render_retention)
-    return KubeExecutor.from_environment(namespace=settings.namespace, retention=settings.render_retention)
+    return KubeExecutor.from_environment(
+        namespace=settings.namespace, timeout=settings.kube_request_timeout, retention=settings.render_retention
+    )
 
 
 def _database_url(settings: Settings) -> str:

@@ -222,3 +222,14 @@ def test_the_operator_retries_temporary_errors_through_kopf_and_lets_permanent_o
         raise KubePermanentError("forbidden", status=403, reason="Forbidden")
     asked = _retry_later(KubeTemporaryError("busy", status=429, retry_after=30), "the Job cannot be created yet")
     assert asked.delay == 30 and str(asked).startswith("the Job cannot be created yet: 429")
+
+
+def test_the_one_timeout_comes_from_roughy_kube_request_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    from roughy.bootstrap import _kube_executor
+    from roughy.settings import Settings
+
+    monkeypatch.delenv("ROUGHY_KUBE_REQUEST_TIMEOUT", raising=False)
+    assert Settings().kube_request_timeout == 30.0
+    monkeypatch.setenv("ROUGHY_KUBE_REQUEST_TIMEOUT", "4.5")
+    executor = _kube_executor(Settings(), k8s.ApiClient())
+    assert isinstance(executor.api, KubeApi) and executor.api.timeout == 4.5
