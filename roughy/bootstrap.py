@@ -210,11 +210,17 @@ def job_settings(settings: Settings) -> JobSettings:
 
 
 def _kube_executor(settings: Settings, api: ApiClient | None) -> KubeExecutor:
+    """The executor, on `api` (a kubernetes ApiClient, from tests) or the environment's client;
+    its KubeApi (`executor.api`) is shared with the operator's controller and tasks."""
     from roughy.adapters.executor.kube import KubeExecutor
+    from roughy.adapters.kubeapi import KubeApi
 
     if api is not None:
-        return KubeExecutor(api, namespace=settings.namespace or "default", retention=settings.render_retention)
-    return KubeExecutor.from_environment(namespace=settings.namespace, retention=settings.render_retention)
+        kube = KubeApi(api, timeout=settings.kube_request_timeout)
+        return KubeExecutor(kube, namespace=settings.namespace or "default", retention=settings.render_retention)
+    return KubeExecutor.from_environment(
+        namespace=settings.namespace, timeout=settings.kube_request_timeout, retention=settings.render_retention
+    )
 
 
 def _database_url(settings: Settings) -> str:

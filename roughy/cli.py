@@ -109,7 +109,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
     from roughy.adapters.executor.kube import KubeExecutor
 
     settings = Settings()
-    executor = KubeExecutor.from_environment(namespace=settings.namespace)
+    executor = KubeExecutor.from_environment(namespace=settings.namespace, timeout=settings.kube_request_timeout)
     started = time.monotonic()
     if args.stop_api and not executor.stop_deployment(args.stop_api, wait=min(120.0, args.wait / 4)):
         return _fail(

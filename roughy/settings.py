@@ -100,6 +100,12 @@ class Settings(BaseSettings):
         description="Kubernetes namespace of Render resources and Jobs; default: the pod's own, else the "
         "kubeconfig context's.",
     )
+    kube_request_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds each Kubernetes API request may take (connect and answer) before it counts as a "
+        "temporary failure, for the API, the operator and `roughy drain` alike.",
+    )
     render_retention: float = Field(
         3600.0, ge=0, description="Seconds a finished Render resource is kept (the database keeps the render)."
     )

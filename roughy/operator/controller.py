@@ -23,9 +23,11 @@ outputs: kept for a completed render, deleted otherwise (cancelled, failed, unkn
 deleted by `roughy drain` puts its unfinished render back in the queue; one deleted by hand
 (`kubectl delete render`) fails its render, so that it is not submitted again.
 
-Kubernetes API errors: 429, 5xx and network errors are temporary (`kopf.TemporaryError`,
-retried with a delay); others (403, a Job the API rejects) are permanent for this attempt and
-fail the render with `internal_error` when the Job cannot be created at all.
+Kubernetes API calls go through `roughy.adapters.kubeapi.KubeApi`. Its `KubeTemporaryError`
+(network errors, timeouts, 401, 408, 429, 5xx, an exceeded quota) becomes `kopf.TemporaryError`,
+retried with a delay, in one place (`_retry_later`); its `KubePermanentError` (403, a Job the API
+rejects) is permanent for this attempt and fails the render with `internal_error` when the Job
+cannot be created at all.
 """
 
 from __future__ import annotations
@@ -37,29 +39,31 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kopf
-import urllib3
-from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from roughy.adapters.executor.kube import ANNOTATION_DELETION_REASON
-from roughy.adapters.executor.kube_tasks import job_pods, json_line, last_outcome, pod_log
+from roughy.adapters.executor.kube_tasks import job_pods, last_outcome, pod_log
+from roughy.adapters.kubeapi import KubeApi, KubeConflict, KubeError, KubePermanentError, KubeTemporaryError
 from roughy.app.renders import RenderService
 from roughy.core.models import Format, RenderResult, RenderState
 from roughy.core.ports import Outcome, PresignedStorage
+from roughy.encoder.protocol import Messages
 from roughy.kube import crd
 from roughy.kube.jobs import JobSettings, PresignedUrls, active_deadline_seconds, build_job, job_name
 from roughy.kube.reconcile import JobObservation, decide
 
+if TYPE_CHECKING:  # the client's models come through the adapter; only their types are named here
+    from kubernetes import client as k8s
+
 log = logging.getLogger(__name__)
 
-TEMPORARY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 LOG_TAIL_LINES = 20
 LOG_HEAD_BYTES = 512  # the encoder's first line names the encoder used
-REQUEST_TIMEOUT = 30  # seconds per Kubernetes API call: a hung connection must not hold a worker
+RETRY_DELAY = 2.0  # seconds before kopf calls again after a temporary API error
+JOB_RETRY_DELAY = 10.0  # ... when the Job cannot be created yet (a quota, an overloaded API)
 OUTPUT_UPLOAD_BUDGET = 96 * 1024  # bytes of ROUGHY_OUTPUT_UPLOAD (one env string: 128 KiB at most)
 MAX_PART_SIZE = 5 * 2**30  # S3's largest part
 URL_MARGIN = 3600  # presigned URLs outlive the Job's deadline by this much
@@ -78,7 +82,7 @@ class Controller:
         self,
         renders: RenderService,
         storage: PresignedStorage,
-        api: k8s.ApiClient,
+        api: KubeApi,
         config: ControllerConfig,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -87,9 +91,7 @@ class Controller:
         self.store = renders.store
         self.storage = storage
         self.config = config
-        self.batch = k8s.BatchV1Api(api)
-        self.core = k8s.CoreV1Api(api)
-        self.objects = k8s.CustomObjectsApi(api)
+        self.api = api
         self.clock = clock
         self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 
@@ -133,10 +135,10 @@ class Controller:
         found = self._read_job(namespace, job)
         if found is None:
             return JobObservation(exists=False)
-        job_status = found.status or k8s.V1JobStatus()
-        conditions = {c.type: c for c in job_status.conditions or [] if c.status == "True"}
+        job_status = found.status
+        conditions = {c.type: c for c in getattr(job_status, "conditions", None) or [] if c.status == "True"}
         failed = conditions.get("Failed")
-        pods = job_pods(self.core, namespace, found)
+        pods = job_pods(self.api, namespace, found)
         outcome, exit_code, _ = last_outcome(pods)
         progress, encoder = None, outcome.get("encoder")
         running = [p for p in pods if p.status and p.status.phase == "Running"]
@@ -147,9 +149,9 @@ class Controller:
         result = outcome.get("result")
         return JobObservation(
             exists=True,
-            active=job_status.active or 0,
-            succeeded=job_status.succeeded or 0,
-            failed=job_status.failed or 0,
+            active=getattr(job_status, "active", None) or 0,
+            succeeded=getattr(job_status, "succeeded", None) or 0,
+            failed=getattr(job_status, "failed", None) or 0,
             complete="Complete" in conditions,
             failed_reason=(failed.reason or "Failed") if failed is not None else None,
             exit_code=exit_code,
@@ -164,27 +166,15 @@ class Controller:
         self, namespace: str, pod: str, status: dict[str, Any], video: bool
     ) -> tuple[float | None, str | None]:
         try:
-            tail = pod_log(self.core, namespace, pod, tail_lines=LOG_TAIL_LINES)
+            tail = pod_log(self.api, namespace, pod, tail_lines=LOG_TAIL_LINES)
             head = ""
             if video and not status.get("encoder"):  # the log's first line names the encoder used
-                head = pod_log(self.core, namespace, pod, limit_bytes=LOG_HEAD_BYTES)
-        except ApiException as exc:
+                head = pod_log(self.api, namespace, pod, limit_bytes=LOG_HEAD_BYTES)
+        except KubePermanentError as exc:
             if exc.status in (400, 404):  # not started yet, or gone: no progress to read
                 return None, None
             raise
-        progress = None
-        for line in reversed(tail.splitlines()):
-            value = json_line(line).get("progress")
-            if isinstance(value, int | float):
-                progress = float(value)
-                break
-        encoder = None
-        for line in head.splitlines():
-            value = json_line(line).get("encoder")
-            if isinstance(value, str):
-                encoder = value
-                break
-        return progress, encoder
+        return Messages.read(tail.splitlines()).progress, Messages.read(head.splitlines()).encoder
 
     def _create_job(self, render: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
         """Create the encoder Job; the status fields to add (jobName, or a failure)."""
@@ -205,17 +195,17 @@ class Controller:
             log.error("Render %s: no Job can be built for it: %s", meta["name"], exc)
             return self._fail_now(spec.get("renderId", ""), status, f"the render's Job could not be built: {exc}")
         try:
-            self.batch.create_namespaced_job(meta["namespace"], job, _request_timeout=REQUEST_TIMEOUT)
+            self.api.create_job(meta["namespace"], job)
             log.info("Render %s: created Job %s", meta["name"], job["metadata"]["name"])
-        except ApiException as exc:
+        except KubeError as exc:
             if not single:  # this Job's upload will not be used: do not leave it open
                 self.storage.abort_multipart(spec["outputKey"], str(target["upload_id"]))
-            if exc.status == 409:
+            if isinstance(exc, KubeConflict):
                 pass  # created by an earlier attempt: it is running
-            elif exc.status in TEMPORARY_STATUSES or (exc.status == 403 and "exceeded quota" in str(exc.body)):
-                raise kopf.TemporaryError(f"the Job cannot be created yet: {exc.reason}", delay=10) from exc
+            elif isinstance(exc, KubeTemporaryError):
+                raise _retry_later(exc, "the Job cannot be created yet", delay=JOB_RETRY_DELAY) from exc
             else:
-                log.error("Render %s: the API refused its Job: %s %s", meta["name"], exc.status, exc.reason)
+                log.error("Render %s: the API refused its Job: %s", meta["name"], exc)
                 return self._fail_now(spec.get("renderId", ""), status, f"the encode Job was refused ({exc.reason})")
         return {"jobName": job["metadata"]["name"]}
 
@@ -277,14 +267,7 @@ class Controller:
             job = self._read_job(namespace, job_name(name))
             if job is not None:
                 if job.metadata.deletion_timestamp is None:
-                    options = k8s.V1DeleteOptions(propagation_policy="Foreground")
-                    try:
-                        self.batch.delete_namespaced_job(
-                            job_name(name), namespace, body=options, _request_timeout=REQUEST_TIMEOUT
-                        )
-                    except ApiException as exc:
-                        if exc.status != 404:
-                            raise
+                    self.api.delete_job(namespace, job_name(name), propagation="Foreground")  # False: gone
                     log.info("Render %s deleted: stopping Job %s", name, job_name(name))
                 raise kopf.TemporaryError(f"waiting for Job {job_name(name)} to be gone", delay=1)
         spec = body.get("spec") or {}
@@ -299,40 +282,21 @@ class Controller:
     # --- API calls ---------------------------------------------------------------------------
 
     def _get_render(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            found = self.objects.get_namespaced_custom_object(
-                crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name, _request_timeout=REQUEST_TIMEOUT
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return dict(found)
+        return self.api.get_render(namespace, name)
 
     def _read_job(self, namespace: str, name: str) -> k8s.V1Job | None:
-        try:
-            return self.batch.read_namespaced_job(name, namespace, _request_timeout=REQUEST_TIMEOUT)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self.api.read_job(namespace, name)
 
     def _patch_status(self, namespace: str, name: str, new: dict[str, Any], old: dict[str, Any]) -> None:
         patch: dict[str, Any] = {key: value for key, value in new.items() if old.get(key) != value}
         patch |= {key: None for key in old if key not in new}
-        self.objects.patch_namespaced_custom_object_status(
-            crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name, {"status": patch}, _request_timeout=REQUEST_TIMEOUT
-        )
+        self.api.patch_render_status(namespace, name, patch)
 
     def _delete_render(self, namespace: str, name: str, uid: str | None) -> None:
-        options = k8s.V1DeleteOptions(propagation_policy="Foreground", preconditions=k8s.V1Preconditions(uid=uid))
         try:
-            self.objects.delete_namespaced_custom_object(
-                crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name, body=options, _request_timeout=REQUEST_TIMEOUT
-            )
-        except ApiException as exc:
-            if exc.status not in (404, 409):
-                raise
+            self.api.delete_render(namespace, name, uid=uid, propagation="Foreground")  # False: gone already
+        except KubeConflict:
+            pass  # another object of that name now: not the one whose render is gone
 
     def _announce(self, render: dict[str, Any], old: dict[str, Any], new: dict[str, Any]) -> None:
         """A Kubernetes Event per state change (what `kubectl describe render` shows)."""
@@ -352,17 +316,21 @@ class Controller:
 
 
 class _temporary_on_api_errors:  # noqa: N801 - used as a context manager, like contextlib's
-    """Kubernetes client errors that will pass (429, 5xx, the network) become
-    kopf.TemporaryError, which kopf retries after a delay."""
+    """Kubernetes API errors that will pass (KubeTemporaryError) become kopf.TemporaryError,
+    which kopf retries after a delay. Permanent ones leave as they are."""
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        if isinstance(exc, ApiException) and (exc.status in TEMPORARY_STATUSES or not exc.status):
-            raise kopf.TemporaryError(f"the Kubernetes API answered {exc.status} {exc.reason}", delay=2) from exc
-        if isinstance(exc, urllib3.exceptions.HTTPError):
-            raise kopf.TemporaryError(f"the Kubernetes API is unreachable: {exc}", delay=2) from exc
+        if isinstance(exc, KubeTemporaryError):
+            raise _retry_later(exc, "the Kubernetes API is not available") from exc
+
+
+def _retry_later(exc: KubeTemporaryError, what: str, *, delay: float = RETRY_DELAY) -> kopf.TemporaryError:
+    """The one place a temporary Kubernetes error becomes kopf's: retried after `delay`, or
+    after the wait the API asked for when that is longer."""
+    return kopf.TemporaryError(f"{what}: {exc}", delay=max(delay, exc.retry_after or 0))
 
 
 def _post(render: dict[str, Any], type_: str, reason: str, message: str) -> None:

@@ -4,7 +4,7 @@
 (tests/kube/emulator.py: kmock's KubernetesEmulator plus label selectors, resourceVersion and
 conflicts, generation, the status subresource, finalizers and owner-reference GC), with the
 Render, Job, Pod and Event resources registered. `kube_api` is a `kubernetes.client.ApiClient`
-for it; `executor` is the real `KubeExecutor` on namespace `roughy`.
+for it; `executor` is the real `KubeExecutor` (on a `KubeApi` over that client) on namespace `roughy`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pytest
 from kubernetes import client as k8s
 
 from roughy.adapters.executor.kube import KubeExecutor
+from roughy.adapters.kubeapi import KubeApi
 from tests.kube.harness import EmulatorServer
 
 NAMESPACE = "roughy"
@@ -41,7 +42,7 @@ def kube_api(kube: EmulatorServer) -> Iterator[k8s.ApiClient]:
 @pytest.fixture
 def executor(kube_api: k8s.ApiClient) -> KubeExecutor:
     return KubeExecutor(
-        kube_api, namespace=NAMESPACE, retention=3600, replace_wait=2.0, cancel_wait=2.0, poll_interval=0.02
+        KubeApi(kube_api), namespace=NAMESPACE, retention=3600, replace_wait=2.0, cancel_wait=2.0, poll_interval=0.02
     )
 
 

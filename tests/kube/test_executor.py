@@ -20,6 +20,7 @@ from roughy.adapters.executor.kube import (
     ExecutorUnavailable,
     KubeExecutor,
 )
+from roughy.adapters.kubeapi import KubeApi, KubeTemporaryError
 from roughy.core.errors import RoughyError
 from roughy.core.models import Format, Resolution, Segment
 from roughy.core.plan import AudioPlan, EncodePlan, VideoPlan
@@ -155,7 +156,7 @@ def test_replacing_waits_for_the_old_resource_to_be_finalized(
 
 
 def test_replacing_a_resource_stuck_in_finalization_is_a_temporary_failure(kube_api: k8s.ApiClient) -> None:
-    executor = KubeExecutor(kube_api, namespace=NAMESPACE, replace_wait=0.2, poll_interval=0.02)
+    executor = KubeExecutor(KubeApi(kube_api), namespace=NAMESPACE, replace_wait=0.2, poll_interval=0.02)
     submit(executor, "rnd_old")
     patch(kube_api, {"metadata": {"finalizers": ["roughy.ai/cleanup"]}})
     with pytest.raises(ExecutorUnavailable) as caught:
@@ -208,7 +209,7 @@ def test_cancel_waits_for_the_finalizer_and_deletes_in_foreground(
 
 
 def test_cancel_reports_a_finalizer_that_has_not_finished(kube_api: k8s.ApiClient, kube: EmulatorServer) -> None:
-    executor = KubeExecutor(kube_api, namespace=NAMESPACE, cancel_wait=0.2, poll_interval=0.02)
+    executor = KubeExecutor(KubeApi(kube_api), namespace=NAMESPACE, cancel_wait=0.2, poll_interval=0.02)
     submit(executor)
     patch(kube_api, {"metadata": {"finalizers": ["roughy.ai/cleanup"]}})
     assert executor.cancel_resource(NAME) is False
@@ -292,7 +293,8 @@ def test_a_server_error_is_executor_unavailable(executor: KubeExecutor, kube: Em
         submit(executor)
     assert caught.value.status == 503 and caught.value.code == "executor_unavailable"
     assert not isinstance(caught.value, k8s.ApiException)
-    assert isinstance(caught.value.__cause__, k8s.ApiException)
+    assert isinstance(caught.value.__cause__, KubeTemporaryError) and caught.value.__cause__.status == 500
+    assert isinstance(caught.value.__cause__.__cause__, k8s.ApiException)  # the client's, kept as the cause
 
     kube.emulator[kmock.action.LIST, RENDERS] << 503  # kmock's own reactions answer too
     with pytest.raises(ExecutorUnavailable):
@@ -358,7 +360,7 @@ def test_a_hanging_server_is_executor_unavailable_after_the_timeout(
 ) -> None:
     assert kube.emulator is not None
     kube.emulator[kmock.action.FETCH, RENDERS] << (lambda: asyncio.sleep(1.5))
-    executor = KubeExecutor(kube_api, namespace=NAMESPACE, timeout=0.3)
+    executor = KubeExecutor(KubeApi(kube_api, timeout=0.3), namespace=NAMESPACE)
     started = time.monotonic()
     with pytest.raises(ExecutorUnavailable, match="unreachable"):
         executor.observe(NAME)

@@ -10,6 +10,7 @@ import pytest
 from kubernetes import client as k8s
 
 from roughy.adapters.executor.kube_tasks import KubeTasks
+from roughy.adapters.kubeapi import KubeApi
 from roughy.encoder.errors import InvalidMedia
 from roughy.encoder.probe import probe
 from roughy.kube.jobs import JobSettings
@@ -32,7 +33,9 @@ def media() -> Iterator[MediaServer]:
 @pytest.fixture
 def tasks(kube: EmulatorServer, kube_api: k8s.ApiClient, tmp_path: Path) -> Iterator[KubeTasks]:
     with FakeKubelet(kube, namespaces=(NAMESPACE,), workdir=tmp_path / "kubelet"):
-        yield KubeTasks(kube_api, namespace=NAMESPACE, settings=JobSettings(image="encoder:test"), poll_interval=0.05)
+        yield KubeTasks(
+            KubeApi(kube_api), namespace=NAMESPACE, settings=JobSettings(image="encoder:test"), poll_interval=0.05
+        )
 
 
 def jobs(kube: EmulatorServer) -> list[str]:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
+from roughy.adapters.kubeapi import KubeApi
 from roughy.app.renders import RenderService
 from roughy.kube.jobs import JobSettings
 from roughy.operator.controller import OUTPUT_UPLOAD_BUDGET, Controller, ControllerConfig
@@ -41,7 +42,7 @@ class FakeStorage:
 def controller(storage: FakeStorage) -> Controller:
     config = ControllerConfig(namespace="roughy", jobs=JobSettings(image="encoder:test"))
     renders = RenderService(MemoryStore(), storage, MemoryExecutor())  # type: ignore[arg-type]
-    return Controller(renders, storage, k8s.ApiClient(), config)  # type: ignore[arg-type]
+    return Controller(renders, storage, KubeApi(k8s.ApiClient()), config)  # type: ignore[arg-type]
 
 
 def test_short_urls_keep_the_first_plan() -> None:

@@ -18,29 +18,30 @@ Deletions that must *not* remove the render's outputs say why in the annotation
 `roughy.ai/deletion-reason` (`retention`, `replaced`), written just before the delete; a plain
 delete (no annotation) is a cancel or a hard delete.
 
-Every Kubernetes client error is translated here, at the edge: unreachable API, timeouts, 429
-and 5xx become `ExecutorUnavailable` (503, retry later); anything else (RBAC, a missing CRD,
-a rejected object) becomes `ExecutorFailed` (500). No `ApiException` leaves this module.
+API calls go through `roughy.adapters.kubeapi.KubeApi` (its timeout, its errors). Its errors
+are translated here, at the executor's edge: a `KubeTemporaryError` (unreachable API, timeouts,
+401, 429, 5xx) becomes `ExecutorUnavailable` (503, retry later); a `KubePermanentError` (RBAC, a
+missing CRD, a rejected object) becomes `ExecutorFailed` (500). No KubeError leaves this module.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import urllib3
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
-
+from roughy.adapters.kubeapi import (
+    DEFAULT_REQUEST_TIMEOUT,
+    KubeApi,
+    KubeConflict,
+    KubeError,
+    KubeNotFound,
+    KubeTemporaryError,
+)
 from roughy.core.errors import ExecutorFailed, ExecutorUnavailable, RoughyError
 from roughy.core.plan import EncodePlan
 from roughy.core.ports import EncodeJob
@@ -55,66 +56,45 @@ MANAGED_BY = "roughy"
 MANAGED_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 ANNOTATION_DELETION_REASON = "roughy.ai/deletion-reason"
 TERMINAL_STATES = frozenset({"completed", "failed"})
-SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
-_TEMPORARY = frozenset({401, 408, 429, 500, 502, 503, 504})
 
 
-@dataclass(frozen=True)
-class _Refused:
-    """An expected API refusal (e.g. 404 or 409), returned instead of raised."""
-
-    status: int
-    reason: str
 
 
 class KubeExecutor:
     def __init__(
         self,
-        api: k8s.ApiClient,
+        api: KubeApi,
         *,
         namespace: str,
         retention: float = 3600.0,
-        timeout: float = 10.0,
         replace_wait: float = 5.0,
         cancel_wait: float = 10.0,
         poll_interval: float = 0.1,
         max_running: int = 500,
     ):
         """`retention`: seconds a completed or failed Render is kept (prune_terminal's default);
-        `timeout`: seconds per API request; `replace_wait`: how long submit waits for a previous
-        record that is being finalized; `cancel_wait`: how long cancel waits for the finalizer."""
+        `replace_wait`: how long submit waits for a previous record that is being finalized;
+        `cancel_wait`: how long cancel waits for the finalizer. The request timeout is `api`'s."""
         self.api = api
         self.namespace = namespace
         self.retention = retention
-        self._timeout = timeout
         self._replace_wait = replace_wait
         self._cancel_wait = cancel_wait
         self._poll = poll_interval
         self.max_running = max_running
-        self._objects = k8s.CustomObjectsApi(api)
 
     @classmethod
-    def from_environment(cls, *, namespace: str | None = None, **kwargs: Any) -> KubeExecutor:
+    def from_environment(
+        cls, *, namespace: str | None = None, timeout: float = DEFAULT_REQUEST_TIMEOUT, **kwargs: Any
+    ) -> KubeExecutor:
         """In a pod: the service account's config and namespace. Elsewhere: KUBECONFIG (or
-        ~/.kube/config) and its current context's namespace. `namespace` overrides both."""
-        configuration = k8s.Configuration()
-        try:
-            k8s_config.load_incluster_config(client_configuration=configuration)
-            in_cluster = True
-        except ConfigException:
-            in_cluster = False
-            try:
-                # Read KUBECONFIG now: the client reads it once, when it is imported.
-                k8s_config.load_kube_config(
-                    config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
-                )
-            except (ConfigException, OSError) as exc:
-                raise ExecutorFailed(f"no Kubernetes configuration (in-cluster or KUBECONFIG): {exc}") from exc
-        if namespace is None:
-            namespace = _default_namespace(in_cluster)
-        return cls(k8s.ApiClient(configuration), namespace=namespace, **kwargs)
+        ~/.kube/config) and its current context's namespace. `namespace` overrides both;
+        `timeout`: seconds per API request."""
+        with _translated():
+            api = KubeApi.from_environment(timeout=timeout)
+        return cls(api, namespace=namespace or api.namespace, **kwargs)
 
     def close(self) -> None:
         self.api.close()
@@ -194,12 +174,7 @@ class KubeExecutor:
         name: str = body["metadata"]["name"]
         deadline = time.monotonic() + self._replace_wait
         while True:
-            created = self._call(
-                self._objects.create_namespaced_custom_object,
-                crd.GROUP, crd.VERSION, self.namespace, crd.PLURAL, body,
-                expect=(409,),
-            )  # fmt: skip
-            if not isinstance(created, _Refused):
+            if self._create(body):
                 log.info("created Render %s for render %s", name, render_id)
                 return name
             current = self._get(name) or {}  # {}: deleted between our create and get: create again
@@ -276,25 +251,24 @@ class KubeExecutor:
     def stop_deployment(self, name: str, *, wait: float = 120.0) -> bool:
         """Scale the Deployment `name` to 0 and wait until its pods are gone, terminating ones
         included (True), e.g. the API before a drain. A missing Deployment counts as stopped."""
-        apps = k8s.AppsV1Api(self.api)
-        scaled = self._call(
-            apps.patch_namespaced_deployment_scale, name, self.namespace, {"spec": {"replicas": 0}}, expect=(404,)
-        )
-        if isinstance(scaled, _Refused):
-            return True
-        current = self._call(apps.read_namespaced_deployment, name, self.namespace, expect=(404,))
-        if isinstance(current, _Refused):
+        with _translated():
+            try:
+                self.api.scale_deployment(self.namespace, name, 0)
+            except KubeNotFound:
+                return True
+            current = self.api.read_deployment(self.namespace, name)
+        if current is None:
             return True
         labels = (current.spec.selector.match_labels if current.spec and current.spec.selector else None) or {}
         if not labels:
             return False  # no way to tell its pods: do not claim they are gone
         selector = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
-        core = k8s.CoreV1Api(self.api)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             # Pods still terminating count: they may still be handing renders over.
-            pods = self._call(core.list_namespaced_pod, self.namespace, label_selector=selector)
-            if not pods.items:
+            with _translated():
+                pods = self.api.list_pods(self.namespace, selector)
+            if not pods:
                 return True
             time.sleep(max(self._poll, 0.5))
         return False
@@ -343,29 +317,22 @@ class KubeExecutor:
     def _name(signature_or_name: str) -> str:
         return signature_or_name if signature_or_name.startswith("r-") else resource_name(signature_or_name)
 
+    def _create(self, body: dict[str, Any]) -> bool:
+        """Create the Render; False if one of that name exists already."""
+        with _translated():
+            try:
+                self.api.create_render(self.namespace, body)
+            except KubeConflict:
+                return False
+        return True
+
     def _get(self, name: str) -> dict[str, Any] | None:
-        found = self._call(
-            self._objects.get_namespaced_custom_object,
-            crd.GROUP, crd.VERSION, self.namespace, crd.PLURAL, name,
-            expect=(404,),
-        )  # fmt: skip
-        return None if isinstance(found, _Refused) else dict(found)
+        with _translated():
+            return self.api.get_render(self.namespace, name)
 
     def _list(self, label_selector: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        token: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {"label_selector": label_selector, "limit": 500}
-            if token:
-                kwargs["_continue"] = token
-            page = self._call(
-                self._objects.list_namespaced_custom_object,
-                crd.GROUP, crd.VERSION, self.namespace, crd.PLURAL, **kwargs,
-            )  # fmt: skip
-            items.extend(page.get("items") or [])
-            token = (page.get("metadata") or {}).get("continue")
-            if not token:
-                return items
+        with _translated():
+            return self.api.list_renders(self.namespace, label_selector)
 
     def _delete(
         self,
@@ -380,25 +347,17 @@ class KubeExecutor:
 
         With `reason`, first annotate why (the operator's finalizer reads it). False when the
         object is gone or is not the one we meant any more."""
-        if reason is not None:
-            preconditions: dict[str, Any] = {"uid": uid}
-            if resource_version is not None:
-                preconditions["resourceVersion"] = resource_version
-            patch = {"metadata": {**preconditions, "annotations": {ANNOTATION_DELETION_REASON: reason}}}
-            patched = self._call(
-                self._objects.patch_namespaced_custom_object,
-                crd.GROUP, crd.VERSION, self.namespace, crd.PLURAL, name, patch,
-                expect=(404, 409),
-            )  # fmt: skip
-            if isinstance(patched, _Refused):
+        with _translated():
+            try:
+                if reason is not None:
+                    preconditions: dict[str, Any] = {"uid": uid}
+                    if resource_version is not None:
+                        preconditions["resourceVersion"] = resource_version
+                    patch = {"metadata": {**preconditions, "annotations": {ANNOTATION_DELETION_REASON: reason}}}
+                    self.api.patch_render(self.namespace, name, patch)
+                return self.api.delete_render(self.namespace, name, uid=uid, propagation=propagation)
+            except (KubeNotFound, KubeConflict):
                 return False
-        options = k8s.V1DeleteOptions(propagation_policy=propagation, preconditions=k8s.V1Preconditions(uid=uid))
-        deleted = self._call(
-            self._objects.delete_namespaced_custom_object,
-            crd.GROUP, crd.VERSION, self.namespace, crd.PLURAL, name,
-            body=options, expect=(404, 409),
-        )  # fmt: skip
-        return not isinstance(deleted, _Refused)
 
     def _wait_gone(self, name: str, uid: str | None, wait: float) -> bool:
         deadline = time.monotonic() + wait
@@ -410,34 +369,29 @@ class KubeExecutor:
                 return False
             time.sleep(self._poll)
 
-    def _call(self, fn: Callable[..., Any], *args: Any, expect: Collection[int] = (), **kwargs: Any) -> Any:
-        """Call the API. A refusal whose status is in `expect` comes back as `_Refused`; every
-        other failure is translated into a RoughyError."""
-        try:
-            return fn(*args, _request_timeout=self._timeout, **kwargs)
-        except ApiException as exc:
-            if exc.status in expect:
-                return _Refused(exc.status, exc.reason or "")
-            raise translate(exc) from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise ExecutorUnavailable(f"the Kubernetes API is unreachable: {exc}") from exc
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Inside: a KubeError leaves as the executor's own error (what the API answers with)."""
+    try:
+        yield
+    except KubeError as exc:
+        raise translate(exc) from exc
 
 
-def translate(exc: ApiException) -> RoughyError:
-    """An ApiException as the error the API answers with."""
-    status = exc.status or 0
-    detail = f"Kubernetes API {status} {exc.reason or ''}".strip()
-    if status == 0 or status in _TEMPORARY:
-        retry_after = (exc.headers or {}).get("Retry-After")
-        return ExecutorUnavailable(
-            f"the Kubernetes API is unavailable ({detail})",
-            retry_after=int(retry_after) if retry_after and str(retry_after).isdigit() else 1,
-        )
-    if status == 404:
-        return ExecutorFailed(f"the Render resource is not served in this namespace (is the CRD installed?): {detail}")
-    if status == 403:
-        return ExecutorFailed(f"the Kubernetes API forbids this (check the service account's RBAC): {detail}")
-    return ExecutorFailed(f"the Kubernetes API refused the request: {detail}")
+def translate(exc: KubeError) -> RoughyError:
+    """A Kubernetes API error as the error the API answers with."""
+    if isinstance(exc, KubeTemporaryError):
+        if exc.status is None:
+            return ExecutorUnavailable(str(exc))  # "the Kubernetes API is unreachable: ..."
+        return ExecutorUnavailable(f"the Kubernetes API is unavailable ({exc})", retry_after=exc.retry_after or 1)
+    if exc.status is None:  # no configuration at all
+        return ExecutorFailed(str(exc))
+    if exc.status == 404:
+        return ExecutorFailed(f"the Render resource is not served in this namespace (is the CRD installed?): {exc}")
+    if exc.status == 403:
+        return ExecutorFailed(f"the Kubernetes API forbids this (check the service account's RBAC): {exc}")
+    return ExecutorFailed(f"the Kubernetes API refused the request: {exc}")
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -448,13 +402,3 @@ def _parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _default_namespace(in_cluster: bool) -> str:
-    if in_cluster and SERVICE_ACCOUNT_NAMESPACE.exists():
-        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
-    try:
-        _, active = k8s_config.list_kube_config_contexts(config_file=os.environ.get("KUBECONFIG"))
-    except (ConfigException, OSError):
-        return "default"
-    return str((active or {}).get("context", {}).get("namespace") or "default")

@@ -8,7 +8,9 @@ the Job, and returns the result or raises the encoder's error. Job names are der
 work (`t-<hash of kind and asset or cut id>`), so an operator that restarts while it waits
 finds the same Job and waits on; a finished Job of an earlier attempt that failed is replaced.
 
-The pod helpers here (`pod_log`, `last_outcome`) are shared with the render controller.
+The pod helpers here (`pod_log`, `job_pods`, `last_outcome`) are shared with the render
+controller. API calls go through `roughy.adapters.kubeapi.KubeApi`; its temporary errors
+(`KubeTemporaryError`) leave `run` as they are: the asset work's next tick tries again.
 """
 
 from __future__ import annotations
@@ -19,36 +21,23 @@ import time
 from typing import Any
 
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
+from roughy.adapters.kubeapi import KubeApi, KubeConflict, KubeError
 from roughy.core.models import AudioInfo
 from roughy.encoder.errors import EncodeFailed, EncoderError, InvalidMedia
+from roughy.encoder.protocol import decode
 from roughy.kube.jobs import CONTAINER, JobSettings, TaskJob, build_task_job, task_job_name
 
 log = logging.getLogger(__name__)
 
 JOB_NAME_LABEL = "job-name"  # set on a Job's pods by every Kubernetes version
-REQUEST_TIMEOUT = 30  # seconds per Kubernetes API call
 
 
-def pod_log(core: k8s.CoreV1Api, namespace: str, pod: str, **options: Any) -> str:
-    """The encoder container's log as text. Read raw: the client's own decoding of this endpoint
-    returns the repr of the bytes (b'...'), and a log that is one JSON document as a dict."""
-    response = core.read_namespaced_pod_log(
-        pod, namespace, container=CONTAINER, _preload_content=False, _request_timeout=REQUEST_TIMEOUT, **options
-    )
-    try:
-        return bytes(response.data).decode("utf-8", "replace")
-    finally:
-        response.release_conn()
-
-
-def json_line(line: str) -> dict[str, Any]:
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+def pod_log(
+    api: KubeApi, namespace: str, pod: str, *, tail_lines: int | None = None, limit_bytes: int | None = None
+) -> str:
+    """The encoder container's log as text."""
+    return api.read_pod_log(namespace, pod, container=CONTAINER, tail_lines=tail_lines, limit_bytes=limit_bytes)
 
 
 def last_outcome(pods: list[k8s.V1Pod]) -> tuple[dict[str, Any], int | None, str | None]:
@@ -59,20 +48,18 @@ def last_outcome(pods: list[k8s.V1Pod]) -> tuple[dict[str, Any], int | None, str
             terminated = container.state.terminated if container.state else None
             if container.name != CONTAINER or terminated is None:
                 continue
-            return json_line(terminated.message or ""), terminated.exit_code, pod.metadata.name
+            return decode(terminated.message or ""), terminated.exit_code, pod.metadata.name
     return {}, None, None
 
 
-def job_pods(core: k8s.CoreV1Api, namespace: str, job: k8s.V1Job) -> list[k8s.V1Pod]:
+def job_pods(api: KubeApi, namespace: str, job: k8s.V1Job) -> list[k8s.V1Pod]:
     """The Job's pods, oldest first: by the Job's own selector (its controller-uid, so a pod of
     an earlier Job of the same name is never taken for this one's), else by its name label."""
     labels = (job.spec.selector.match_labels if job.spec and job.spec.selector else None) or {
         JOB_NAME_LABEL: job.metadata.name
     }
     selector = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
-    pods: list[k8s.V1Pod] = core.list_namespaced_pod(
-        namespace, label_selector=selector, _request_timeout=REQUEST_TIMEOUT
-    ).items
+    pods = api.list_pods(namespace, selector)
     pods.sort(key=lambda p: (p.metadata.creation_timestamp is not None, p.metadata.creation_timestamp))
     return pods
 
@@ -86,17 +73,16 @@ class TaskFailed(RuntimeError):
 class KubeTasks:
     def __init__(
         self,
-        api: k8s.ApiClient,
+        api: KubeApi,
         *,
         namespace: str,
         settings: JobSettings,
         poll_interval: float = 1.0,
     ):
+        self.api = api
         self.namespace = namespace
         self.settings = settings
         self.poll_interval = poll_interval
-        self.batch = k8s.BatchV1Api(api)
-        self.core = k8s.CoreV1Api(api)
 
     def extract_audio(
         self, src: str, target: str, *, subject: str, duration: float, labels: dict[str, str]
@@ -150,12 +136,11 @@ class KubeTasks:
         body = build_task_job(task, self.settings, namespace=self.namespace)
         for _ in range(3):
             try:
-                self.batch.create_namespaced_job(self.namespace, body, _request_timeout=REQUEST_TIMEOUT)
+                self.api.create_job(self.namespace, body)
                 log.info("started %s Job %s for %s", task.kind, name, task.subject)
                 return body
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
+            except KubeConflict:
+                pass  # a Job of that name exists: see below whether to wait on it or replace it
             existing = self._read(name)
             if existing is None:
                 continue  # deleted meanwhile: create it again
@@ -167,9 +152,9 @@ class KubeTasks:
         raise TaskFailed(f"could not start the {task.kind} Job {name}")
 
     def _outcome(self, name: str, task: TaskJob, *, complete: bool, job: k8s.V1Job) -> Any:
-        outcome, exit_code, pod = last_outcome(job_pods(self.core, self.namespace, job))
+        outcome, exit_code, pod = last_outcome(job_pods(self.api, self.namespace, job))
         if outcome.get("result_in_log") and pod is not None:
-            lines = pod_log(self.core, self.namespace, pod, tail_lines=5).strip().splitlines()
+            lines = pod_log(self.api, self.namespace, pod, tail_lines=5).strip().splitlines()
             try:
                 outcome = {"result": json.loads(lines[-1])}
             except (IndexError, ValueError):
@@ -188,24 +173,14 @@ class KubeTasks:
         raise TaskFailed(f"the {task.kind} Job failed ({', '.join(reasons) or 'no result'})")
 
     def _read(self, name: str) -> k8s.V1Job | None:
-        try:
-            return self.batch.read_namespaced_job(name, self.namespace, _request_timeout=REQUEST_TIMEOUT)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self.api.read_job(self.namespace, name)
 
     def _delete(self, name: str) -> None:
+        """Best effort: a Job left behind is deleted by its TTL, or replaced by the next attempt."""
         try:
-            self.batch.delete_namespaced_job(
-                name,
-                self.namespace,
-                body=k8s.V1DeleteOptions(propagation_policy="Background"),
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        except ApiException as exc:
-            if exc.status != 404:
-                log.warning("could not delete the finished Job %s: %s %s", name, exc.status, exc.reason)
+            self.api.delete_job(self.namespace, name, propagation="Background")
+        except KubeError as exc:
+            log.warning("could not delete the finished Job %s: %s", name, exc)
 
     def _wait_gone(self, name: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
