@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client import Counter
 
+from roughy.app.signal import Ticker
 from roughy.core.ids import now
 from roughy.core.ports import WebhookStore, WebhookTransport
 from roughy.core.webhooks import Delivery, Event, RetryPolicy, WebhookEndpoint
@@ -49,34 +50,21 @@ class WebhookDispatcher:
         self.max_per_endpoint = max(1, workers // 2)
         self._per_endpoint: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Ticker("webhooks", self._tick, interval=poll_interval)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="webhooks", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread:
-            self._thread.join(timeout=5)
+        self._loop.stop(timeout=5)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def wake(self) -> None:
-        self._wake.set()
+        self._loop.signal.wake()
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                claimed = self.tick()
-            except Exception:
-                log.exception("webhook dispatch failed; retrying")
-                claimed = 0
-            if not claimed:
-                self._wake.wait(self.poll_interval)
-                self._wake.clear()
+    def _tick(self) -> None:
+        if self.tick():
+            self.wake()  # there may be more due at once: no wait before the next claim
 
     def tick(self) -> int:
         with self._lock:
@@ -110,7 +98,7 @@ class WebhookDispatcher:
                 self._per_endpoint[endpoint.id] -= 1
                 if not self._per_endpoint[endpoint.id]:
                     del self._per_endpoint[endpoint.id]
-            self._wake.set()
+            self.wake()
 
     def attempt(self, delivery: Delivery, event: Event, endpoint: WebhookEndpoint) -> None:
         """One attempt, recorded; a failure is scheduled again with backoff or given up."""

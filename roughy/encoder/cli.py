@@ -58,13 +58,13 @@ from roughy.core.plan import EncodePlan
 from roughy.encoder.errors import EncoderError
 from roughy.encoder.ffmpeg_args import ENCODERS, LIBX264, PlanError
 from roughy.encoder.probe import probe
+from roughy.encoder.protocol import EXIT_USAGE
 from roughy.encoder.tasks import detect_silence, extract_audio, render
 from roughy.encoder.tools import choose_video_encoder
 from roughy.encoder.upload import upload, upload_to_target
 
 log = logging.getLogger("roughy.encoder")
 
-EXIT_USAGE = 2
 EXIT_SIGTERM = 143  # 128 + SIGTERM, what a shell reports for a process killed by it
 EXIT_SIGINT = 130
 PROGRESS_INTERVAL = 0.25  # seconds between progress lines (at most ~4 a second)

@@ -16,9 +16,14 @@ from typing import Any
 
 from roughy.encoder.errors import EncodeFailed, EncoderError, EncodeTimeout, InvalidMedia
 
+#: The exit code of an unusable plan or command line (argparse's own, too).
+EXIT_USAGE = 2
 #: A SPEC error code for each exit code the encoder uses on purpose.
-EXIT_CODES: dict[int, str] = {2: "invalid_plan", InvalidMedia.exit_code: InvalidMedia.code,
-                              EncodeTimeout.exit_code: EncodeTimeout.code}
+EXIT_CODES: dict[int, str] = {
+    EXIT_USAGE: "invalid_plan",
+    InvalidMedia.exit_code: InvalidMedia.code,
+    EncodeTimeout.exit_code: EncodeTimeout.code,
+}
 ERRORS: dict[str, type[EncoderError]] = {cls.code: cls for cls in (InvalidMedia, EncodeTimeout, EncodeFailed)}
 
 

@@ -47,6 +47,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from roughy.core.models import Resolution
 from roughy.core.plan import EncodePlan
+from roughy.encoder.errors import InvalidMedia
+from roughy.encoder.protocol import EXIT_USAGE
 from roughy.kube.crd import API_VERSION, KIND, RenderSpec, VideoEncoder, domain_labels, tier_of
 
 CONTAINER = "encoder"
@@ -57,8 +59,8 @@ TERMINATION_LOG = "/dev/termination-log"
 
 #: `roughy.encoder.errors.InvalidMedia.exit_code`, and the CLI's "unusable plan" exit. Both are
 #: permanent. Mirrored here (a test keeps them equal) so that building a Job imports no PyAV.
-EXIT_INVALID_MEDIA = 3
-EXIT_UNUSABLE_PLAN = 2
+EXIT_INVALID_MEDIA = InvalidMedia.exit_code
+EXIT_UNUSABLE_PLAN = EXIT_USAGE
 FAIL_FAST_EXIT_CODES = (EXIT_UNUSABLE_PLAN, EXIT_INVALID_MEDIA)  # Kubernetes wants them sorted
 
 #: `roughy.encoder.ffmpeg_args.BATCH_SEGMENTS` (a test keeps them equal): above it, the encoder

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from roughy.encoder.protocol import EXIT_CODES
+
 TERMINAL = ("completed", "failed")
 
-#: The encoder's exit codes (roughy.encoder.cli) and what they mean to a client.
-EXIT_CODES = {2: "invalid_plan", 3: "invalid_media", 4: "encode_timeout"}
 
 
 @dataclass(frozen=True)

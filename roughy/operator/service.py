@@ -14,7 +14,6 @@ twice anyway, since claims and deletes go through the database or with precondit
 from __future__ import annotations
 
 import logging
-import threading
 
 from roughy.adapters.executor.kube import KubeExecutor
 from roughy.app.delivery import WebhookDispatcher
@@ -39,32 +38,24 @@ class OperatorService:
         self.executor = executor
         self.dispatcher = dispatcher
         self.prune_interval = prune_interval
-        self._assets_loop = Ticker("assets", assets.tick, interval=poll_interval, signal=signal)
-        self._stop = threading.Event()
-        self._prune_thread: threading.Thread | None = None
+        self._loops = [
+            Ticker("assets", assets.tick, interval=poll_interval, signal=signal),
+            Ticker("prune", self._prune, interval=prune_interval),
+        ]
 
     def start(self) -> None:
         if self.dispatcher is not None:
             self.dispatcher.start()
-        self._assets_loop.start()
-        self._prune_thread = threading.Thread(target=self._prune_loop, name="prune", daemon=True)
-        self._prune_thread.start()
+        for loop in self._loops:
+            loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._assets_loop.stop()
-        if self._prune_thread is not None:
-            self._prune_thread.join(timeout=10)
+        for loop in self._loops:
+            loop.stop()
         self.assets.shutdown()
         if self.dispatcher is not None:
             self.dispatcher.stop()
 
-    def _prune_loop(self) -> None:
-        while not self._stop.wait(self.prune_interval):
-            try:
-                pruned = self.executor.prune_terminal()
-            except Exception:
-                log.exception("pruning finished Render resources failed; retrying later")
-                continue
-            if pruned:
-                log.info("pruned %d finished Render resource(s)", len(pruned))
+    def _prune(self) -> None:
+        if pruned := self.executor.prune_terminal():
+            log.info("pruned %d finished Render resource(s)", len(pruned))
