@@ -270,7 +270,7 @@ def test_a_target_that_rebinds_to_loopback_is_refused_at_delivery(receivers, tmp
     try:
         sender = WebhookSender(timeout=0.5, resolver=Rebinding())
         svc.embedded.dispatcher.sender = sender  # what the service checks and sends with
-        svc.embedded.app.state.services.webhooks = sender
+        svc.embedded.application.webhooks.targets = sender
         rx = receivers()
         with svc.client() as api:
             ep = create_endpoint(api, f"https://hooks.example.com:{rx.port}/hook", ["asset.failed"])
