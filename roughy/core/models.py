@@ -10,6 +10,8 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from roughy.core.formats import Format as Format  # re-exported: the domain's nouns are read from here
+
 
 class AssetKind(enum.StrEnum):
     VIDEO = "video"
@@ -57,26 +59,6 @@ class RenderState(enum.StrEnum):
     FAILED = "failed"
 
 
-class Format(enum.StrEnum):
-    MP4 = "mp4"
-    MOV = "mov"
-    M4A = "m4a"
-    MP3 = "mp3"
-
-    @property
-    def is_video(self) -> bool:
-        return self in (Format.MP4, Format.MOV)
-
-    @property
-    def mime_type(self) -> str:
-        return {
-            Format.MP4: "video/mp4",
-            Format.MOV: "video/quicktime",
-            Format.M4A: "audio/mp4",
-            Format.MP3: "audio/mpeg",
-        }[self]
-
-
 class Resolution(enum.StrEnum):
     P720 = "720p"
     P1080 = "1080p"
@@ -85,10 +67,6 @@ class Resolution(enum.StrEnum):
     @property
     def short_edge(self) -> int:
         return {Resolution.P720: 720, Resolution.P1080: 1080, Resolution.UHD4K: 2160}[self]
-
-
-VIDEO_BITRATES_MBPS: tuple[int, ...] = (5, 10, 20, 50)
-AUDIO_BITRATES_KBPS: tuple[int, ...] = (128, 192, 256, 320)
 
 
 class LedgerType(enum.StrEnum):
@@ -198,8 +176,8 @@ class OutputSpec:
 
     format: Format
     resolution: Resolution | None = None
-    video_bitrate: int | None = None  # Mbps, one of VIDEO_BITRATES_MBPS
-    audio_bitrate: int | None = None  # kbps, one of AUDIO_BITRATES_KBPS
+    video_bitrate: int | None = None  # Mbps, one of formats.VIDEO_BITRATES_MBPS
+    audio_bitrate: int | None = None  # kbps, one of formats.AUDIO_BITRATES_KBPS
 
     def as_dict(self) -> dict[str, str | int | None]:
         return {
