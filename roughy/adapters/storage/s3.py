@@ -50,7 +50,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from roughy.core.errors import Forbidden, NotFound, PayloadTooLarge, RoughyError, ValidationFailed
-from roughy.core.models import Format
+from roughy.core.formats import format_of
 
 if TYPE_CHECKING:
     from roughy.settings import Settings
@@ -140,9 +140,9 @@ def content_disposition(filename: str) -> str:
 
 
 def content_type(key: str) -> str:
-    suffix = key.rsplit(".", 1)[-1].lower() if "." in key.rsplit("/", 1)[-1] else ""
-    if suffix in {f.value for f in Format}:
-        return Format(suffix).mime_type
+    fmt = format_of(key)
+    if fmt is not None:
+        return fmt.mime_type
     return mimetypes.guess_type(key)[0] or "application/octet-stream"
 
 

@@ -11,7 +11,8 @@ from fastapi.responses import FileResponse
 
 from roughy.api.deps import ServicesDep
 from roughy.core.errors import InvalidState, NotFound, PayloadTooLarge
-from roughy.core.models import Format, PartName, PartState
+from roughy.core.formats import format_of
+from roughy.core.models import PartName, PartState
 
 router = APIRouter(tags=["files"])
 
@@ -45,8 +46,8 @@ def download(key: str, request: Request, svc: ServicesDep) -> FileResponse:
     svc.storage.verify("GET", request.url.path, q.get("expires"), q.get("sig"), filename)
     if not key.startswith("renders/") or not svc.storage.exists(key):
         raise NotFound("no such file (the render may have been deleted)")
-    suffix = key.rsplit(".", 1)[-1]
-    media_type = Format(suffix).mime_type if suffix in Format.__members__.values() else None
+    fmt = format_of(key)
+    media_type = fmt.mime_type if fmt is not None else None
     return FileResponse(svc.storage.path(key), media_type=media_type, filename=filename or None)
 
 
