@@ -7,8 +7,10 @@ to JSON, the runtime moves them between states with the rules in `states.py`.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import Any
 
 from roughy.core.formats import Format as Format  # re-exported: the domain's nouns are read from here
 
@@ -190,6 +192,13 @@ class OutputSpec:
 
 @dataclass(frozen=True)
 class RenderResult:
+    """What a render produced (SPEC 5.6 `result`; width/height None for audio).
+
+    `to_json` is the one wire shape: what the encoder emits, the store keeps, the API shows
+    and the Render resource carries (camelCased there), so every reader goes through
+    `from_json` and a new field is added here once.
+    """
+
     format: Format
     width: int | None
     height: int | None
@@ -197,6 +206,28 @@ class RenderResult:
     size_bytes: int
     video_bitrate_kbps: int | None
     audio_bitrate_kbps: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["format"] = self.format.value
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RenderResult:
+        """Raises KeyError, TypeError or ValueError on a malformed result."""
+        return cls(
+            format=Format(data["format"]),
+            width=_optional_int(data.get("width")),
+            height=_optional_int(data.get("height")),
+            duration=float(data["duration"]),
+            size_bytes=int(data["size_bytes"]),
+            video_bitrate_kbps=_optional_int(data.get("video_bitrate_kbps")),
+            audio_bitrate_kbps=_optional_int(data.get("audio_bitrate_kbps")),
+        )
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 @dataclass

@@ -7,7 +7,7 @@ Kubernetes Job's entrypoint. This package imports only `roughy.core` from the pr
 from roughy.encoder.errors import EncodeFailed, EncoderError, EncodeTimeout, InvalidMedia
 from roughy.encoder.ffmpeg_args import build_ffmpeg_args
 from roughy.encoder.probe import MediaInfo, probe
-from roughy.encoder.tasks import RenderResultDict, detect_silence, extract_audio, render
+from roughy.encoder.tasks import detect_silence, extract_audio, render
 from roughy.encoder.tools import ffmpeg_path
 
 __all__ = [
@@ -16,7 +16,6 @@ __all__ = [
     "EncoderError",
     "InvalidMedia",
     "MediaInfo",
-    "RenderResultDict",
     "build_ffmpeg_args",
     "detect_silence",
     "extract_audio",

@@ -48,7 +48,7 @@ from pydantic import ValidationError
 from roughy.adapters.executor.kube import ANNOTATION_DELETION_REASON
 from roughy.adapters.executor.kube_tasks import job_pods, json_line, last_outcome, pod_log
 from roughy.core.keys import render_prefix
-from roughy.core.models import ErrorInfo, Format, RenderResult, RenderState
+from roughy.core.models import ErrorInfo, RenderResult, RenderState
 from roughy.kube import crd
 from roughy.kube.jobs import JobSettings, PresignedUrls, active_deadline_seconds, build_job, job_name
 from roughy.kube.reconcile import JobObservation, decide
@@ -402,22 +402,13 @@ def _max_output_bytes(render: dict[str, Any]) -> int:
 
 def _camel_result(result: dict[str, Any]) -> dict[str, Any] | None:
     try:
-        return crd.dump_resource(crd.ResultStatus.model_validate(result))
-    except ValidationError:
+        return crd.dump_resource(crd.ResultStatus.from_result(RenderResult.from_json(result)))
+    except (KeyError, TypeError, ValueError):  # pydantic's ValidationError is a ValueError
         return None
 
 
 def _render_result(status_result: dict[str, Any]) -> RenderResult:
-    parsed = crd.ResultStatus.model_validate(status_result)
-    return RenderResult(
-        format=Format(parsed.format),
-        width=parsed.width,
-        height=parsed.height,
-        duration=parsed.duration,
-        size_bytes=parsed.size_bytes,
-        video_bitrate_kbps=parsed.video_bitrate_kbps,
-        audio_bitrate_kbps=parsed.audio_bitrate_kbps,
-    )
+    return crd.ResultStatus.model_validate(status_result).to_result()
 
 
 def _stamp(when: datetime) -> str:

@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from prometheus_client import Counter, Histogram
 
-from roughy.core.models import ErrorInfo, Format, Render, RenderResult
+from roughy.core.models import ErrorInfo, Render, RenderResult
 from roughy.core.ports import Cancelled, EncodeJob
 from roughy.encoder.errors import EncoderError
 from roughy.runtime.processing import AssetProcessor, AssetWork
@@ -129,7 +129,7 @@ class EmbeddedRuntime:
                 self._running.pop(render.id, None)
             self._wake.set()
         ENCODE_SECONDS.observe(time.monotonic() - started)
-        self._finish(render, _result(result), None)
+        self._finish(render, RenderResult.from_json(result), None)
 
     def _job(self, render: Render) -> EncodeJob:
         work = render_work(self.store, render)
@@ -162,15 +162,3 @@ class EmbeddedRuntime:
         if not self.executor.stop(render_id) and not claimed:
             self.executor.forget(render_id)
         self.storage.delete_prefix(f"renders/{render_id}/")
-
-
-def _result(data: dict) -> RenderResult:  # type: ignore[type-arg]
-    return RenderResult(
-        format=Format(data["format"]),
-        width=data.get("width"),
-        height=data.get("height"),
-        duration=float(data["duration"]),
-        size_bytes=int(data["size_bytes"]),
-        video_bitrate_kbps=data.get("video_bitrate_kbps"),
-        audio_bitrate_kbps=data.get("audio_bitrate_kbps"),
-    )
