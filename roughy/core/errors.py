@@ -17,10 +17,6 @@ class RoughyError(Exception):
         self.headers = headers or {}
 
 
-class BadRequest(RoughyError):
-    code, status = "bad_request", 400
-
-
 class Unauthorized(RoughyError):
     code, status = "unauthorized", 401
 
