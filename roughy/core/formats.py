@@ -6,8 +6,9 @@ sample rates and Auto bitrates, the encoder's muxer and codecs, the Content-Type
 downloads, and the file extension of output keys.
 
 Adding an output format whose codecs are known here is a `Format` member and a `FORMATS` row; a
-new audio codec is also an `AudioCodec` here and its encoder arguments in
-`roughy.encoder.ffmpeg_args`. The CRD (`crds/render.yaml`) is then regenerated, not edited.
+new codec is also an `AudioCodec` (or video codec name) here and its encoder arguments in
+`roughy.encoder.ffmpeg_args`. The CRD (`crds/render.yaml` and the chart's copy) is then
+regenerated with `python -m roughy.kube.crd`, not edited.
 
 The facts are data, not behaviour: how a codec is invoked (ffmpeg's argv) stays in the encoder.
 """

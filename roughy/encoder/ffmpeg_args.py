@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import NamedTuple
 
-from roughy.core.formats import AAC, MP3, AudioCodec, Format, output_sample_rate
+from roughy.core.formats import AAC, H264, MP3, AudioCodec, Format, output_sample_rate
 from roughy.core.models import Segment
 from roughy.core.plan import AudioPlan, EncodePlan, VideoPlan
 
@@ -231,6 +231,8 @@ def _tail(fmt: Format, container: list[str], output: str) -> list[str]:
 
 
 def _check_sources(plan: EncodePlan, video_src: str | None, audio_src: str | None) -> None:
+    if plan.format.facts.video_codec not in (None, H264):  # `ENCODERS` are H.264 encoders only
+        raise PlanError(f"no video encoder for {plan.format.facts.video_codec} ({plan.format.value})")
     if plan.format.is_video:
         if plan.video is None:
             raise PlanError(f"a {plan.format.value} plan needs a video plan")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 
 import pytest
 
+from roughy.core.formats import FORMATS
 from roughy.core.models import Format, Segment
 from roughy.core.plan import AudioPlan, EncodePlan, VideoPlan
 from roughy.encoder.ffmpeg_args import (
@@ -344,3 +346,11 @@ def test_libx264_is_the_default_and_batches_take_the_encoder() -> None:
     assert value(build_batch_args(p, cuts, video_src="v", audio_src=None, output="b.mov"), "-c:v") == "libx264"
     with pytest.raises(PlanError, match="unknown video encoder"):
         build_ffmpeg_args(p, video_src="v", audio_src=None, output="o", encoder="hevc_nvenc")
+
+
+def test_a_video_codec_without_an_encoder_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A format row naming a video codec the encoder has no arguments for fails loudly rather
+    than coming out as H.264."""
+    monkeypatch.setitem(FORMATS, Format.MOV, dataclasses.replace(FORMATS[Format.MOV], video_codec="vp9"))
+    with pytest.raises(PlanError, match="vp9"):
+        args_for(plan(Format.MOV))
