@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from roughy.core.formats import AUDIO_BITRATES_KBPS, VIDEO_BITRATES_MBPS
+from roughy.core.models import Format, Resolution
 from roughy.settings import Settings
 
 AUDIO_SUFFIXES = {".mp3", ".m4a", ".aac", ".wav", ".flac", ".ogg", ".opus", ".mka", ".wma", ".aiff"}
@@ -251,10 +253,10 @@ def parser() -> argparse.ArgumentParser:
 
     render = sub.add_parser("render", help="upload FILE, render it, download the result")
     render.add_argument("file")
-    render.add_argument("--format", required=True, choices=["mp4", "mov", "m4a", "mp3"])
-    render.add_argument("--resolution", choices=["720p", "1080p", "4k"])
-    render.add_argument("--video-bitrate", type=int, choices=[5, 10, 20, 50])
-    render.add_argument("--audio-bitrate", type=int, choices=[128, 192, 256, 320])
+    render.add_argument("--format", required=True, choices=[f.value for f in Format])
+    render.add_argument("--resolution", choices=[r.value for r in Resolution])
+    render.add_argument("--video-bitrate", type=int, choices=VIDEO_BITRATES_MBPS)
+    render.add_argument("--audio-bitrate", type=int, choices=AUDIO_BITRATES_KBPS)
     render.add_argument("--cut", help="kept segments in seconds: START-END[,START-END...]")
     render.add_argument("-o", "--output", help="output file (default: the server's filename, here)")
     render.add_argument("--progress", action="store_true", help="show the progress bar even when not a TTY")

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from roughy.core.events import EventType, Resource
+from roughy.core.formats import AUDIO_BITRATES_KBPS, VIDEO_BITRATES_MBPS
 from roughy.core.models import AssetKind, AssetState, CutMethod, CutState, Format, RenderState, Resolution
 
 T = TypeVar("T")
+
+if TYPE_CHECKING:
+    VideoBitrate = int
+    AudioBitrate = int
+else:
+    # The ladders as Literals (`Literal[(5, 10)]` is `Literal[5, 10]`): an `enum` in /openapi.json
+    # and a 422 for any other value, from the one list in core. Type checkers need literal
+    # values, hence the plain int for them.
+    VideoBitrate = Literal[VIDEO_BITRATES_MBPS]
+    AudioBitrate = Literal[AUDIO_BITRATES_KBPS]
 
 
 class Strict(BaseModel):
@@ -44,8 +55,8 @@ class CutCreate(Strict):
 class OutputIn(Strict):
     format: Format
     resolution: Resolution | None = None
-    video_bitrate: Literal[5, 10, 20, 50] | None = None
-    audio_bitrate: Literal[128, 192, 256, 320] | None = None
+    video_bitrate: VideoBitrate | None = None
+    audio_bitrate: AudioBitrate | None = None
 
 
 class RenderCreate(Strict):

@@ -253,5 +253,5 @@ def download_filename(asset_filename: str, render: Render) -> str:
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", PurePath(asset_filename).stem).strip("._") or "render"
     tier = f"-{render.output.resolution.value}" if render.output.resolution else ""
     cut = "-cut" if render.cut_id else ""
-    return f"{stem[:80]}{cut}{tier}.{render.output.format.value}"
+    return f"{stem[:80]}{cut}{tier}.{render.output.format.extension}"
 

@@ -11,7 +11,7 @@ def render_prefix(render_id: str) -> str:
 
 
 def output_key(render: Render) -> str:
-    return f"{render_prefix(render.id)}output.{render.output.format.value}"
+    return f"{render_prefix(render.id)}output.{render.output.format.extension}"
 
 
 def asset_prefix(asset_id: str) -> str:

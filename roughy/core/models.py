@@ -7,8 +7,12 @@ to JSON, the runtime moves them between states with the rules in `states.py`.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import Any
+
+from roughy.core.formats import Format as Format  # re-exported: the domain's nouns are read from here
 
 
 class AssetKind(enum.StrEnum):
@@ -57,26 +61,6 @@ class RenderState(enum.StrEnum):
     FAILED = "failed"
 
 
-class Format(enum.StrEnum):
-    MP4 = "mp4"
-    MOV = "mov"
-    M4A = "m4a"
-    MP3 = "mp3"
-
-    @property
-    def is_video(self) -> bool:
-        return self in (Format.MP4, Format.MOV)
-
-    @property
-    def mime_type(self) -> str:
-        return {
-            Format.MP4: "video/mp4",
-            Format.MOV: "video/quicktime",
-            Format.M4A: "audio/mp4",
-            Format.MP3: "audio/mpeg",
-        }[self]
-
-
 class Resolution(enum.StrEnum):
     P720 = "720p"
     P1080 = "1080p"
@@ -85,10 +69,6 @@ class Resolution(enum.StrEnum):
     @property
     def short_edge(self) -> int:
         return {Resolution.P720: 720, Resolution.P1080: 1080, Resolution.UHD4K: 2160}[self]
-
-
-VIDEO_BITRATES_MBPS: tuple[int, ...] = (5, 10, 20, 50)
-AUDIO_BITRATES_KBPS: tuple[int, ...] = (128, 192, 256, 320)
 
 
 class LedgerType(enum.StrEnum):
@@ -198,8 +178,8 @@ class OutputSpec:
 
     format: Format
     resolution: Resolution | None = None
-    video_bitrate: int | None = None  # Mbps, one of VIDEO_BITRATES_MBPS
-    audio_bitrate: int | None = None  # kbps, one of AUDIO_BITRATES_KBPS
+    video_bitrate: int | None = None  # Mbps, one of formats.VIDEO_BITRATES_MBPS
+    audio_bitrate: int | None = None  # kbps, one of formats.AUDIO_BITRATES_KBPS
 
     def as_dict(self) -> dict[str, str | int | None]:
         return {
@@ -212,6 +192,13 @@ class OutputSpec:
 
 @dataclass(frozen=True)
 class RenderResult:
+    """What a render produced (SPEC 5.6 `result`; width/height None for audio).
+
+    `to_json` is the one wire shape: what the encoder emits, the store keeps, the API shows
+    and the Render resource carries (camelCased there), so every reader goes through
+    `from_json` and a new field is added here once.
+    """
+
     format: Format
     width: int | None
     height: int | None
@@ -219,6 +206,28 @@ class RenderResult:
     size_bytes: int
     video_bitrate_kbps: int | None
     audio_bitrate_kbps: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["format"] = self.format.value
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RenderResult:
+        """Raises KeyError, TypeError or ValueError on a malformed result."""
+        return cls(
+            format=Format(data["format"]),
+            width=_optional_int(data.get("width")),
+            height=_optional_int(data.get("height")),
+            duration=float(data["duration"]),
+            size_bytes=int(data["size_bytes"]),
+            video_bitrate_kbps=_optional_int(data.get("video_bitrate_kbps")),
+            audio_bitrate_kbps=_optional_int(data.get("audio_bitrate_kbps")),
+        )
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 @dataclass

@@ -1,14 +1,7 @@
 """Output-spec rules (SPEC 5.1, 5.3): validation against the asset, tiers, ladders, Auto.
 
-Every function here is pure: an asset's probe and a requested spec in, a decision out.
-
-The Auto bitrate table (documented in the README):
-
-| output shorter edge | Auto video | Auto audio (stereo / mono) |
-|---|---|---|
-| up to 720  | 5 Mbps  | 192 / 128 kbps |
-| up to 1080 | 10 Mbps | 192 / 128 kbps |
-| above 1080 | 20 Mbps | 192 / 128 kbps |
+Every function here is pure: an asset's probe and a requested spec in, a decision out. The
+format facts they apply (Auto table, ladders, sample rates) are in `roughy.core.formats`.
 
 Auto is never above the source's bitrate (when known): it then takes the source's bitrate. An
 explicit audio bitrate above the source's is lowered to it; an explicit video bitrate above the
@@ -18,10 +11,10 @@ source's is a 422 (SPEC 5.3).
 from __future__ import annotations
 
 from roughy.core.errors import ValidationFailed
+from roughy.core.formats import auto_audio_kbps, auto_video_mbps, output_sample_rate
 from roughy.core.models import (
     AssetKind,
     AudioInfo,
-    Format,
     OutputSpec,
     Resolution,
     Segment,
@@ -30,23 +23,11 @@ from roughy.core.models import (
 from roughy.core.plan import AudioPlan, EncodePlan, VideoPlan
 
 MAX_FPS = 60.0
-AUTO_AUDIO_STEREO_KBPS = 192
-AUTO_AUDIO_MONO_KBPS = 128
-MP3_SAMPLE_RATES = (32000, 44100, 48000)
-AAC_SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)  # AAC-LC, <= 48k
 
 
 def even(value: float) -> int:
     """Round to the nearest even integer, at least 2."""
     return max(2, int(round(value / 2.0)) * 2)
-
-
-def auto_video_mbps(short_edge: int) -> int:
-    if short_edge <= 720:
-        return 5
-    if short_edge <= 1080:
-        return 10
-    return 20
 
 
 def output_size(video: VideoInfo, resolution: Resolution | None) -> tuple[int, int]:
@@ -109,7 +90,7 @@ def video_bitrate_kbps(spec: OutputSpec, video: VideoInfo, short_edge: int) -> i
 
 def audio_bitrate_kbps(spec: OutputSpec, audio: AudioInfo) -> int:
     channels = output_channels(audio.channels)
-    wanted = spec.audio_bitrate or (AUTO_AUDIO_MONO_KBPS if channels == 1 else AUTO_AUDIO_STEREO_KBPS)
+    wanted = spec.audio_bitrate or auto_audio_kbps(channels)
     if audio.bitrate_kbps:
         wanted = min(wanted, audio.bitrate_kbps)
     return max(8, wanted)  # 8 kbps: the floor below which the encoders refuse
@@ -117,13 +98,6 @@ def audio_bitrate_kbps(spec: OutputSpec, audio: AudioInfo) -> int:
 
 def output_channels(channels: int) -> int:
     return 1 if channels == 1 else 2
-
-
-def output_sample_rate(audio: AudioInfo, fmt: Format) -> int:
-    rate = audio.sample_rate or 48000
-    if fmt is Format.MP3 and rate not in MP3_SAMPLE_RATES:
-        return 48000 if rate > 44100 else 44100
-    return min((r for r in AAC_SAMPLE_RATES if r >= rate), default=48000)  # the encoder refuses others
 
 
 def plan_render(
@@ -154,7 +128,7 @@ def plan_render(
         audio_plan = AudioPlan(
             bitrate_kbps=audio_bitrate_kbps(spec, audio),
             channels=output_channels(audio.channels),
-            sample_rate=output_sample_rate(audio, spec.format),
+            sample_rate=output_sample_rate(spec.format, audio.sample_rate),
         )
     return EncodePlan(
         format=spec.format,

@@ -50,10 +50,6 @@ def cut_resource(cut: Cut) -> dict[str, Any]:
 
 
 def render_resource(render: Render) -> dict[str, Any]:
-    result = None
-    if render.result:
-        result = asdict(render.result)
-        result["format"] = render.result.format.value
     return {
         "id": render.id,
         "object": "render",
@@ -63,7 +59,7 @@ def render_resource(render: Render) -> dict[str, Any]:
         "state": render.state.value,
         "progress": round(render.progress, 4),
         "error": asdict(render.error) if render.error else None,
-        "result": result,
+        "result": render.result.to_json() if render.result else None,
         "created_at": _time(render.created_at),
         "started_at": _time(render.started_at),
         "completed_at": _time(render.completed_at),

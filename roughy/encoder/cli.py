@@ -246,7 +246,7 @@ def _cmd_render(args: argparse.Namespace) -> None:
         finally:
             Path(args.output).unlink(missing_ok=True)  # uploaded, or a retry renders it again
     reporter.finish()
-    _emit({"result": dict(result)})
+    _emit({"result": result.to_json()})
 
 
 def _upload_target(text: str | None) -> dict[str, Any]:

@@ -43,7 +43,8 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import NamedTuple
 
-from roughy.core.models import Format, Segment
+from roughy.core.formats import AAC, H264, MP3, AudioCodec, Format, output_sample_rate
+from roughy.core.models import Segment
 from roughy.core.plan import AudioPlan, EncodePlan, VideoPlan
 
 X264_PRESET = "veryfast"
@@ -59,14 +60,12 @@ BUFSIZE_FACTOR = 2.0  # VBV buffer, in seconds of average bitrate
 BATCH_SEGMENTS = 16  # segments (open inputs) per ffmpeg process for long cut lists
 CUT_GUARD = 0.0001  # seconds a cut stops before the next frame boundary
 FADE_SECONDS = 0.005  # per-segment audio fade at cut joins: removes the click, inaudible
-MP3_SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 
-#: The muxer for each format: forced with `-f` since the output may be a temp name.
-MUXERS: dict[Format, str] = {
-    Format.MP4: "mp4",
-    Format.MOV: "mov",
-    Format.M4A: "ipod",
-    Format.MP3: "mp3",
+#: How each audio codec of `roughy.core.formats` is encoded (its bitrate, channels and rate are
+#: added per plan).
+AUDIO_ENCODER_ARGS: dict[AudioCodec, tuple[str, ...]] = {
+    AAC: ("-c:a", "aac", "-profile:a", "aac_low"),
+    MP3: ("-c:a", "libmp3lame"),
 }
 
 #: PQ/HLG BT.2020 -> SDR BT.709. Scaling happens in linear light (more correct, and the float
@@ -149,7 +148,7 @@ def build_batch_args(
     if plan.video is not None:
         argv += video_codec_args(plan.video, encoder)
     if plan.audio is not None:
-        rate = output_sample_rate(plan.format, plan.audio)
+        rate = output_sample_rate(plan.format, plan.audio.sample_rate)
         argv += ["-c:a", "pcm_s24le", "-ac", str(plan.audio.channels), "-ar", str(rate)]
     else:
         argv += ["-an"]
@@ -232,6 +231,8 @@ def _tail(fmt: Format, container: list[str], output: str) -> list[str]:
 
 
 def _check_sources(plan: EncodePlan, video_src: str | None, audio_src: str | None) -> None:
+    if plan.format.facts.video_codec not in (None, H264):  # `ENCODERS` are H.264 encoders only
+        raise PlanError(f"no video encoder for {plan.format.facts.video_codec} ({plan.format.value})")
     if plan.format.is_video:
         if plan.video is None:
             raise PlanError(f"a {plan.format.value} plan needs a video plan")
@@ -399,28 +400,21 @@ def video_codec_args(video: VideoPlan, encoder: str = LIBX264) -> list[str]:
 
 
 def audio_codec_args(fmt: Format, audio: AudioPlan) -> list[str]:
-    """AAC-LC (MP4/MOV/M4A) or MP3 at the plan's bitrate, channel count and sample rate."""
-    if fmt is Format.MP3:
-        codec = ["-c:a", "libmp3lame"]
-    else:
-        codec = ["-c:a", "aac", "-profile:a", "aac_low"]
-    rate = output_sample_rate(fmt, audio)
+    """The format's audio codec at the plan's bitrate, channel count and sample rate.
+
+    The rate goes through the planner's rule again (a no-op on a planned rate): a plan written
+    by hand with a rate the codec cannot carry still encodes instead of failing in ffmpeg.
+    """
+    codec = AUDIO_ENCODER_ARGS[fmt.facts.audio_codec]
+    rate = output_sample_rate(fmt, audio.sample_rate)
     return [*codec, "-b:a", f"{audio.bitrate_kbps}k", "-ac", str(audio.channels), "-ar", str(rate)]
 
 
-def output_sample_rate(fmt: Format, audio: AudioPlan) -> int:
-    return mp3_sample_rate(audio.sample_rate) if fmt is Format.MP3 else audio.sample_rate
-
-
-def mp3_sample_rate(rate: int) -> int:
-    """The nearest rate MP3 can carry (MPEG-1/2/2.5 rates), preferring the higher on ties."""
-    return min(MP3_SAMPLE_RATES, key=lambda r: (abs(r - rate), -r))
-
-
 def container_args(fmt: Format) -> list[str]:
-    args = ["-f", MUXERS[fmt]]
-    if fmt is not Format.MP3:
-        args += ["-movflags", "+faststart"]  # index first: progressive download
+    """The muxer, forced with `-f` since the output may be a temp name."""
+    args = ["-f", fmt.facts.muxer]
+    if fmt.facts.index_first:
+        args += ["-movflags", "+faststart"]  # progressive download
     return args
 
 

@@ -14,9 +14,8 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TypedDict
 
-from roughy.core.models import AudioInfo
+from roughy.core.models import AudioInfo, RenderResult
 from roughy.core.plan import EncodePlan
 from roughy.encoder import runner
 from roughy.encoder.errors import EncodeFailed, EncodeTimeout, InvalidMedia
@@ -38,16 +37,6 @@ from roughy.encoder.tools import ffmpeg_path
 ProgressCallback = Callable[[float], None]
 
 
-class RenderResultDict(TypedDict):
-    format: str
-    width: int | None
-    height: int | None
-    duration: float
-    size_bytes: int
-    video_bitrate_kbps: int | None
-    audio_bitrate_kbps: int | None
-
-
 def render(
     plan: EncodePlan,
     *,
@@ -57,7 +46,7 @@ def render(
     on_progress: ProgressCallback | None = None,
     time_limit: float | None = None,
     encoder: str = LIBX264,
-) -> RenderResultDict:
+) -> RenderResult:
     """Encode `plan` to `output`; return what was produced (SPEC 5.6 `result`).
 
     `time_limit` (seconds, for the whole render) defaults to the plan's own, scaled to its
@@ -70,8 +59,8 @@ def render(
         produced = _render_to(plan, video_src, audio_src, output, on_progress, deadline, encoder)
     except EncodeTimeout:
         raise EncodeTimeout(f"the render did not finish within its time limit of {limit:g} s") from None
-    return RenderResultDict(
-        format=plan.format.value,
+    return RenderResult(
+        format=plan.format,
         width=produced.video.width if produced.video else None,
         height=produced.video.height if produced.video else None,
         duration=round(produced.duration, 3),

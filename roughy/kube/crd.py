@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from roughy.core.models import Format, RenderState, Resolution
+from roughy.core.models import Format, RenderResult, RenderState, Resolution
 from roughy.core.plan import EncodePlan
 
 GROUP = "roughy.ai"
@@ -182,7 +182,8 @@ class ErrorStatus(ResourceModel):
 
 
 class ResultStatus(ResourceModel):
-    """What was produced (the API's render `result`)."""
+    """What was produced (the API's render `result`): `RenderResult` field for field, camelCased;
+    `from_result`/`to_result` convert through its JSON form, like `PlanSpec` does for plans."""
 
     format: Format
     width: int | None = Field(default=None, ge=0)
@@ -191,6 +192,13 @@ class ResultStatus(ResourceModel):
     size_bytes: int = Field(ge=0)
     video_bitrate_kbps: int | None = Field(default=None, ge=0)
     audio_bitrate_kbps: int | None = Field(default=None, ge=0)
+
+    @classmethod
+    def from_result(cls, result: RenderResult) -> ResultStatus:
+        return cls.model_validate(result.to_json())
+
+    def to_result(self) -> RenderResult:
+        return RenderResult.from_json(self.model_dump(mode="json"))
 
 
 class RenderStatus(ResourceModel):

@@ -294,7 +294,7 @@ def container(
 ) -> dict[str, Any]:
     """`roughy-encode render` as an argument list (never a shell string); the plan and the
     presigned URLs travel as environment variables, which keeps them out of `ps` output."""
-    output = f"{SCRATCH_DIR}/output.{plan.format.value}"
+    output = f"{SCRATCH_DIR}/output.{plan.format.extension}"
     return {
         "name": CONTAINER,
         "image": settings.image,

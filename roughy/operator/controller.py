@@ -48,7 +48,7 @@ from roughy.adapters.executor.kube import ANNOTATION_DELETION_REASON
 from roughy.adapters.executor.kube_tasks import job_pods, last_outcome, pod_log
 from roughy.adapters.kubeapi import KubeApi, KubeConflict, KubeError, KubePermanentError, KubeTemporaryError
 from roughy.app.renders import RenderService
-from roughy.core.models import Format, RenderResult, RenderState
+from roughy.core.models import RenderResult, RenderState
 from roughy.core.ports import Outcome, PresignedStorage
 from roughy.encoder.protocol import Messages
 from roughy.kube import crd
@@ -354,22 +354,13 @@ def _max_output_bytes(render: dict[str, Any]) -> int:
 
 def _camel_result(result: dict[str, Any]) -> dict[str, Any] | None:
     try:
-        return crd.dump_resource(crd.ResultStatus.model_validate(result))
-    except ValidationError:
+        return crd.dump_resource(crd.ResultStatus.from_result(RenderResult.from_json(result)))
+    except (KeyError, TypeError, ValueError):  # pydantic's ValidationError is a ValueError
         return None
 
 
 def _render_result(status_result: dict[str, Any]) -> RenderResult:
-    parsed = crd.ResultStatus.model_validate(status_result)
-    return RenderResult(
-        format=Format(parsed.format),
-        width=parsed.width,
-        height=parsed.height,
-        duration=parsed.duration,
-        size_bytes=parsed.size_bytes,
-        video_bitrate_kbps=parsed.video_bitrate_kbps,
-        audio_bitrate_kbps=parsed.audio_bitrate_kbps,
-    )
+    return crd.ResultStatus.model_validate(status_result).to_result()
 
 
 def _stamp(when: datetime) -> str:

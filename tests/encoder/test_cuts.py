@@ -36,7 +36,7 @@ def test_three_segment_cut_lasts_the_sum_with_audio_as_long_as_video(
     times = stream_times(out)
     assert times.video_duration == pytest.approx(total, abs=FRAME)
     assert times.audio_duration == pytest.approx(times.video_duration, abs=FRAME)
-    assert result["duration"] == pytest.approx(total, abs=FRAME)
+    assert result.duration == pytest.approx(total, abs=FRAME)
 
 
 def test_markers_stay_in_sync_after_the_third_join(tmp_path: Path, sync_clip: Path, plan_for: PlanFor) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 
 import pytest
 
+from roughy.core.formats import FORMATS
 from roughy.core.models import Format, Segment
 from roughy.core.plan import AudioPlan, EncodePlan, VideoPlan
 from roughy.encoder.ffmpeg_args import (
@@ -19,7 +21,6 @@ from roughy.encoder.ffmpeg_args import (
     ffconcat_text,
     fps_expr,
     fps_fraction,
-    mp3_sample_rate,
     plan_cuts,
     snap_segments,
 )
@@ -101,12 +102,14 @@ def test_channels_and_rate(channels: int) -> None:
     assert value(argv, "-ar") == "44100"
 
 
-def test_mp3_keeps_a_rate_mp3_supports() -> None:
-    argv = args_for(plan(Format.MP3, audio=AudioPlan(128, 2, 96000)))
-    assert value(argv, "-ar") == "48000"
-    assert mp3_sample_rate(88200) == 48000
-    assert mp3_sample_rate(44100) == 44100
-    assert mp3_sample_rate(8000) == 8000
+@pytest.mark.parametrize(
+    ("rate", "expected"),
+    [(96000, 48000), (88200, 48000), (44100, 44100), (32000, 32000), (22050, 44100), (8000, 44100)],
+)
+def test_mp3_keeps_a_rate_mp3_supports(rate: int, expected: int) -> None:
+    """Only MPEG-1 rates: at 22.05 kHz LAME caps MP3 at 160 kbps, below the plan's bitrate."""
+    argv = args_for(plan(Format.MP3, audio=AudioPlan(192, 2, rate)))
+    assert value(argv, "-ar") == str(expected)
 
 
 def test_audio_formats_read_the_audio_source_only() -> None:
@@ -343,3 +346,11 @@ def test_libx264_is_the_default_and_batches_take_the_encoder() -> None:
     assert value(build_batch_args(p, cuts, video_src="v", audio_src=None, output="b.mov"), "-c:v") == "libx264"
     with pytest.raises(PlanError, match="unknown video encoder"):
         build_ffmpeg_args(p, video_src="v", audio_src=None, output="o", encoder="hevc_nvenc")
+
+
+def test_a_video_codec_without_an_encoder_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A format row naming a video codec the encoder has no arguments for fails loudly rather
+    than coming out as H.264."""
+    monkeypatch.setitem(FORMATS, Format.MOV, dataclasses.replace(FORMATS[Format.MOV], video_codec="vp9"))
+    with pytest.raises(PlanError, match="vp9"):
+        args_for(plan(Format.MOV))

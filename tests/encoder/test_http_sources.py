@@ -64,7 +64,7 @@ def test_render_from_an_http_source(tmp_path: Path, stereo_clip: Path, plan_for:
     url = server.serve("/stereo.mp4", stereo_clip) + "?X-Amz-Signature=secret"
     out = tmp_path / "out.mp4"
     result = render(plan_for(stereo_clip), video_src=url, audio_src=url, output=str(out))
-    assert result["duration"] == pytest.approx(2.0, abs=0.05) and result["size_bytes"] == out.stat().st_size
+    assert result.duration == pytest.approx(2.0, abs=0.05) and result.size_bytes == out.stat().st_size
     info = probe(str(out))
     assert info.video is not None and info.audio is not None
     assert server.served("/stereo.mp4") >= stereo_clip.stat().st_size
@@ -76,7 +76,7 @@ def test_a_short_cut_reads_only_part_of_a_long_source(
     url = server.serve("/big.mp4", big_clip)
     plan = plan_for(big_clip, segments=[Segment(1.0, 2.0)])
     result = render(plan, video_src=url, audio_src=url, output=str(tmp_path / "cut.mp4"))
-    assert result["duration"] == pytest.approx(1.0, abs=0.05)
+    assert result.duration == pytest.approx(1.0, abs=0.05)
     whole = big_clip.stat().st_size
     # Bytes written by the server include what loopback socket buffers took before ffmpeg hung
     # up (3 MB seen under load), so the bound is loose; a whole-file read fails it.
@@ -91,7 +91,7 @@ def test_a_dropped_connection_is_resumed(
     url = server.serve("/clip.mp4", faststart_clip, cut_after=300_000, cut_times=1)
     plan = plan_for(faststart_clip, segments=[Segment(0.0, 3.0)])
     result = render(plan, video_src=url, audio_src=url, output=str(tmp_path / "out.mp4"))
-    assert result["duration"] == pytest.approx(3.0, abs=0.05)
+    assert result.duration == pytest.approx(3.0, abs=0.05)
     assert server.state.routes["/clip.mp4"].requests >= 2  # the reconnect
 
 

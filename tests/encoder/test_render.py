@@ -7,7 +7,7 @@ from pathlib import Path
 import av
 import pytest
 
-from roughy.core.models import Format
+from roughy.core.models import Format, RenderResult
 from roughy.core.plan import AudioPlan, EncodePlan, VideoPlan
 from roughy.encoder.probe import probe
 from roughy.encoder.tasks import render
@@ -16,13 +16,13 @@ from tests.encoder.measure import rotation_of, stream_times, top_level_atoms
 from tests.media import ffmpeg, make_video, truncate_file
 
 
-def run_render(plan: EncodePlan, src: Path, out: Path) -> dict[str, object]:
+def run_render(plan: EncodePlan, src: Path, out: Path) -> RenderResult:
     progress: list[float] = []
     result = render(plan, video_src=str(src), audio_src=str(src), output=str(out), on_progress=progress.append)
     assert out.exists()
     assert progress and progress[-1] == 1.0 and progress == sorted(progress)
     assert [p.name for p in out.parent.iterdir() if ".part" in p.name] == []
-    return dict(result)
+    return result
 
 
 def video_props(path: Path) -> tuple[str, int, int, tuple[int, int] | None, str | None]:
@@ -47,7 +47,7 @@ def test_rotated_phone_clip_becomes_portrait_without_rotation_flag(
     assert plan.video is not None and (plan.video.width, plan.video.height) == (180, 320)
     out = tmp_path / "portrait.mp4"
     result = run_render(plan, rotated_clip, out)
-    assert (result["width"], result["height"]) == (180, 320)
+    assert (result.width, result.height) == (180, 320)
     codec, width, height, sar, pix = video_props(out)
     assert (codec, width, height, pix) == ("h264", 180, 320, "yuv420p")
     assert rotation_of(out) == 0
@@ -60,7 +60,7 @@ def test_result_reports_what_was_produced(tmp_path: Path, stereo_clip: Path, pla
     out = tmp_path / "clip.mov"
     result = run_render(plan, stereo_clip, out)
     assert plan.video is not None and plan.audio is not None
-    assert result == {
+    assert result.to_json() == {
         "format": "mov",
         "width": 320,
         "height": 240,
@@ -118,7 +118,7 @@ def test_odd_sized_source_encodes_to_even(tmp_path: Path, plan_for: PlanFor) -> 
     assert plan.video is not None and plan.video.width % 2 == 0 and plan.video.height % 2 == 0
     out = tmp_path / "even.mp4"
     result = run_render(plan, src, out)
-    assert (result["width"], result["height"]) == (plan.video.width, plan.video.height)
+    assert (result.width, result.height) == (plan.video.width, plan.video.height)
 
 
 def test_tier_scales_down(tmp_path: Path, stereo_clip: Path, plan_for: PlanFor) -> None:
@@ -130,7 +130,7 @@ def test_tier_scales_down(tmp_path: Path, stereo_clip: Path, plan_for: PlanFor) 
         audio=plan.audio,
     )
     result = run_render(small, stereo_clip, tmp_path / "small.mp4")
-    assert (result["width"], result["height"]) == (160, 120)
+    assert (result.width, result.height) == (160, 120)
 
 
 @pytest.mark.parametrize(("layout", "channels"), [("5.1", 2), ("mono", 1), ("stereo", 2)])
@@ -209,4 +209,4 @@ def test_source_damaged_partway_renders_what_is_decodable(tmp_path: Path, plan_f
     damaged = truncate_file(indexed, tmp_path / "damaged.mp4", 0.6)  # index intact, data cut short
     plan = plan_for(damaged)
     result = run_render(plan, damaged, tmp_path / "out.mp4")
-    assert 0.5 < float(result["duration"]) < 2.9  # type: ignore[arg-type]
+    assert 0.5 < result.duration < 2.9

@@ -222,17 +222,6 @@ def test_cancel_leaves_another_renders_resource_alone(executor: KubeExecutor, ku
     assert kube.object("renders", NAMESPACE, NAME) is not None
 
 
-# --- observe ----------------------------------------------------------------------------------
-
-
-def test_observe_reads_the_status(executor: KubeExecutor, kube_api: k8s.ApiClient) -> None:
-    assert executor.observe(SIGNATURE) is None
-    submit(executor)
-    assert executor.observe(NAME) == {}
-    set_status(kube_api, {"state": "running", "progress": 0.5})
-    assert executor.observe(SIGNATURE) == {"state": "running", "progress": 0.5}
-
-
 # --- prune ------------------------------------------------------------------------------------
 
 
@@ -314,7 +303,6 @@ def test_a_stopped_server_is_executor_unavailable(executor: KubeExecutor, kube: 
     kube.stop()
     calls: list[Callable[[], Any]] = [
         lambda: submit(executor),
-        lambda: executor.observe(NAME),
         lambda: executor.cancel_resource(NAME),
         lambda: executor.prune_terminal(),
     ]
@@ -363,5 +351,5 @@ def test_a_hanging_server_is_executor_unavailable_after_the_timeout(
     executor = KubeExecutor(KubeApi(kube_api, timeout=0.3), namespace=NAMESPACE)
     started = time.monotonic()
     with pytest.raises(ExecutorUnavailable, match="unreachable"):
-        executor.observe(NAME)
+        executor.cancel(NAME)  # its first call reads the Render
     assert time.monotonic() - started < 1.2

@@ -21,12 +21,13 @@ import jsonschema
 import pytest
 import yaml
 from hypothesis import given, settings
+from pydantic.alias_generators import to_camel
 
-from roughy.core.models import Resolution, Segment
+from roughy.core.models import Format, RenderResult, Resolution, Segment
 from roughy.core.plan import EncodePlan
 from roughy.core.signature import resource_name
 from roughy.kube import crd
-from roughy.kube.crd import PlanSpec, RenderSpec, RenderStatus, dump_resource, render_crd, tier_of
+from roughy.kube.crd import PlanSpec, RenderSpec, RenderStatus, ResultStatus, dump_resource, render_crd, tier_of
 from tests.kube_pure import examples
 from tests.kube_pure.k8s_models import unknown_fields
 from tests.strategies import plans
@@ -167,6 +168,21 @@ def test_spec_and_status_fields() -> None:
     )
     assert {"error", "result"} <= set(status)
     assert status["observedGeneration"]["type"] == "integer"
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        RenderResult(Format.MOV, 720, 1280, 4.0, 900_000, 5000, 128),
+        RenderResult(Format.M4A, None, None, 2.5, 40_000, None, 96),
+    ],
+)
+def test_result_status_mirrors_render_result(result: RenderResult) -> None:
+    """The status carries the API's result camelCased, and gives the same result back."""
+    wire = dump_resource(ResultStatus.from_result(result))
+    assert set(wire) <= {to_camel(name) for name in result.to_json()}
+    assert ResultStatus.model_validate(wire).to_result() == result
+    assert set(ResultStatus.model_fields) == set(result.to_json()), "a new result field is added to both"
 
 
 def test_optional_fields_are_nullable_and_not_required() -> None:

@@ -7,7 +7,6 @@ import inspect
 import socket
 import time
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from roughy.adapters.storage.s3 import (
     content_disposition,
     plan_part_size,
 )
-from roughy.core.errors import Forbidden, NotFound, PayloadTooLarge, ValidationFailed
+from roughy.core.errors import Forbidden, NotFound, PayloadTooLarge
 from roughy.core.ports import Storage
 from roughy.settings import Settings
 from roughy.testing import MemoryStorage
@@ -296,60 +295,14 @@ def test_output_upload_abort_url(storage: S3Storage, s3: Any, http: httpx.Client
     assert pending_uploads(s3, f"renders/{root}/") == []
 
 
-# -- client multipart uploads -----------------------------------------------------------------
-
-
-def test_multipart_targets_flow(storage: S3Storage, s3: Any, http: httpx.Client, root: str) -> None:
-    key = f"assets/{root}/video"
-    data = blob(11 * MiB + 123)
-    plan = storage.multipart_targets(key, len(data), 600, part_size=5 * MiB)
-    assert plan["part_size"] == 5 * MiB
-    assert [(p["part_number"], p["offset"], p["size"]) for p in plan["parts"]] == [
-        (1, 0, 5 * MiB),
-        (2, 5 * MiB, 5 * MiB),
-        (3, 10 * MiB, MiB + 123),
-    ]
-
-    def put(part: dict[str, Any]) -> dict[str, Any]:
-        res = http.put(part["url"], content=data[part["offset"] : part["offset"] + part["size"]])
-        assert res.status_code == 200, res.text
-        return {"part_number": part["part_number"], "etag": res.headers["etag"]}
-
-    with ThreadPoolExecutor(3) as pool:  # parts go up in parallel, in any order
-        done = list(pool.map(put, reversed(plan["parts"])))
-    with pytest.raises(ValidationFailed) as bad:
-        storage.complete_multipart(key, plan["upload_id"], [{**done[0], "etag": '"0000"'}, *done[1:]])
-    assert bad.value.param == "parts"
-    assert storage.complete_multipart(key, plan["upload_id"], done) == len(data)
-    assert get(s3, key) == data
-    assert pending_uploads(s3, f"assets/{root}/") == []
-
-
-def test_multipart_completion_checks_the_limit(storage: S3Storage, http: httpx.Client, root: str) -> None:
-    key = f"assets/{root}/video"
-    plan = storage.multipart_targets(key, 6 * MiB, 600)  # the client claims 6 MiB ...
-    parts = []
-    for p in plan["parts"]:  # ... and sends 2 MiB more in its last part
-        res = http.put(p["url"], content=blob(p["size"] + (2 * MiB if p["part_number"] == 2 else 0)))
-        parts.append({"part_number": p["part_number"], "etag": res.headers["etag"]})
-    with pytest.raises(PayloadTooLarge):
-        storage.complete_multipart(key, plan["upload_id"], parts, limit=7 * MiB)
-    assert not storage.exists(key)
-
-
-def test_multipart_abort_and_bad_input(storage: S3Storage, s3: Any, root: str) -> None:
-    key = f"assets/{root}/video"
-    plan = storage.multipart_targets(key, 20 * MiB, 600)
-    assert len(pending_uploads(s3, f"assets/{root}/")) == 1
-    storage.abort_multipart(key, plan["upload_id"])
-    storage.abort_multipart(key, plan["upload_id"])  # idempotent
-    assert pending_uploads(s3, f"assets/{root}/") == []
-    with pytest.raises(ValidationFailed):
-        storage.multipart_targets(key, 0, 600)
-    with pytest.raises(ValidationFailed):
-        storage.complete_multipart(key, "x", [])
-    with pytest.raises(ValidationFailed):
-        storage.complete_multipart(key, "x", [{"part_number": 1}])
+def test_abort_multipart_is_idempotent(storage: S3Storage, s3: Any, root: str) -> None:
+    """What the operator calls when an encoder's multipart upload is left open."""
+    key = f"renders/{root}/output.mp4"
+    target = storage.output_upload(key, 40 * MiB)
+    assert len(pending_uploads(s3, f"renders/{root}/")) == 1
+    storage.abort_multipart(key, target["upload_id"])
+    storage.abort_multipart(key, target["upload_id"])
+    assert pending_uploads(s3, f"renders/{root}/") == []
 
 
 def test_part_sizes_respect_s3_limits() -> None:
@@ -432,21 +385,20 @@ def _client_error(code: str, status: int) -> ClientError:
 
 
 @pytest.mark.parametrize(
-    ("code", "status", "bad_parts", "expected"),
+    ("code", "status", "expected"),
     [
-        ("NoSuchKey", 404, False, NotFound),
-        ("404", 404, False, NotFound),
-        ("NoSuchUpload", 404, True, NotFound),
-        ("NoSuchBucket", 404, False, StorageUnavailable),
-        ("AccessDenied", 403, False, StorageUnavailable),
-        ("SlowDown", 503, False, StorageUnavailable),
-        ("InvalidPart", 400, True, ValidationFailed),
-        ("InvalidPart", 400, False, StorageUnavailable),
+        ("NoSuchKey", 404, NotFound),
+        ("404", 404, NotFound),
+        ("NoSuchUpload", 404, NotFound),
+        ("NoSuchBucket", 404, StorageUnavailable),
+        ("AccessDenied", 403, StorageUnavailable),
+        ("SlowDown", 503, StorageUnavailable),
+        ("InvalidPart", 400, StorageUnavailable),
     ],
 )
-def test_client_errors_are_translated(code: str, status: int, bad_parts: bool, expected: type) -> None:
+def test_client_errors_are_translated(code: str, status: int, expected: type) -> None:
     with pytest.raises(expected):
-        with _edge("op", "k", bad_parts=bad_parts):
+        with _edge("op", "k"):
             raise _client_error(code, status)
     with pytest.raises(StorageUnavailable):
         with _edge("op", "k"):

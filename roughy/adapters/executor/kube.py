@@ -10,9 +10,9 @@ reconciles into a Job (DESIGN.md, "Where state lives"). This adapter is the API'
   is waited for, briefly, then reported as ExecutorUnavailable so that the caller retries.
 - `cancel` deletes the record with foreground propagation (the Job goes first, and the
   operator's finalizer stops it and removes the outputs) and waits, briefly, until it is gone.
-- `observe` reads the record's status; `prune_terminal` deletes completed/failed records whose
-  `completedAt` is older than the retention, found by the managed-by label. The database keeps
-  the render; etcd is not an archive.
+- `prune_terminal` deletes completed/failed records whose `completedAt` is older than the
+  retention, found by the managed-by label. The database keeps the render; etcd is not an
+  archive. (The outcome reaches the database through the operator, never through here.)
 
 Deletions that must *not* remove the render's outputs say why in the annotation
 `roughy.ai/deletion-reason` (`retention`, `replaced`), written just before the delete; a plain
@@ -280,13 +280,6 @@ class KubeExecutor:
             for item in self._list(MANAGED_SELECTOR)
             if (item.get("spec") or {}).get("renderId")
         }
-
-    def observe(self, signature_or_name: str) -> dict[str, Any] | None:
-        """The Render's status (empty until the operator writes one), or None if there is no Render."""
-        current = self._get(self._name(signature_or_name))
-        if current is None:
-            return None
-        return dict(current.get("status") or {})
 
     def prune_terminal(self, older_than_seconds: float | None = None, *, now: datetime | None = None) -> list[str]:
         """Delete completed/failed Renders whose completedAt is older than the retention (or

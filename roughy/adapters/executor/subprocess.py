@@ -24,7 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from roughy.core.models import Format, RenderResult
+from roughy.core.models import RenderResult
 from roughy.core.ports import EncodeJob, ExecutionListener, Outcome, Storage
 from roughy.encoder.errors import EncodeFailed, EncoderError, EncodeTimeout
 from roughy.encoder.protocol import decode, error_from
@@ -130,7 +130,7 @@ class LocalExecutor:
                 self.listener.progress(render_id, value)
 
         try:
-            return Outcome(result=_result(self.run(job, progress)))
+            return Outcome(result=RenderResult.from_json(self.run(job, progress)))
         except Cancelled:
             return None
         except EncoderError as exc:
@@ -225,14 +225,3 @@ class LocalExecutor:
         except ProcessLookupError:
             pass
 
-
-def _result(data: dict[str, Any]) -> RenderResult:
-    return RenderResult(
-        format=Format(data["format"]),
-        width=data.get("width"),
-        height=data.get("height"),
-        duration=float(data["duration"]),
-        size_bytes=int(data["size_bytes"]),
-        video_bitrate_kbps=data.get("video_bitrate_kbps"),
-        audio_bitrate_kbps=data.get("audio_bitrate_kbps"),
-    )

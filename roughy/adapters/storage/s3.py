@@ -28,7 +28,7 @@ S3 limits this module is built around
   with temporary credentials (IRSA, EKS pod identity, STS) stops working when they expire,
   whatever its TTL.
 - A presigned PUT cannot cap the size of what is uploaded through it: the API checks the size of
-  an uploaded part when the client completes it (`size`, or `complete_multipart(limit=...)`).
+  an uploaded part when the client completes it (`size`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import math
 import mimetypes
 import time
 import unicodedata
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -50,7 +50,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from roughy.core.errors import Forbidden, NotFound, PayloadTooLarge, RoughyError, ValidationFailed
-from roughy.core.models import Format
+from roughy.core.formats import format_of
 
 if TYPE_CHECKING:
     from roughy.settings import Settings
@@ -67,12 +67,11 @@ MAX_PART_SIZE = 5 * GiB
 MAX_PARTS = 10_000
 MAX_OBJECT_SIZE = 5 * 1024 * GiB  # 5 TiB
 MAX_PRESIGN_TTL = 7 * 24 * 3600  # SigV4 query signatures
-PRESIGNED_MAX_PARTS = 1000  # part URLs handed out at once: keeps a response well under 1 MB
+PRESIGNED_MAX_PARTS = 1000  # part URLs presigned for one upload at most
 ENCODER_TARGET_PARTS = 40  # output_upload grows its parts so a Job carries ~40 URLs: one env var (128 KiB max)
 DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
 
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound", "NoSuchUpload"}
-_BAD_PARTS_CODES = {"InvalidPart", "InvalidPartOrder", "EntityTooSmall", "MalformedXML", "InvalidArgument"}
 
 
 class StorageUnavailable(RoughyError):
@@ -82,7 +81,7 @@ class StorageUnavailable(RoughyError):
 
 
 @contextmanager
-def _edge(action: str, key: str = "", *, bad_parts: bool = False) -> Iterator[None]:
+def _edge(action: str, key: str = "") -> Iterator[None]:
     """Translate botocore's errors into roughy's at the edge (logging the vendor detail)."""
     try:
         yield
@@ -92,10 +91,6 @@ def _edge(action: str, key: str = "", *, bad_parts: bool = False) -> Iterator[No
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if code != "NoSuchBucket" and (code in _NOT_FOUND_CODES or status == 404):
             raise NotFound(f"no such object: {key}" if code != "NoSuchUpload" else "no such upload") from None
-        if bad_parts and code in _BAD_PARTS_CODES:
-            raise ValidationFailed(
-                f"the uploaded parts do not match: {err.get('Message', code)}", param="parts"
-            ) from None
         log.warning("S3 %s of %r failed: %s (%s) %s", action, key, code, status, err.get("Message", ""))
         raise StorageUnavailable(f"object storage refused the {action} ({code or status})") from None
     except BotoCoreError as exc:
@@ -140,9 +135,9 @@ def content_disposition(filename: str) -> str:
 
 
 def content_type(key: str) -> str:
-    suffix = key.rsplit(".", 1)[-1].lower() if "." in key.rsplit("/", 1)[-1] else ""
-    if suffix in {f.value for f in Format}:
-        return Format(suffix).mime_type
+    fmt = format_of(key)
+    if fmt is not None:
+        return fmt.mime_type
     return mimetypes.guess_type(key)[0] or "application/octet-stream"
 
 
@@ -425,7 +420,7 @@ class S3Storage:
         then), or DELETEs `abort.url` on failure. `max_size` is an upper bound the operator
         derives from the plan (bitrates x duration, with a margin): an output past it fails.
         Parts grow so that about 40 URLs are handed out. `delete_prefix` aborts an upload left
-        open by a stopped encoder; the server side can finish one with `complete_multipart`.
+        open by a stopped encoder.
         """
         ttl = _ttl(ttl or self.encoder_url_ttl)
         obj = self.object_key(key)
@@ -433,7 +428,7 @@ class S3Storage:
             url = self._presign("put_object", {"Key": obj}, ttl, public=False)
             return {"method": "PUT", "url": url, "headers": {}, "expires_at": _expires_at(ttl)}
         size = part_size or max(self.part_size, math.ceil(max_size / ENCODER_TARGET_PARTS))
-        out = self._open_multipart(key, max_size, size, ttl, public=False)
+        out = self._open_multipart(key, max_size, size, ttl)
         upload = {"Key": obj, "UploadId": out["upload_id"]}
         out["method"] = "multipart"
         out["complete"] = {
@@ -448,13 +443,13 @@ class S3Storage:
 
         One PUT carries at most 5 GiB (S3's limit, and the default `max_upload_bytes`); nothing
         in the URL caps the size, so the API checks `size(key)` when the part is completed.
-        Bigger files, or uploads that should survive a dropped connection: `multipart_targets`.
         """
         ttl = _ttl(ttl)
         url = self._presign("put_object", {"Key": self.object_key(key)}, ttl, public=True)
         return {"url": url, "method": "PUT", "headers": {}, "expires_at": _expires_at(ttl)}
 
-    def _open_multipart(self, key: str, size: int, part_size: int, ttl: int, *, public: bool) -> dict[str, Any]:
+    def _open_multipart(self, key: str, size: int, part_size: int, ttl: int) -> dict[str, Any]:
+        """Open a multipart upload of `size` bytes; presign a PUT for each of its parts."""
         if size <= 0:
             raise ValidationFailed("the upload size must be positive", param="size")
         if size > MAX_OBJECT_SIZE:
@@ -472,7 +467,7 @@ class S3Storage:
             parts.append(
                 {
                     "part_number": number,
-                    "url": self._presign("upload_part", params, ttl, public=public),
+                    "url": self._presign("upload_part", params, ttl, public=False),
                     "method": "PUT",
                     "offset": offset,
                     "size": min(part_size, size - offset),
@@ -485,49 +480,6 @@ class S3Storage:
             "headers": {},
             "expires_at": _expires_at(ttl),
         }
-
-    def multipart_targets(self, key: str, size: int, ttl: int, *, part_size: int | None = None) -> dict[str, Any]:
-        """A client's presigned multipart upload of a file of `size` bytes (up to 5 TiB).
-
-        Opens the upload and answers `{"upload_id", "part_size", "parts": [{"part_number",
-        "url", "method": "PUT", "offset", "size"}], "headers": {}, "expires_at"}`: the client
-        PUTs each byte range to its URL (in any order, in parallel, retrying a part alone),
-        keeps each response's `ETag` header (a browser needs the bucket's CORS to expose it),
-        and hands `[{"part_number", "etag"}]` back to the API, which calls `complete_multipart`.
-        Parts are at least `part_size` (default `s3_multipart_part_size`) and 5 MiB, grown so
-        that at most 1000 URLs are handed out.
-        """
-        return self._open_multipart(key, size, part_size or self.part_size, _ttl(ttl), public=True)
-
-    def complete_multipart(
-        self, key: str, upload_id: str, parts: Sequence[Mapping[str, Any]], *, limit: int | None = None
-    ) -> int:
-        """Assemble an uploaded multipart object from `[{"part_number", "etag"}]`; its size.
-
-        Unknown upload: NotFound. Parts missing, unknown, mismatched or too small:
-        ValidationFailed (param `parts`; the upload stays open for a retry). Over `limit`
-        bytes: the object is deleted and PayloadTooLarge raised.
-        """
-        try:
-            listed = sorted((int(p["part_number"]), str(p["etag"])) for p in parts)
-        except (KeyError, TypeError, ValueError):
-            raise ValidationFailed("parts must be [{part_number, etag}, ...]", param="parts") from None
-        numbers = [n for n, _ in listed]
-        if not listed or len(set(numbers)) != len(numbers) or not 1 <= numbers[0] <= numbers[-1] <= MAX_PARTS:
-            raise ValidationFailed("parts must name distinct part numbers 1-10000", param="parts")
-        obj = self.object_key(key)
-        with _edge("multipart completion", key, bad_parts=True):
-            self._client.complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=obj,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in listed]},
-            )
-        size = self.size(key)
-        if limit is not None and size > limit:
-            self._call("delete", key, self._client.delete_object, Key=obj)
-            raise PayloadTooLarge(f"upload is over the limit of {limit} bytes")
-        return size
 
     def abort_multipart(self, key: str, upload_id: str) -> None:
         """Drop an open multipart upload and its parts; an unknown upload is not an error."""

@@ -424,7 +424,7 @@ class SqlStore(WebhookStore):
         states = [RenderState.RUNNING.value] + ([RenderState.PENDING.value] if from_pending else [])
         values: dict[str, Any] = {"completed_at": now()}
         if result is not None:
-            values |= {"state": RenderState.COMPLETED.value, "progress": 1.0, "result": _result_json(result)}
+            values |= {"state": RenderState.COMPLETED.value, "progress": 1.0, "result": result.to_json()}
         else:
             values |= {"state": RenderState.FAILED.value, "error": asdict(error) if error else None}
         with self.tx() as c:
@@ -587,18 +587,12 @@ def _render_row(r: Render) -> dict[str, Any]:
         "state": r.state.value,
         "progress": r.progress,
         "error": asdict(r.error) if r.error else None,
-        "result": _result_json(r.result) if r.result else None,
+        "result": r.result.to_json() if r.result else None,
         "attempts": r.attempts,
         "created_at": r.created_at,
         "started_at": r.started_at,
         "completed_at": r.completed_at,
     }
-
-
-def _result_json(result: RenderResult) -> dict[str, Any]:
-    data = asdict(result)
-    data["format"] = result.format.value
-    return data
 
 
 def _render(r: Any) -> Render:
@@ -620,7 +614,7 @@ def _render(r: Any) -> Render:
         created_at=_utc(r["created_at"]),
         progress=float(r["progress"]),
         error=ErrorInfo(**r["error"]) if r["error"] else None,
-        result=RenderResult(**{**result, "format": Format(result["format"])}) if result else None,
+        result=RenderResult.from_json(result) if result else None,
         started_at=_utc(r["started_at"]),
         completed_at=_utc(r["completed_at"]),
         attempts=int(r["attempts"]),

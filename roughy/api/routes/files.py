@@ -10,7 +10,8 @@ from fastapi.responses import FileResponse
 
 from roughy.api.deps import ServicesDep
 from roughy.core.errors import NotFound
-from roughy.core.models import Format, PartName
+from roughy.core.formats import format_of
+from roughy.core.models import PartName
 from roughy.core.ports import ServedFiles
 
 router = APIRouter(tags=["files"])
@@ -39,8 +40,8 @@ def download(key: str, request: Request, svc: ServicesDep) -> FileResponse:
     files.verify("GET", request.url.path, q.get("expires"), q.get("sig"), filename)
     if not key.startswith("renders/") or not svc.app.storage.exists(key):
         raise NotFound("no such file (the render may have been deleted)")
-    suffix = key.rsplit(".", 1)[-1]
-    media_type = Format(suffix).mime_type if suffix in Format.__members__.values() else None
+    fmt = format_of(key)
+    media_type = fmt.mime_type if fmt is not None else None
     return FileResponse(files.path(key), media_type=media_type, filename=filename or None)
 
 
