@@ -254,7 +254,7 @@ class MemoryStore:
 
     # -- renders -----------------------------------------------------------------------------
 
-    def create_render(self, render: Render) -> tuple[Render, bool]:
+    def create_render(self, render: Render, announce: Announce[RenderState | None, Render]) -> tuple[Render, bool]:
         with self._lock:
             existing = self.live_render_by_signature(render.signature)
             if existing is not None:
@@ -262,6 +262,7 @@ class MemoryStore:
             for old in [r for r in self.t.renders.values() if r.signature == render.signature]:
                 del self.t.renders[old.id]  # a failed render with the signature is replaced
             self.t.renders[render.id] = copy.deepcopy(render)
+            self._emit(announce(None, copy.deepcopy(render)))
             return copy.deepcopy(render), True
 
     def live_render_by_signature(self, signature: str) -> Render | None:
@@ -303,12 +304,13 @@ class MemoryStore:
         with self._lock:
             return sum(1 for r in self.t.renders.values() if r.account_id == account_id and r.state in active)
 
-    def claim_next_render(self) -> Render | None:
+    def claim_next_render(self, announce: Announce[RenderState, Render]) -> Render | None:
         with self._lock:
             for render in self.t.renders.values():
                 if render.state is RenderState.PENDING:
                     render.state, render.started_at = RenderState.RUNNING, now()
                     render.attempts += 1
+                    self._emit(announce(RenderState.PENDING, copy.deepcopy(render)))
                     return copy.deepcopy(render)
         return None
 
@@ -341,12 +343,13 @@ class MemoryStore:
             self._emit(announce(before, copy.deepcopy(render)))
             return True
 
-    def release_render(self, render_id: str) -> bool:
+    def release_render(self, render_id: str, announce: Announce[RenderState, Render]) -> bool:
         with self._lock:
             render = self.t.renders.get(render_id)
             if render is None or render.state is not RenderState.RUNNING:
                 return False
             render.state, render.started_at = RenderState.PENDING, None
+            self._emit(announce(RenderState.RUNNING, copy.deepcopy(render)))
             return True
 
     def running_renders(self, started_before: datetime | None = None) -> list[Render]:

@@ -86,7 +86,7 @@ class RenderService:
             state=RenderState.PENDING,
             created_at=now(),
         )
-        stored, created = self.store.create_render(render)
+        stored, created = self.store.create_render(render, render_events)
         if created:
             self.wake()
         return stored, created
@@ -183,7 +183,7 @@ class RenderService:
             self.executor.start(job)
         except ExecutorUnavailable as exc:
             log.warning("render %s: the executor is unavailable (%s); it stays queued", render.id, exc.message)
-            self.store.release_render(render.id)
+            self.store.release_render(render.id, render_events)
             return False
         except (ExecutorFailed, ValueError) as exc:
             log.error("render %s cannot be executed: %s", render.id, exc)
@@ -223,7 +223,7 @@ class RenderService:
         partial files removed (the process that claimed one died before or while executing it)."""
         lost = []
         for render in self.store.running_renders(started_before=started_before):
-            if render.id not in executing and self.store.release_render(render.id):
+            if render.id not in executing and self.store.release_render(render.id, render_events):
                 self.storage.delete_prefix(render_prefix(render.id))
                 lost.append(render.id)
         if lost:
@@ -240,7 +240,7 @@ class RenderService:
             return
         if row is not None and row.state in (RenderState.RUNNING, RenderState.PENDING):
             if requeue:
-                self.store.release_render(render_id)
+                self.store.release_render(render_id, render_events)
             else:
                 message = "the render's Render resource was deleted on the cluster before the encode finished"
                 error = ErrorInfo("encode_failed", message)

@@ -23,6 +23,7 @@ from roughy.app.processing import AssetWork
 from roughy.app.renders import RenderService
 from roughy.app.signal import Signal, Ticker
 from roughy.core.errors import ExecutorUnavailable
+from roughy.core.events import render_events
 from roughy.core.ids import now
 from roughy.core.models import RenderState
 from roughy.core.ports import Executor, Store
@@ -75,7 +76,7 @@ class Scheduler:
             self.sweep(self.lost_after)
         free = self.executor.capacity - self.store.count_renders(RenderState.RUNNING)
         while free > 0 and not self.ticker.stopping:
-            render = self.store.claim_next_render()
+            render = self.store.claim_next_render(render_events)
             if render is None:
                 return
             if not self.renders.start(render):

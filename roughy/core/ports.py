@@ -112,7 +112,7 @@ class CutStore(Protocol):
 
 
 class RenderStore(Protocol):
-    def create_render(self, render: Render) -> tuple[Render, bool]:
+    def create_render(self, render: Render, announce: Announce[RenderState | None, Render]) -> tuple[Render, bool]:
         """Insert unless a live render has the signature (a failed one is replaced): (render, created)."""
         ...
 
@@ -130,7 +130,7 @@ class RenderStore(Protocol):
 
     def count_active_renders(self, account_id: str) -> int: ...
 
-    def claim_next_render(self) -> Render | None:
+    def claim_next_render(self, announce: Announce[RenderState, Render]) -> Render | None:
         """Oldest pending -> running, atomically (one claimer wins); None when none is pending."""
         ...
 
@@ -150,7 +150,7 @@ class RenderStore(Protocol):
         """Running (or pending, with `from_pending`) -> completed or failed; False if gone or settled."""
         ...
 
-    def release_render(self, render_id: str) -> bool:
+    def release_render(self, render_id: str, announce: Announce[RenderState, Render]) -> bool:
         """Running -> pending (its hand-over failed, or its execution was lost)."""
         ...
 

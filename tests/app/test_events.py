@@ -12,10 +12,11 @@ from roughy.core.events import (
     CUT_TRANSITIONS,
     RENDER_TRANSITIONS,
     EventType,
+    NewEvent,
     asset_events,
     render_events,
 )
-from roughy.core.models import AssetState, Format, OutputSpec, RenderState
+from roughy.core.models import AssetState, Format, OutputSpec, Render, RenderState
 from tests.app.conftest import World
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -64,3 +65,29 @@ def test_the_readme_lists_every_event_type() -> None:
 def test_an_endpoint_subscribes_by_the_registrys_names(world: World, event: EventType) -> None:
     endpoint = world.app.webhooks.create(world.account_id, "https://example.test/hook", [event])
     assert endpoint.events == [event.value]
+
+
+def test_every_render_transition_passes_through_the_registry(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Created, claimed, released and finished: the store hands each change to the registry's
+    rule in its transaction, so an event on any of them (`render.started`, say) is one line in
+    RENDER_TRANSITIONS."""
+    from roughy.app import renders, scheduler
+    from roughy.core.ports import Outcome
+
+    seen: list[tuple[str | None, str]] = []
+
+    def spy(before: RenderState | None, render: Render) -> list[NewEvent]:
+        seen.append((before.value if before else None, render.state.value))
+        return render_events(before, render)
+
+    monkeypatch.setattr(renders, "render_events", spy)
+    monkeypatch.setattr(scheduler, "render_events", spy)
+    asset = world.ready_asset()
+    render = world.render(asset, OutputSpec(Format.MP3))
+    world.scheduler.tick()
+    world.executor.lose(render.id)
+    world.scheduler.sweep(0.0)
+    world.scheduler.tick()
+    world.executor.finish(render.id, Outcome.failed("encode_failed", "boom"))
+    assert seen == [(None, "pending"), ("pending", "running"), ("running", "pending"), ("pending", "running"),
+                    ("running", "failed")]  # fmt: skip

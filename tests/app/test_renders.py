@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from roughy.core.errors import AssetNotReady, ModifierNotReady, NotFound, RateLimited, ValidationFailed
+from roughy.core.events import render_events
 from roughy.core.ids import now
 from roughy.core.models import AssetKind, Format, OutputSpec, RenderState, Resolution
 from roughy.core.ports import Outcome
@@ -159,7 +160,7 @@ def test_an_outcome_lands_on_a_render_put_back_in_the_queue(world: World) -> Non
     asset = world.ready_asset()
     render = world.render(asset, MP3)
     run_one(world)
-    assert world.store.release_render(render.id)  # a hand-over whose result the API could not know
+    assert world.store.release_render(render.id, render_events)  # a hand-over whose result the API could not know
     complete(world, render.id)
     assert world.app.renders.get(world.account_id, render.id).state is RenderState.COMPLETED
 

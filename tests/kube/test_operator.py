@@ -14,6 +14,7 @@ from kubernetes import client as k8s
 from standardwebhooks import Webhook
 
 from roughy.app.scheduler import Scheduler
+from roughy.core.events import render_events
 from roughy.kube import crd
 from tests.conftest import ready_asset, wait_for
 from tests.kube.harness import running_operator
@@ -104,7 +105,7 @@ def test_a_render_left_claimed_by_a_dead_api_is_submitted_again(kube_service: Ku
     runtime = kube_service.kubernetes.runtime
     runtime.stop()  # this API replica dies right after its claim, before it creates the Render
     render = api.post("/v1/renders", json={"asset_id": asset["id"], "output": {"format": "m4a"}}).json()
-    claimed = kube_service.store.claim_next_render()
+    claimed = kube_service.store.claim_next_render(render_events)
     assert claimed is not None and claimed.id == render["id"]
     assert the_render_resource(kube_service, render["id"]) is None
     assert render_of(api, render["id"])["state"] == "running"
@@ -139,10 +140,10 @@ def test_an_outcome_lands_even_when_the_api_put_the_render_back_in_the_queue(
     runtime = kube_service.kubernetes.runtime
     runtime.stop()
     render = api.post("/v1/renders", json={"asset_id": asset["id"], "output": {"format": "mp3"}}).json()
-    claimed = kube_service.store.claim_next_render()
+    claimed = kube_service.store.claim_next_render(render_events)
     assert claimed is not None
     assert kube_service.kubernetes.application.renders.start(claimed)
-    assert kube_service.store.release_render(claimed.id)  # what the API does after an unknown outcome
+    assert kube_service.store.release_render(claimed.id, render_events)  # what the API does after an unknown outcome
     done = finished(api, render["id"])
     assert done["state"] == "completed" and done["result"]["format"] == "mp3"
 

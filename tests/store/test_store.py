@@ -101,8 +101,8 @@ def rows(store: SqlStore, table: Any, *where: Any) -> int:
 
 
 def running(store: SqlStore, a: Asset, spec: OutputSpec | None = None) -> Render:
-    r, _ = store.create_render(render(a, spec))
-    claimed = store.claim_next_render()
+    r, _ = store.create_render(render(a, spec), render_events)
+    claimed = store.claim_next_render(render_events)
     assert claimed is not None and claimed.id == r.id
     return claimed
 
@@ -117,7 +117,7 @@ def test_identical_concurrent_creates_make_one_render(store: SqlStore) -> None:
     attempts = [render(a, spec) for _ in range(32)]
     assert len({r.id for r in attempts}) == 32 and len({r.signature for r in attempts}) == 1
 
-    outcomes = at_once(32, lambda i: store.create_render(attempts[i]))
+    outcomes = at_once(32, lambda i: store.create_render(attempts[i], render_events))
 
     errors = [o for o in outcomes if isinstance(o, BaseException)]
     assert errors == []
@@ -131,12 +131,12 @@ def test_identical_concurrent_creates_make_one_render(store: SqlStore) -> None:
 
 def test_a_live_render_is_returned_not_duplicated(store: SqlStore) -> None:
     a = asset(store, account(store))
-    first, created = store.create_render(render(a))
+    first, created = store.create_render(render(a), render_events)
     assert created
-    for state_change in (lambda: None, lambda: store.claim_next_render(),
+    for state_change in (lambda: None, lambda: store.claim_next_render(render_events),
                          lambda: store.finish_render(first.id, result(), None, render_events)):
         state_change()
-        again, created = store.create_render(render(a))
+        again, created = store.create_render(render(a), render_events)
         assert not created and again.id == first.id
     assert store.get_render(first.id).state is RenderState.COMPLETED  # type: ignore[union-attr]
 
@@ -145,11 +145,11 @@ def test_a_different_output_or_cut_is_another_render(store: SqlStore) -> None:
     a = asset(store, account(store))
     c = cut(store, a)
     made = [
-        store.create_render(render(a, OutputSpec(Format.MP4, resolution=Resolution.P720))),
-        store.create_render(render(a, OutputSpec(Format.MP4, resolution=Resolution.P1080))),
-        store.create_render(render(a, OutputSpec(Format.MP4))),
-        store.create_render(render(a, OutputSpec(Format.MP3))),
-        store.create_render(render(a, OutputSpec(Format.MP4), cut_id=c.id)),
+        store.create_render(render(a, OutputSpec(Format.MP4, resolution=Resolution.P720)), render_events),
+        store.create_render(render(a, OutputSpec(Format.MP4, resolution=Resolution.P1080)), render_events),
+        store.create_render(render(a, OutputSpec(Format.MP4)), render_events),
+        store.create_render(render(a, OutputSpec(Format.MP3)), render_events),
+        store.create_render(render(a, OutputSpec(Format.MP4), cut_id=c.id), render_events),
     ]
     assert all(created for _, created in made)
     assert len({r.id for r, _ in made}) == 5
@@ -161,7 +161,7 @@ def test_a_failed_render_is_replaced_by_a_fresh_one(store: SqlStore) -> None:
     assert store.finish_render(old.id, None, ErrorInfo("encoder_failed", "boom"), render_events)
     assert store.get_render(old.id).state is RenderState.FAILED  # type: ignore[union-attr]
 
-    fresh, created = store.create_render(render(a))
+    fresh, created = store.create_render(render(a), render_events)
     assert created and fresh.id != old.id
     assert store.get_render(old.id) is None, "the failed render is gone"
     got = store.get_render(fresh.id)
@@ -177,7 +177,7 @@ def test_concurrent_retries_of_a_failed_render_make_one_fresh_render(store: SqlS
     old = running(store, a)
     store.finish_render(old.id, None, ErrorInfo("encoder_failed", "boom"), render_events)
     attempts = [render(a) for _ in range(8)]
-    outcomes = at_once(8, lambda i: store.create_render(attempts[i]))
+    outcomes = at_once(8, lambda i: store.create_render(attempts[i], render_events))
     got = [o for o in outcomes if not isinstance(o, BaseException)]
     assert len(got) == 8, outcomes
     assert sum(created for _, created in got) == 1 and len({r.id for r, _ in got}) == 1
@@ -241,9 +241,9 @@ def test_credit_is_per_account(store: SqlStore) -> None:
 def test_concurrent_workers_claim_each_render_exactly_once(store: SqlStore) -> None:
     a = asset(store, account(store))
     specs = [OutputSpec(Format.MP4, audio_bitrate=b) for b in (None, 128, 192, 256, 320)]
-    ids = {store.create_render(render(a, s))[0].id for s in specs}
+    ids = {store.create_render(render(a, s), render_events)[0].id for s in specs}
 
-    outcomes = at_once(8, lambda i: store.claim_next_render())
+    outcomes = at_once(8, lambda i: store.claim_next_render(render_events))
 
     assert [o for o in outcomes if isinstance(o, BaseException)] == []
     claimed = [o.id for o in outcomes if isinstance(o, Render)]
@@ -252,21 +252,21 @@ def test_concurrent_workers_claim_each_render_exactly_once(store: SqlStore) -> N
     for rid in ids:
         r = store.get_render(rid)
         assert r is not None and r.state is RenderState.RUNNING and r.attempts == 1 and r.started_at
-    assert store.claim_next_render() is None
+    assert store.claim_next_render(render_events) is None
 
 
 def test_claims_go_oldest_first(store: SqlStore) -> None:
     a = asset(store, account(store))
-    first = store.create_render(render(a, OutputSpec(Format.MP3)))[0]
-    second = store.create_render(render(a, OutputSpec(Format.M4A)))[0]
-    assert store.claim_next_render().id == first.id  # type: ignore[union-attr]
-    assert store.claim_next_render().id == second.id  # type: ignore[union-attr]
+    first = store.create_render(render(a, OutputSpec(Format.MP3)), render_events)[0]
+    second = store.create_render(render(a, OutputSpec(Format.M4A)), render_events)[0]
+    assert store.claim_next_render(render_events).id == first.id  # type: ignore[union-attr]
+    assert store.claim_next_render(render_events).id == second.id  # type: ignore[union-attr]
 
 
 def test_progress_never_goes_backwards_and_only_moves_while_running(store: SqlStore) -> None:
     a = asset(store, account(store))
     r = running(store, a, OutputSpec(Format.MP4))
-    pending, _ = store.create_render(render(a, OutputSpec(Format.MP3)))
+    pending, _ = store.create_render(render(a, OutputSpec(Format.MP3)), render_events)
     store.set_progress(pending.id, 0.4)
     assert store.get_render(pending.id).progress == 0.0, "a pending render has no progress"  # type: ignore[union-attr]
 
@@ -307,7 +307,7 @@ def test_finishing_a_deleted_render_reports_it_is_gone(store: SqlStore) -> None:
 
 def test_the_operator_may_finish_a_render_the_api_put_back_in_the_queue(store: SqlStore) -> None:
     a = asset(store, account(store))
-    r, _ = store.create_render(render(a))
+    r, _ = store.create_render(render(a), render_events)
     assert store.finish_render(r.id, result(), None, render_events, from_pending=True)
     assert store.get_render(r.id).state is RenderState.COMPLETED  # type: ignore[union-attr]
     assert store.finish_render(r.id, None, ErrorInfo("late", "x"), render_events, from_pending=True) is False
@@ -315,9 +315,9 @@ def test_the_operator_may_finish_a_render_the_api_put_back_in_the_queue(store: S
 
 def test_renders_are_counted_by_state(store: SqlStore) -> None:
     a = asset(store, account(store))
-    first, _ = store.create_render(render(a))
+    first, _ = store.create_render(render(a), render_events)
     assert store.count_renders(RenderState.PENDING) == 1 and store.count_renders(RenderState.RUNNING) == 0
-    store.claim_next_render()
+    store.claim_next_render(render_events)
     assert store.count_renders(RenderState.PENDING) == 0 and store.count_renders(RenderState.RUNNING) == 1
     assert store.render_counts() == {"running": 1}
     assert first.id
@@ -325,10 +325,10 @@ def test_renders_are_counted_by_state(store: SqlStore) -> None:
 
 def test_only_a_running_render_can_finish(store: SqlStore) -> None:
     a = asset(store, account(store))
-    r, _ = store.create_render(render(a))
+    r, _ = store.create_render(render(a), render_events)
     assert store.finish_render(r.id, result(), None, render_events) is False
     assert store.get_render(r.id).state is RenderState.PENDING  # type: ignore[union-attr]
-    store.claim_next_render()
+    store.claim_next_render(render_events)
     assert store.finish_render(r.id, result(), None, render_events)
     assert store.finish_render(r.id, None, ErrorInfo("late", "a late failure"), render_events) is False
     assert store.get_render(r.id).state is RenderState.COMPLETED  # type: ignore[union-attr]
@@ -342,7 +342,7 @@ def test_lost_running_renders_go_back_to_pending(store: SqlStore) -> None:
     store.finish_render(done.id, result(), None, render_events)
     r1 = running(store, a, OutputSpec(Format.MP4))
     r2 = running(store, a, OutputSpec(Format.MOV))
-    waiting, _ = store.create_render(render(a, OutputSpec(Format.M4A)))
+    waiting, _ = store.create_render(render(a, OutputSpec(Format.M4A)), render_events)
     store.set_progress(r1.id, 0.6)
     renders = RenderService(store, MemoryStorage(), MemoryExecutor())
     later = now() + timedelta(seconds=1)
@@ -356,7 +356,7 @@ def test_lost_running_renders_go_back_to_pending(store: SqlStore) -> None:
     assert store.get_render(done.id).state is RenderState.COMPLETED  # type: ignore[union-attr]
     assert store.get_render(waiting.id).state is RenderState.PENDING  # type: ignore[union-attr]
     assert renders.requeue_lost(set(), later) == []
-    again = [store.claim_next_render() for _ in range(3)]
+    again = [store.claim_next_render(render_events) for _ in range(3)]
     assert {x.id for x in again if x} == {r1.id, r2.id, waiting.id}
 
 
@@ -376,9 +376,9 @@ def test_deleting_an_asset_removes_its_cuts_and_renders(store: SqlStore) -> None
     acct = account(store)
     a, other = asset(store, acct), asset(store, acct)
     c = cut(store, a)
-    first, _ = store.create_render(render(a))
-    second, _ = store.create_render(render(a, cut_id=c.id))
-    kept, _ = store.create_render(render(other))
+    first, _ = store.create_render(render(a), render_events)
+    second, _ = store.create_render(render(a, cut_id=c.id), render_events)
+    kept, _ = store.create_render(render(other), render_events)
     assert sorted(store.delete_asset(a.id)) == sorted([first.id, second.id]), "the renders to stop"
     assert store.get_asset(a.id) is None and store.get_cut(c.id) is None
     assert store.get_render(first.id) is None and store.get_render(second.id) is None
@@ -388,8 +388,8 @@ def test_deleting_an_asset_removes_its_cuts_and_renders(store: SqlStore) -> None
 def test_deleting_a_cut_removes_the_renders_made_from_it(store: SqlStore) -> None:
     a = asset(store, account(store))
     c = cut(store, a)
-    whole, _ = store.create_render(render(a))
-    trimmed, _ = store.create_render(render(a, cut_id=c.id))
+    whole, _ = store.create_render(render(a), render_events)
+    trimmed, _ = store.create_render(render(a, cut_id=c.id), render_events)
     assert store.delete_cut(c.id) == [trimmed.id]
     assert store.get_render(trimmed.id) is None and store.get_render(whole.id) is not None
 
@@ -401,7 +401,7 @@ def test_another_accounts_resources_read_as_missing(store: SqlStore) -> None:
     mine, theirs = account(store), account(store)
     a = asset(store, theirs)
     c = cut(store, a)
-    r, _ = store.create_render(render(a))
+    r, _ = store.create_render(render(a), render_events)
     assert store.get_asset(a.id, mine) is None and store.get_asset(a.id, theirs) is not None
     assert store.get_cut(c.id, mine) is None and store.get_cut(c.id, theirs) is not None
     assert store.get_render(r.id, mine) is None and store.get_render(r.id, theirs) is not None
@@ -433,9 +433,9 @@ def test_lists_are_newest_first_with_limit_cursor_and_has_more(store: SqlStore) 
 def test_render_lists_filter_by_asset_and_state(store: SqlStore) -> None:
     acct = account(store)
     a, b = asset(store, acct), asset(store, acct)
-    ra = [store.create_render(render(a, OutputSpec(f)))[0].id for f in Format]
-    rb = [store.create_render(render(b, OutputSpec(f)))[0].id for f in Format]
-    first = store.claim_next_render()  # the oldest: ra[0]
+    ra = [store.create_render(render(a, OutputSpec(f)), render_events)[0].id for f in Format]
+    rb = [store.create_render(render(b, OutputSpec(f)), render_events)[0].id for f in Format]
+    first = store.claim_next_render(render_events)  # the oldest: ra[0]
     assert first is not None and first.id == ra[0]
 
     page, more = store.list_renders(acct, 3, None, asset_id=a.id)
@@ -453,7 +453,7 @@ def test_a_cursor_stays_valid_when_its_render_leaves_the_filtered_state(store: S
     """Paging through pending renders while a worker claims one must not end the listing early."""
     acct = account(store)
     a = asset(store, acct)
-    ids = [store.create_render(render(a, OutputSpec(Format.MP4, audio_bitrate=b)))[0].id
+    ids = [store.create_render(render(a, OutputSpec(Format.MP4, audio_bitrate=b)), render_events)[0].id
            for b in (None, 128, 192, 256, 320)]
     page, more = store.list_renders(acct, 4, None, state=RenderState.PENDING)
     assert [r.id for r in page] == ids[::-1][:4] and more

@@ -306,7 +306,7 @@ class SqlStore(WebhookStore):
 
     # -- renders ----------------------------------------------------------------------------
 
-    def create_render(self, render: Render) -> tuple[Render, bool]:
+    def create_render(self, render: Render, announce: Announce[RenderState | None, Render]) -> tuple[Render, bool]:
         """Insert the render unless a live one has its signature: (render, created).
 
         A failed render with the same signature is replaced (deleted) in the same transaction.
@@ -322,11 +322,12 @@ class SqlStore(WebhookStore):
                     )
                 )
                 c.execute(insert(t.renders).values(**_render_row(render)))
+                emit(c, announce(None, render))
             return render, True
         except IntegrityError:
             existing = self.live_render_by_signature(render.signature)
             if existing is None:  # the winner failed and was deleted in between: try again
-                return self.create_render(render)
+                return self.create_render(render, announce)
             return existing, False
 
     def live_render_by_signature(self, signature: str) -> Render | None:
@@ -369,7 +370,7 @@ class SqlStore(WebhookStore):
         with self.read() as c:
             return int(c.execute(query).scalar_one())
 
-    def claim_next_render(self) -> Render | None:
+    def claim_next_render(self, announce: Announce[RenderState, Render]) -> Render | None:
         """Move the oldest pending render to running; None when there is none.
 
         PostgreSQL: `FOR UPDATE SKIP LOCKED`, so concurrent claimers take different rows.
@@ -392,8 +393,9 @@ class SqlStore(WebhookStore):
                 .where(t.renders.c.id == row_id)
                 .values(state=RenderState.RUNNING.value, started_at=now(), attempts=t.renders.c.attempts + 1)
             )
-            row = c.execute(select(t.renders).where(t.renders.c.id == row_id)).mappings().one()
-        return _render(row)
+            claimed = _render(c.execute(select(t.renders).where(t.renders.c.id == row_id)).mappings().one())
+            emit(c, announce(RenderState.PENDING, claimed))
+        return claimed
 
     def set_progress(self, render_id: str, progress: float) -> None:
         """Progress only moves forward, and only while running."""
@@ -439,7 +441,7 @@ class SqlStore(WebhookStore):
             emit(c, announce(RenderState(before), render))
         return True
 
-    def release_render(self, render_id: str) -> bool:
+    def release_render(self, render_id: str, announce: Announce[RenderState, Render]) -> bool:
         """Running -> pending for one render whose hand-over to an executor failed (retry later)."""
         with self.tx() as c:
             res = c.execute(
@@ -447,7 +449,10 @@ class SqlStore(WebhookStore):
                 .where(t.renders.c.id == render_id, t.renders.c.state == RenderState.RUNNING.value)
                 .values(state=RenderState.PENDING.value, started_at=None)
             )
-        return res.rowcount > 0
+            if res.rowcount:
+                released = _render(c.execute(select(t.renders).where(t.renders.c.id == render_id)).mappings().one())
+                emit(c, announce(RenderState.RUNNING, released))
+        return bool(res.rowcount > 0)
 
     def running_renders(self, started_before: datetime | None = None) -> list[Render]:
         """Renders in `running` (claimed before `started_before`, when given), oldest first."""
