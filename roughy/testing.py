@@ -235,8 +235,11 @@ class MemoryStore:
             current = self.t.cuts.get(cut.id)
             if current is None:
                 return False
-            self.t.cuts[cut.id] = copy.deepcopy(cut)
-            self._emit(announce(current.state, cut))
+            saved = copy.deepcopy(cut)
+            saved.account_id, saved.asset_id = current.account_id, current.asset_id  # as the SQL store keeps them
+            saved.created_at = current.created_at
+            self.t.cuts[cut.id] = saved
+            self._emit(announce(current.state, copy.deepcopy(saved)))
             return True
 
     def cuts_to_process(self) -> list[Cut]:
@@ -295,7 +298,7 @@ class MemoryStore:
                 r
                 for r in mine
                 if r.id == starting_after
-                or ((asset_id is None or r.asset_id == asset_id) and (state is None or r.state is state))
+                or ((not asset_id or r.asset_id == asset_id) and (not state or r.state is state))
             ]
             return _page(matching, limit, starting_after, lambda r: r.id)
 
@@ -450,7 +453,7 @@ class MemoryStore:
             event = self.t.events.get(event_id)
             if event is None or (account_id is not None and event.account_id != account_id):
                 return None
-            return event
+            return copy.deepcopy(event)
 
     def redeliver(self, event: Event) -> list[str]:
         with self._lock:
@@ -492,8 +495,10 @@ class MemoryStore:
     ) -> bool:
         ok = attempt.status_code is not None and 200 <= attempt.status_code < 300 and attempt.error is None
         with self._lock:
-            current = self.t.deliveries[delivery.id]
-            endpoint = self.t.endpoints[delivery.endpoint_id]
+            current = self.t.deliveries.get(delivery.id)
+            endpoint = self.t.endpoints.get(delivery.endpoint_id)
+            if current is None or endpoint is None:  # deleted with its endpoint meanwhile
+                return False
             current.attempts += 1
             (current.history or []).append(attempt)
             if ok or next_attempt_at is None:
@@ -538,7 +543,10 @@ class MemoryStorage:
         return sorted(k for k in self.objects if k.startswith(prefix))
 
     def delete_prefix(self, prefix: str) -> None:
-        for key in self.keys(prefix):
+        """The object `prefix` names, or everything under it as a folder (never `renders/r_12/`
+        for `renders/r_1`), as the local and S3 adapters do."""
+        base = prefix.rstrip("/")
+        for key in [k for k in self.objects if k == base or k.startswith(base + "/")]:
             del self.objects[key]
 
     def source_url(self, key: str) -> str:
@@ -578,6 +586,7 @@ class MemoryExecutor:
         self.cancelled: list[str] = []
         self.unavailable = False  # start/executing/cancel raise ExecutorUnavailable
         self.refuse = False  # start raises ExecutorFailed
+        self.crash: Exception | None = None  # start raises this (a bug, or a driver's own error)
 
     @property
     def capacity(self) -> int:
@@ -591,6 +600,8 @@ class MemoryExecutor:
             raise ExecutorUnavailable("the executor is unavailable (test)")
         if self.refuse:
             raise ExecutorFailed("the executor refused the encode (test)")
+        if self.crash is not None:
+            raise self.crash
         self.jobs[job.render.id] = job
         self.started.append(job.render.id)
 
@@ -613,10 +624,11 @@ class MemoryExecutor:
         self.listener.progress(render_id, value)
 
     def finish(self, render_id: str, outcome: Outcome) -> None:
-        """The encode ends with `outcome`, reported as a real executor (or the operator) would."""
-        self.jobs.pop(render_id, None)
+        """The encode ends with `outcome`, reported as a real executor (or the operator) would:
+        while it still counts as executing."""
         assert self.listener is not None, "bind() the executor to the render service first"
         self.listener.finished(render_id, outcome)
+        self.jobs.pop(render_id, None)
 
     def lose(self, render_id: str) -> None:
         """The encode vanishes without an outcome (its process or its Job died with a node)."""

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 ENCODE_SECONDS = Histogram(
     "roughy_encode_seconds",
-    "Wall time of finished encodes, from claim to outcome",
+    "Wall time of completed encodes, from the claim to the outcome",
     buckets=(1, 5, 15, 30, 60, 120, 300, 900, 3600),
 )
 RENDERS_FINISHED = Counter("roughy_renders_finished_total", "Renders that reached a final state", ["state"])
@@ -139,7 +139,7 @@ class RenderService:
         for render_id in render_ids:
             try:
                 self.executor.cancel(render_id)
-            except ExecutorUnavailable as exc:
+            except (ExecutorUnavailable, ExecutorFailed) as exc:
                 # Kubernetes: the operator removes a Render whose row is gone when it next looks.
                 log.warning("render %s: could not reach the executor to cancel (%s)", render_id, exc.message)
             self.storage.delete_prefix(render_prefix(render_id))
@@ -185,9 +185,12 @@ class RenderService:
             log.warning("render %s: the executor is unavailable (%s); it stays queued", render.id, exc.message)
             self.store.release_render(render.id, render_events)
             return False
-        except (ExecutorFailed, ValueError) as exc:
-            log.error("render %s cannot be executed: %s", render.id, exc)
+        except Exception as exc:  # refused for good, an unplannable render, or a bug: never run it again
+            log.exception("render %s cannot be executed: %s", render.id, exc)
             self.finished(render.id, Outcome.failed("internal_error", "the render could not be started"))
+            return True
+        if self.store.get_render(render.id) is None:  # cancelled between the claim and the hand-over
+            self.stop([render.id])
         return True
 
     def progress(self, render_id: str, progress: float) -> None:
@@ -203,7 +206,7 @@ class RenderService:
         if settled:
             state = RenderState.COMPLETED if outcome.result is not None else RenderState.FAILED
             RENDERS_FINISHED.labels(state.value).inc()
-            if started is not None:
+            if state is RenderState.COMPLETED and started is not None:
                 ENCODE_SECONDS.observe(max(0.0, (now() - started).total_seconds()))
             if state is RenderState.FAILED:
                 self.storage.delete_prefix(render_prefix(render_id))

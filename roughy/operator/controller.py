@@ -9,8 +9,9 @@ the pure `roughy.kube.reconcile.decide`; then it carries out the decision:
   API credentials, so it cannot write the Render itself), go to the Render's status and to the
   render's row (only forward);
 - `record`: the outcome, read from the pod's termination message (the encoder writes its
-  `result` or `error` there), is written to the render's row with its outbox event in one
-  transaction (`store.finish_render`); a failed render's partial outputs are deleted;
+  `result` or `error` there), goes to the render service (`RenderService.finished`, as the
+  embedded executor's do): the row and its outbox event in one transaction, a failed render's
+  partial outputs deleted;
 - the status is patched (status subresource) only when it changed, and state changes are
   posted as Kubernetes Events.
 

@@ -227,3 +227,25 @@ def test_started_before_cutoff_uses_the_claim_time(world: World) -> None:
     world.executor.lose(render.id)
     assert world.app.renders.requeue_lost(set(), now() - timedelta(seconds=30)) == []
     assert world.app.renders.requeue_lost(set(), now() + timedelta(seconds=1)) == [render.id]
+
+
+def test_a_render_cancelled_between_its_claim_and_its_hand_over_does_not_run(world: World) -> None:
+    asset = world.ready_asset()
+    render = world.render(asset, MP4)
+    claimed = world.store.claim_next_render(render_events)
+    assert claimed is not None
+    world.app.renders.cancel(world.account_id, render.id)  # the executor has nothing to stop yet
+    assert world.app.renders.start(claimed)
+    assert world.executor.jobs == {} and world.executor.cancelled == [render.id], "stopped right after"
+
+
+def test_a_render_that_cannot_be_started_fails_instead_of_looping(world: World) -> None:
+    """Whatever goes wrong in the hand-over (here a bug), the render fails with internal_error;
+    it must not stay running, be swept back to pending and be claimed again forever."""
+    asset = world.ready_asset()
+    render = world.render(asset, MP4)
+    world.executor.crash = RuntimeError("a bug")
+    world.scheduler.tick()
+    failed = world.app.renders.get(world.account_id, render.id)
+    assert failed.state is RenderState.FAILED and failed.error and failed.error.code == "internal_error"
+    assert world.scheduler.sweep(0.0) == []

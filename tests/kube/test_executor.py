@@ -351,5 +351,5 @@ def test_a_hanging_server_is_executor_unavailable_after_the_timeout(
     executor = KubeExecutor(KubeApi(kube_api, timeout=0.3), namespace=NAMESPACE)
     started = time.monotonic()
     with pytest.raises(ExecutorUnavailable, match="unreachable"):
-        executor.cancel(NAME)  # its first call reads the Render
+        executor.cancel_resource(NAME)  # its first call reads the Render
     assert time.monotonic() - started < 1.2

@@ -1,7 +1,7 @@
 """Execute renders on Kubernetes: one `Render` custom resource per render to execute.
 
 The database stays the system of record; a Render is the *execution record* the operator
-reconciles into a Job (DESIGN.md, "Where state lives"). This adapter is the API's side of it:
+reconciles into a Job (the shared design notes, "Where state lives"). This adapter is the API's side of it:
 
 - `submit` creates `r-<signature hash>` (crd.render_body, labelled with account, asset, render
   id and managed-by=roughy). Creation is idempotent: AlreadyExists for the same render id means
@@ -58,8 +58,6 @@ ANNOTATION_DELETION_REASON = "roughy.ai/deletion-reason"
 TERMINAL_STATES = frozenset({"completed", "failed"})
 
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
-
-
 
 
 class KubeExecutor:

@@ -1,7 +1,7 @@
 """Asset work as Kubernetes Jobs: audio extraction and silence detection (`roughy-encode
 extract-audio | silence` in the encoder image), for the operator's asset processing.
 
-`KubeTasks` has the same two methods as the in-process `LocalTasks` (roughy.runtime.processing):
+`KubeTasks` has the same two methods as the in-process `LocalTasks` (roughy.adapters.executor.local_tasks):
 it creates the Job (`roughy.kube.jobs.build_task_job`), waits for it to finish, reads the
 outcome from the pod's termination message (or the log's last line when it did not fit), deletes
 the Job, and returns the result or raises the encoder's error. Job names are derived from the

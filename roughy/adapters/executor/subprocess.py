@@ -104,6 +104,8 @@ class LocalExecutor:
         for render_id in self.executing():
             self.cancel(render_id)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:  # encodes still queued were dropped with the pool: none executes here now
+            self._jobs.clear()
 
     # -- one encode --------------------------------------------------------------------------
 
@@ -115,6 +117,8 @@ class LocalExecutor:
             outcome = self._outcome_of(job)
             if outcome is not None and self.listener is not None:
                 self.listener.finished(render_id, outcome)
+        except Exception:  # e.g. the database is unreachable: the lost-claim sweep runs it again
+            log.exception("render %s: its outcome could not be recorded", render_id)
         finally:
             with self._lock:
                 self._jobs.pop(render_id, None)
@@ -129,6 +133,9 @@ class LocalExecutor:
             if self.listener is not None:
                 self.listener.progress(render_id, value)
 
+        with self._lock:
+            if render_id in self._cancelled:  # cancelled while queued: run and write nothing
+                return None
         try:
             return Outcome(result=RenderResult.from_json(self.run(job, progress)))
         except Cancelled:

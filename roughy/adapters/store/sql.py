@@ -420,9 +420,9 @@ class SqlStore(WebhookStore):
         from_pending: bool = False,
     ) -> bool:
         """Running -> completed (with result) or failed (with error). False if the render is gone
-        or already finished. `from_pending`: a pending render may finish too (the Kubernetes
-        operator's outcome is authoritative even when the API put the row back in the queue
-        after a hand-over whose result it could not know)."""
+        or already finished. `from_pending`: a pending render may finish too (an executor's
+        outcome is authoritative even when the row was put back in the queue meanwhile, after a
+        hand-over whose result was unknown or a claim taken for lost)."""
         states = [RenderState.RUNNING.value] + ([RenderState.PENDING.value] if from_pending else [])
         values: dict[str, Any] = {"completed_at": now()}
         if result is not None:
