@@ -1,4 +1,5 @@
-"""Webhooks, the pure part: event types, Standard Webhooks signing, retry policy, target checks.
+"""Webhooks, the pure part: Standard Webhooks signing, retry policy, target checks (the event
+types are the registry in `roughy.core.events`).
 
 Signing follows https://www.standardwebhooks.com: the secret is `whsec_` + base64 key bytes, the
 signed content is `{webhook-id}.{webhook-timestamp}.{body}`, and `webhook-signature` carries one
@@ -16,14 +17,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-EVENT_TYPES = (
-    "render.completed",
-    "render.failed",
-    "asset.ready",
-    "asset.failed",
-    "cut.completed",
-    "cut.failed",
-)
 SECRET_PREFIX = "whsec_"
 
 
