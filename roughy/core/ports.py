@@ -229,8 +229,9 @@ class Storage(Protocol):
 class ServedFiles(Protocol):
     """A storage whose signed URLs point back at the API, which serves them (local disk)."""
 
-    def verify(self, method: str, path: str, expires: str | None, sig: str | None, filename: str = "") -> None:
-        """Raise Forbidden unless the signature is valid and unexpired."""
+    def verify(self, method: str, key: str, expires: str | None, sig: str | None, filename: str = "") -> None:
+        """Raise Forbidden unless the signature is valid and unexpired for exactly this storage
+        key: the one the route parsed from its own parameters, and reads or writes."""
         ...
 
     def path(self, key: str) -> Path: ...

@@ -1,7 +1,12 @@
 """Media on local disk, with HMAC-signed URLs that the API itself serves (embedded runtime).
 
-A signed URL is `<public_url><path>?expires=<unix>&sig=<hex>` where the signature is an
-HMAC-SHA256 over method, path and expiry. Anything altered or expired is refused (403).
+A signed URL is `<public_url>/v1/uploads/<key>` (PUT) or `<public_url>/v1/files/<key>` (GET)
+with `?expires=<unix>[&filename=...]&sig=<hex>`, where the signature is an HMAC-SHA256 over the
+method, the storage key, the expiry and the filename. The routes verify it against the key they
+parsed from their own parameters, the one they then read or write, never against the request's
+URL (which a Host header or an encoded `#` can make differ from what the router matched).
+Anything altered or expired is refused (403), and so is a key that is not plain
+`segment/segment/...` of safe characters.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import shutil
 import time
 import uuid
@@ -18,6 +24,18 @@ from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from roughy.core.errors import Forbidden, PayloadTooLarge
+
+
+UPLOAD_ROUTE = "/v1/uploads/"
+DOWNLOAD_ROUTE = "/v1/files/"
+_SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+
+
+def _check_key(key: str) -> None:
+    """Keys are what the service makes (`assets/<id>/video`, `renders/<id>/output.mp4`): plain
+    segments, none empty, none `.` or `..`, nothing a path or URL could read differently."""
+    if not all(_SEGMENT.fullmatch(part) and part not in (".", "..") for part in key.split("/")):
+        raise Forbidden("bad storage key")
 
 
 class LocalStorage:
@@ -76,31 +94,34 @@ class LocalStorage:
 
     # -- signed URLs ------------------------------------------------------------------------
 
-    def _sig(self, method: str, path: str, expires: int, filename: str) -> str:
-        msg = f"{method}\n{path}\n{expires}\n{filename}".encode()
+    def _sig(self, method: str, key: str, expires: int, filename: str) -> str:
+        msg = f"{method}\n{key}\n{expires}\n{filename}".encode()
         return hmac.new(self._key, msg, hashlib.sha256).hexdigest()
 
-    def signed_url(self, method: str, path: str, ttl: int, filename: str = "") -> tuple[str, datetime]:
+    def signed_url(self, method: str, key: str, ttl: int, filename: str = "") -> tuple[str, datetime]:
+        """A URL of the API's own upload (PUT) or download (GET) route for `key`."""
+        _check_key(key)
         expires = int(time.time()) + ttl
         params: dict[str, str | int] = {"expires": expires}
         if filename:
             params["filename"] = filename
-        params["sig"] = self._sig(method, path, expires, filename)
-        return f"{self.public_url}{quote(path)}?{urlencode(params)}", datetime.fromtimestamp(expires, UTC)
+        params["sig"] = self._sig(method, key, expires, filename)
+        route = UPLOAD_ROUTE if method == "PUT" else DOWNLOAD_ROUTE
+        return f"{self.public_url}{route}{quote(key)}?{urlencode(params)}", datetime.fromtimestamp(expires, UTC)
 
-    def verify(
-        self, method: str, path: str, expires: str | None, sig: str | None, filename: str = ""
-    ) -> None:
+    def verify(self, method: str, key: str, expires: str | None, sig: str | None, filename: str = "") -> None:
+        """Refuse (403) unless `sig` signs exactly this method, key, expiry and filename."""
         if not expires or not sig or not expires.isdigit():
             raise Forbidden("missing or malformed signature")
         if int(expires) < time.time():
             raise Forbidden("this link has expired; fetch a fresh one")
-        if not hmac.compare_digest(self._sig(method, path, int(expires), filename), sig):
+        _check_key(key)
+        if not hmac.compare_digest(self._sig(method, key, int(expires), filename), sig):
             raise Forbidden("invalid signature")
 
     def upload_target(self, key: str, ttl: int) -> dict[str, object]:
-        url, expires_at = self.signed_url("PUT", f"/v1/uploads/{key}", ttl)
+        url, expires_at = self.signed_url("PUT", key, ttl)
         return {"url": url, "method": "PUT", "headers": {}, "expires_at": expires_at}
 
     def download_url(self, key: str, filename: str, ttl: int) -> tuple[str, datetime]:
-        return self.signed_url("GET", f"/v1/files/{key}", ttl, filename)
+        return self.signed_url("GET", key, ttl, filename)

@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse
 from roughy.api.deps import ServicesDep
 from roughy.core.errors import NotFound
 from roughy.core.formats import format_of
+from roughy.core.keys import part_key
 from roughy.core.models import PartName
 from roughy.core.ports import ServedFiles
 
@@ -22,7 +23,7 @@ async def upload_part(asset_id: str, part: PartName, request: Request, svc: Serv
     """Target of an asset's signed upload URL: the body is the file, streamed to disk."""
     files = _served_here(svc)
     q = request.query_params
-    files.verify("PUT", request.url.path, q.get("expires"), q.get("sig"))
+    files.verify("PUT", part_key(asset_id, part), q.get("expires"), q.get("sig"))  # what it writes
     length = request.headers.get("content-length")
     size = await svc.app.assets.receive_part(
         files, asset_id, part, request.stream(), int(length) if length and length.isdigit() else None
@@ -37,7 +38,7 @@ def download(key: str, request: Request, svc: ServicesDep) -> FileResponse:
     files = _served_here(svc)
     q = request.query_params
     filename = q.get("filename", "")
-    files.verify("GET", request.url.path, q.get("expires"), q.get("sig"), filename)
+    files.verify("GET", key, q.get("expires"), q.get("sig"), filename)  # the key it serves
     if not key.startswith("renders/") or not svc.app.storage.exists(key):
         raise NotFound("no such file (the render may have been deleted)")
     fmt = format_of(key)
