@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
+from roughy.adapters.datadir import DataDirLock
 from roughy.adapters.executor import LocalExecutor, LocalTasks
 from roughy.adapters.storage import LocalStorage
 from roughy.adapters.store import open_store
@@ -57,6 +59,7 @@ class Embedded:
     runtime: EmbeddedRuntime
     dispatcher: WebhookDispatcher
     app: FastAPI
+    lock: DataDirLock
 
 
 def signing_key(settings: Settings) -> bytes:
@@ -64,9 +67,10 @@ def signing_key(settings: Settings) -> bytes:
     if settings.signing_key:
         return settings.signing_key.encode()
     path = settings.data_dir / "signing.key"
-    if not path.exists():
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
+    if not path.exists():  # created private: never readable by others, not even for a moment
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
     return path.read_text().strip().encode()
 
 
@@ -78,8 +82,12 @@ def first_start(store: Store, settings: Settings) -> tuple[str, str] | None:
 
 
 def build_embedded(settings: Settings) -> Embedded:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    """Raises DataDirInUse, before anything in the data directory is read or written, when
+    another process serves it."""
+    lock = DataDirLock(settings.data_dir).acquire()
+    settings.data_dir.chmod(0o700)
     store = open_store(settings.resolved_database_url())
+    _private(settings.data_dir / "roughy.db")
     storage = LocalStorage(
         Path(settings.data_dir) / "media", signing_key=signing_key(settings), public_url=settings.resolved_public_url()
     )
@@ -108,10 +116,18 @@ def build_embedded(settings: Settings) -> Embedded:
     def stop() -> None:
         dispatcher.stop()
         runtime.stop()
+        lock.release()
 
     services = Services(settings=settings, app=application, files=storage)
     app = create_app(services, on_startup=start, on_shutdown=stop)
-    return Embedded(settings, store, storage, application, runtime, dispatcher, app)
+    return Embedded(settings, store, storage, application, runtime, dispatcher, app, lock)
+
+
+def _private(path: Path) -> None:
+    """The SQLite database and its WAL files: the owner's only."""
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if file.exists():
+            file.chmod(0o600)
 
 
 @dataclass

@@ -39,13 +39,17 @@ def _settings(args: argparse.Namespace) -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from roughy.adapters.datadir import DataDirInUse
     from roughy.bootstrap import build_embedded, first_start
 
     settings = _settings(args)
     setup_logging(settings.log_format)
     if settings.runtime == "kubernetes":
         return _serve_kubernetes(settings)
-    embedded = build_embedded(settings)
+    try:
+        embedded = build_embedded(settings)
+    except DataDirInUse as exc:
+        return _fail(str(exc))
     created = first_start(embedded.store, settings)
     url = settings.resolved_public_url()
     if created:
@@ -159,7 +163,11 @@ def cmd_admin(args: argparse.Namespace) -> int:
     from roughy.core.errors import NotFound
 
     settings = _settings(args)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not settings.database_url and not (settings.data_dir / "roughy.db").exists():
+        return _fail(
+            f"no roughy database in {settings.data_dir.resolve()}: start `roughy serve` there first, "
+            "or point ROUGHY_DATA_DIR / --data-dir (or ROUGHY_DATABASE_URL) at the service's"
+        )
     accounts = AccountService(open_store(settings.resolved_database_url()))
     try:
         if args.action == "create-account":

@@ -25,7 +25,6 @@ from urllib.parse import quote, urlencode
 
 from roughy.core.errors import Forbidden, PayloadTooLarge
 
-
 UPLOAD_ROUTE = "/v1/uploads/"
 DOWNLOAD_ROUTE = "/v1/files/"
 _SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")

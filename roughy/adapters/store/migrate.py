@@ -1,4 +1,10 @@
-"""Run Alembic migrations programmatically (start-up, tests, the Helm hook Job)."""
+"""Run Alembic migrations programmatically (start-up, tests, the Helm hook Job).
+
+On PostgreSQL several processes may start at once on an empty database (the API replicas and
+the operator of a fresh install): the first to take a session-level advisory lock migrates,
+the others wait for it and then find the schema at head. Without it two of them raced in
+Alembic (`duplicate key ... alembic_version`) and one failed its start.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,11 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: The advisory lock's key: any constant the database's other users do not take.
+MIGRATION_LOCK = 0x726F756768790001  # "roughy" + 1
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -19,4 +27,13 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
-    command.upgrade(alembic_config(engine), revision)
+    if engine.dialect.name != "postgresql":  # SQLite: one process owns the data directory
+        command.upgrade(alembic_config(engine), revision)
+        return
+    with engine.connect() as lock:
+        lock.execute(select(func.pg_advisory_lock(MIGRATION_LOCK)))
+        try:
+            command.upgrade(alembic_config(engine), revision)
+        finally:
+            lock.execute(select(func.pg_advisory_unlock(MIGRATION_LOCK)))
+            lock.commit()
