@@ -91,6 +91,8 @@ def build_embedded(settings: Settings) -> Embedded:
     storage = LocalStorage(
         Path(settings.data_dir) / "media", signing_key=signing_key(settings), public_url=settings.resolved_public_url()
     )
+    if swept := storage.sweep_partial():
+        log.warning("removed %d partial upload(s) left by an earlier process", len(swept))
     signal = Signal()
     executor = LocalExecutor(
         storage,

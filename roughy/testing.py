@@ -27,6 +27,7 @@ from roughy.core.errors import (
     ExecutorFailed,
     ExecutorUnavailable,
     InsufficientCredit,
+    NotFound,
     PayloadTooLarge,
     ValidationFailed,
 )
@@ -262,6 +263,8 @@ class MemoryStore:
             existing = self.live_render_by_signature(render.signature)
             if existing is not None:
                 return existing, False
+            if render.asset_id not in self.t.assets or (render.cut_id and render.cut_id not in self.t.cuts):
+                raise NotFound("the asset or cut was deleted meanwhile", param="asset_id")
             for old in [r for r in self.t.renders.values() if r.signature == render.signature]:
                 del self.t.renders[old.id]  # a failed render with the signature is replaced
             self.t.renders[render.id] = copy.deepcopy(render)

@@ -64,3 +64,14 @@ def test_admin_refuses_a_data_directory_that_holds_no_service(tmp_path: Path) ->
     assert "Traceback" not in proc.stderr
     assert not missing.exists(), "no empty data directory is made"
 
+
+
+def test_a_partial_upload_left_by_a_crash_is_swept_at_start(tmp_path: Path) -> None:
+    server = Server(tmp_path / "data")
+    server.crash()
+    leftover = tmp_path / "data" / "media" / "assets" / "ast_x" / ".video.0123abcd.part"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"half an upload")
+    again = Server(tmp_path / "data")
+    again.crash()
+    assert not leftover.exists()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import threading
 import time
 import uuid
@@ -26,6 +27,12 @@ log = logging.getLogger("roughy.api")
 
 PUBLIC = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc")
 SIGNED = ("/v1/uploads/", "/v1/files/")
+#: A client's own X-Request-Id is kept when it is short and plain; anything else is replaced
+#: (it is echoed in a header and written to every log line).
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+#: Failed authentications (a wrong admin key, an unknown API key) per client address and
+#: second, bursts of twice that: guessing keys is slow, a typo is not punished.
+AUTH_FAILURES_PER_SECOND = 1.0
 
 
 class TokenBucket:
@@ -58,12 +65,15 @@ class EdgeMiddleware:
         self.authenticate = authenticate
         self.settings = settings
         self.bucket = TokenBucket(settings.rate_limit_per_second)
+        self.failures = TokenBucket(AUTH_FAILURES_PER_SECOND)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _header(scope, b"x-request-id") or f"req_{uuid.uuid4().hex[:16]}"
+        request_id = _header(scope, b"x-request-id") or ""
+        if not REQUEST_ID.fullmatch(request_id):
+            request_id = f"req_{uuid.uuid4().hex[:16]}"
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         started = time.monotonic()
@@ -151,17 +161,25 @@ class EdgeMiddleware:
 
                 raise NotFound("the admin API is not enabled (set ROUGHY_ADMIN_KEY)")
             if key is None or not hmac.compare_digest(key.encode(), admin_key.encode()):
-                raise Unauthorized("a valid admin key is required")
+                raise self._refused(scope, "a valid admin key is required")
             return
         if key is None:
             raise Unauthorized("missing API key: send Authorization: Bearer <key>")
         account = await anyio.to_thread.run_sync(self.authenticate, key)
         if account is None:
-            raise Unauthorized("unknown or revoked API key")
+            raise self._refused(scope, "unknown or revoked API key")
         wait = self.bucket.take(account.id)
         if wait > 0:
             raise RateLimited("too many requests; slow down", retry_after=max(1, int(wait + 0.999)))
         state["account"] = account
+
+    def _refused(self, scope: Scope, message: str) -> RoughyError:
+        """401 for a wrong key; 429 once the client's address keeps guessing."""
+        client = scope.get("client") or ("unknown", 0)
+        wait = self.failures.take(f"auth:{client[0]}")
+        if wait > 0:
+            return RateLimited("too many failed authentications; slow down", retry_after=max(1, int(wait + 0.999)))
+        return Unauthorized(message)
 
 
 def _is_json_api(path: str) -> bool:

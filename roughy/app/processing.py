@@ -51,23 +51,37 @@ class AssetProcessor:
         return self.probe(src) if self.probe is not None else probe(src)
 
     def process_asset(self, asset_id: str) -> None:
-        """Charge the asset once, then process each uploaded part and record what was found."""
+        """Process each uploaded part and record what was found; the credit is charged once,
+        when the first part turns out to be media. A part that is not (junk, a truncated file)
+        fails the asset without a charge. An account that cannot pay is not probed for: the
+        asset waits for credit first."""
         asset = self.store.get_asset(asset_id)
         if asset is None or asset.state is AssetState.FAILED:
             return
-        if not asset.charged:
-            try:
-                self.store.charge_asset(asset.account_id, asset.id)
-            except InsufficientCredit:
-                self._apply(asset_id, wait_for_credit)
-                return
+        if not asset.charged and self.store.balance(asset.account_id) < 1:
+            self._apply(asset_id, wait_for_credit)
+            return
         for part in asset.parts:
             if asset.part_state(part) is PartState.UPLOADED:
-                updated = self._apply(asset_id, self._examine(asset, part))
+                change, media = self._examine(asset, part)
+                if media and not asset.charged and not self._charge(asset):
+                    return
+                updated = self._apply(asset_id, change)
                 if updated is None:
                     return
                 asset = updated
         self._apply(asset_id, settle)  # e.g. payment_required -> processing/ready once paid
+
+    def _charge(self, asset: Asset) -> bool:
+        """The asset's one credit; False when it cannot be paid (the asset waits for credit, and
+        its part is examined again once it can)."""
+        try:
+            self.store.charge_asset(asset.account_id, asset.id)
+        except InsufficientCredit:
+            self._apply(asset.id, wait_for_credit)
+            return False
+        asset.charged = True
+        return True
 
     def _apply(self, asset_id: str, change: Change) -> Asset | None:
         updated = self.store.modify_asset(asset_id, change, asset_events)
@@ -75,15 +89,15 @@ class AssetProcessor:
             self.storage.delete_prefix(asset_prefix(asset_id))
         return updated
 
-    def _examine(self, asset: Asset, part: PartName) -> Change:
-        """Process one part; return the change that records its outcome."""
+    def _examine(self, asset: Asset, part: PartName) -> tuple[Change, bool]:
+        """Process one part: the change that records its outcome, and whether it is media."""
         try:
             if part is PartName.VIDEO:
-                return self._examine_video(asset)
-            return self._examine_audio(asset)
+                return self._examine_video(asset), True
+            return self._examine_audio(asset), True
         except EncoderError as exc:
             log.info("asset %s: %s part failed: %s", asset.id, part.value, exc.message)
-            return part_failed(part, ErrorInfo(exc.code, exc.message))
+            return part_failed(part, ErrorInfo(exc.code, exc.message)), False
 
     def _examine_video(self, asset: Asset) -> Change:
         src = self.storage.source_url(part_key(asset.id, PartName.VIDEO))

@@ -267,6 +267,7 @@ def test_junk_bytes_fail_with_invalid_media(service, api, tmp_path):
     message = failed["error"]["message"]
     assert 10 < len(message) < 500 and "Traceback" not in message
     assert str(service.settings.data_dir) not in message, "no server paths in messages"
+    assert [c for c in charges(api) if c["asset_id"] == failed["id"]] == [], "junk costs no credit"
 
 
 def test_truncated_mp4_fails(api, clip, tmp_path):

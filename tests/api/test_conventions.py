@@ -438,3 +438,12 @@ def test_over_the_rate_is_429_with_retry_after(tmp_path):
             assert c.get("/v1/credits").status_code == 200
     finally:
         svc.stop()
+
+
+def test_a_long_or_odd_request_id_is_replaced_not_echoed(service):
+    for sent in ("x" * 8000, "abc\u00e9def", "a b", ""):
+        resp = httpx.get(service.url + "/healthz", headers={"X-Request-Id": sent.encode("utf-8")})
+        got = resp.headers["x-request-id"]
+        assert got != sent and got.startswith("req_") and len(got) <= 64
+    kept = httpx.get(service.url + "/healthz", headers={"X-Request-Id": "trace-42.abc:1"})
+    assert kept.headers["x-request-id"] == "trace-42.abc:1", "a short plain id is kept"

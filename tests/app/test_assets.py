@@ -65,6 +65,20 @@ def test_a_part_that_is_not_media_fails_the_asset_with_invalid_media(world: Worl
     assert failed.state is AssetState.FAILED and failed.error and failed.error.code == "invalid_media"
     assert failed.video_part is PartState.FAILED
     assert world.event_types() == ["asset.failed"]
+    assert charges(world) == [] and world.app.accounts.credits(world.account_id)[0] == 10, "junk is free"
+
+
+def test_an_asset_that_cannot_be_paid_is_not_probed_until_it_can(tmp_path: Path) -> None:
+    world = make_world(tmp_path, credits=0)
+    probed: list[str] = []
+    real = world.processor.probe
+    world.processor.probe = lambda src: probed.append(src) or real(src)  # type: ignore[misc, func-returns-value]
+    waiting = world.ready_asset()
+    world.processor.process_asset(waiting.id)
+    assert probed == [] and world.store.get_asset(waiting.id).state is AssetState.PAYMENT_REQUIRED  # type: ignore[union-attr]
+    world.app.accounts.grant(world.account_id, 1, "top up")
+    world.processor.process_asset(waiting.id)
+    assert len(probed) == 1 and charges(world) == [waiting.id]
 
 
 def test_a_video_without_audio_is_ready_but_has_no_audio_to_render(world: World) -> None:

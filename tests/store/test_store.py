@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from roughy.adapters.store import SqlStore
 from roughy.adapters.store import tables as t
 from roughy.app.renders import RenderService
-from roughy.core.errors import InsufficientCredit
+from roughy.core.errors import InsufficientCredit, NotFound
 from roughy.core.events import render_events
 from roughy.core.ids import new_id, now
 from roughy.core.models import (
@@ -502,3 +502,17 @@ def test_keys_are_stored_hashed(store: SqlStore) -> None:
     for value in stored[0].values():
         assert key not in str(value)
         assert "plaintext-secret" not in str(value)
+
+
+def test_a_render_of_an_asset_deleted_meanwhile_is_not_found(store: SqlStore) -> None:
+    """The API checked the asset, then it was deleted before the insert: a clear 404, not a
+    foreign-key violation read as a signature conflict (which recursed into a 500)."""
+    a = asset(store, account(store))
+    store.delete_asset(a.id)
+    with pytest.raises(NotFound):
+        store.create_render(render(a), render_events)
+    c_asset = asset(store, account(store))
+    c = cut(store, c_asset)
+    store.delete_cut(c.id)
+    with pytest.raises(NotFound):
+        store.create_render(render(c_asset, cut_id=c.id), render_events)

@@ -76,6 +76,14 @@ class LocalStorage:
             tmp.unlink(missing_ok=True)
         return written
 
+    def sweep_partial(self) -> list[Path]:
+        """Remove the temporary files of uploads a crash cut short (`.<name>.<hex>.part`).
+        Only at start-up, under the data directory's lock: no upload is running then."""
+        swept = [p for p in self.root.rglob(".*.part") if p.is_file()]
+        for path in swept:
+            path.unlink(missing_ok=True)
+        return swept
+
     def delete_prefix(self, prefix: str) -> None:
         p = self.path(prefix.rstrip("/"))
         if p.is_dir():

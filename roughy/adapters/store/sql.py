@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from roughy.adapters.store import tables as t
 from roughy.adapters.store.webhooks import WebhookStore, _utc, emit
-from roughy.core.errors import InsufficientCredit
+from roughy.core.errors import InsufficientCredit, NotFound, RoughyError
 from roughy.core.ids import new_id, now
 from roughy.core.models import (
     Account,
@@ -311,24 +311,29 @@ class SqlStore(WebhookStore):
 
         A failed render with the same signature is replaced (deleted) in the same transaction.
         Concurrent identical requests meet at the unique index: exactly one insert wins and
-        the others read the winner.
+        the others read the winner. An insert refused with no live render to read is either a
+        winner that failed and was replaced meanwhile (try again, a few times) or an asset or
+        cut deleted since the request checked it (NotFound: the render goes with them).
         """
-        try:
-            with self.tx() as c:
-                c.execute(
-                    delete(t.renders).where(
-                        t.renders.c.signature == render.signature,
-                        t.renders.c.state == RenderState.FAILED.value,
+        for _ in range(5):
+            try:
+                with self.tx() as c:
+                    c.execute(
+                        delete(t.renders).where(
+                            t.renders.c.signature == render.signature,
+                            t.renders.c.state == RenderState.FAILED.value,
+                        )
                     )
-                )
-                c.execute(insert(t.renders).values(**_render_row(render)))
-                emit(c, announce(None, render))
-            return render, True
-        except IntegrityError:
-            existing = self.live_render_by_signature(render.signature)
-            if existing is None:  # the winner failed and was deleted in between: try again
-                return self.create_render(render, announce)
-            return existing, False
+                    c.execute(insert(t.renders).values(**_render_row(render)))
+                    emit(c, announce(None, render))
+                return render, True
+            except IntegrityError:
+                existing = self.live_render_by_signature(render.signature)
+                if existing is not None:
+                    return existing, False
+                if self.get_asset(render.asset_id) is None or (render.cut_id and self.get_cut(render.cut_id) is None):
+                    raise NotFound("the asset or cut was deleted meanwhile", param="asset_id") from None
+        raise RoughyError("the render could not be created; retry")
 
     def live_render_by_signature(self, signature: str) -> Render | None:
         query = select(t.renders).where(
