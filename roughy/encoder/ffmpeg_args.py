@@ -46,6 +46,7 @@ from typing import NamedTuple
 from roughy.core.formats import AAC, H264, MP3, AudioCodec, Format, output_sample_rate
 from roughy.core.models import Segment
 from roughy.core.plan import AudioPlan, EncodePlan, VideoPlan
+from roughy.encoder.sources import fence_args, is_remote
 
 X264_PRESET = "veryfast"
 NVENC_PRESET = "p4"  # NVENC's middle preset: the speed/quality balance of x264's veryfast
@@ -206,14 +207,10 @@ def _head(ffmpeg: str) -> list[str]:
     return [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "warning", "-y"]
 
 
-def is_remote(src: str) -> bool:
-    """An http(s) URL (read over the network), as opposed to a local path."""
-    return src.lower().startswith(("http://", "https://"))
-
-
 def input_args(src: str) -> list[str]:
-    """`-i src`, preceded by the reconnect options when `src` is an http(s) URL."""
-    return [*(RECONNECT_ARGS if is_remote(src) else ()), "-i", src]
+    """`-i src`, fenced in (`roughy.encoder.sources`: only media containers, only the source's
+    own protocol) and preceded by the reconnect options when `src` is an http(s) URL."""
+    return [*fence_args(src), *(RECONNECT_ARGS if is_remote(src) else ()), "-i", src]
 
 
 def _check_encoder(encoder: str) -> None:

@@ -32,6 +32,7 @@ from av.video.stream import VideoStream
 from roughy.core.models import AudioInfo, VideoInfo
 from roughy.encoder.errors import EncodeFailed, InvalidMedia
 from roughy.encoder.ffmpeg_args import RECONNECT_ARGS
+from roughy.encoder.sources import accepted, open_options
 
 log = logging.getLogger(__name__)
 
@@ -90,15 +91,19 @@ def _open(path_or_url: str) -> InputContainer:
         raise EncodeFailed(f"source not found: {path_or_url}")
     if _is_local(path_or_url) and os.path.getsize(path_or_url) == 0:
         raise InvalidMedia(f"{_name(path_or_url)} is empty")
-    options = {} if _is_local(path_or_url) else URL_OPTIONS
+    options = open_options(path_or_url) | ({} if _is_local(path_or_url) else URL_OPTIONS)
     try:
-        return av.open(path_or_url, mode="r", timeout=(OPEN_TIMEOUT, READ_TIMEOUT), container_options=options)
+        container = av.open(path_or_url, mode="r", timeout=(OPEN_TIMEOUT, READ_TIMEOUT), container_options=options)
     except av.error.FFmpegError as exc:
         if _is_network_error(path_or_url, exc):
             raise EncodeFailed(f"cannot read {_name(path_or_url)}: {_reason(exc)}") from None
         raise InvalidMedia(f"{_name(path_or_url)} is not a readable media file: {_reason(exc)}") from None
     except UnicodeDecodeError as exc:
         raise InvalidMedia(f"{_name(path_or_url)} is not a readable media file: {exc.reason}") from None
+    if not accepted(container.format.name):  # the whitelist already refuses them: say so plainly
+        container.close()
+        raise InvalidMedia(f"{_name(path_or_url)} is a {container.format.name} file, not a media container")
+    return container
 
 
 def _describe(container: InputContainer, path_or_url: str) -> MediaInfo:

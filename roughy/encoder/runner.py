@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 
 from roughy.encoder.errors import EncodeFailed, EncodeTimeout, InvalidMedia, with_tail
-from roughy.encoder.ffmpeg_args import is_remote
+from roughy.encoder.sources import is_remote
 from roughy.encoder.progress import ProgressParser
 
 log = logging.getLogger(__name__)

@@ -24,6 +24,7 @@ from roughy.encoder.ffmpeg_args import (
     plan_cuts,
     snap_segments,
 )
+from roughy.encoder.sources import FORMAT_WHITELIST
 
 VIDEO = VideoPlan(width=1280, height=720, fps=25.0, bitrate_kbps=5000)
 AUDIO = AudioPlan(bitrate_kbps=192, channels=2, sample_rate=48000)
@@ -42,6 +43,17 @@ def plan(fmt: Format = Format.MP4, **kw: object) -> EncodePlan:
 
 def args_for(p: EncodePlan, *, video: str | None = "in.mp4", audio: str | None = "in.mp4") -> list[str]:
     return build_ffmpeg_args(p, video_src=video, audio_src=audio, output="out.tmp", ffmpeg="ffmpeg")
+
+
+def input_options(argv: list[str]) -> list[tuple[str, list[str]]]:
+    """Each `-i` source with its input options: the arguments since the previous input's source
+    (for the first, since the global options of the head)."""
+    found, start = [], argv.index("-y") + 1
+    for i, arg in enumerate(argv):
+        if arg == "-i":
+            found.append((argv[i + 1], argv[start:i]))
+            start = i + 2
+    return found
 
 
 def value(argv: list[str], flag: str) -> str:
@@ -158,10 +170,11 @@ def test_cut_uses_one_input_per_segment_and_one_concat() -> None:
     assert values(argv, "-i") == ["in.mp4"] * 3
     assert values(argv, "-ss") == ["1", "3", "6"]
     assert values(argv, "-t") == [f"{d - CUT_GUARD:g}" for d in (1.0, 1.48, 0.4)]
-    # every -ss/-t sits right before its own -i (input options)
-    for i, flag in enumerate(argv):
-        if flag == "-i":
-            assert argv[i - 4] == "-ss" and argv[i - 2] == "-t"
+    # every -ss/-t is among its own -i's input options, and each input is fenced in
+    for _src, options in input_options(argv):
+        assert options[0] == "-ss" and options[2] == "-t"
+        assert value(options, "-format_whitelist") == FORMAT_WHITELIST
+        assert value(options, "-protocol_whitelist") == "file"
     chain = graph(argv)
     assert chain.count("concat=") == 1
     assert "[0:v:0][a0][1:v:0][a1][2:v:0][a2]concat=n=3:v=1:a=1[vcat][aout]" in chain
@@ -297,6 +310,19 @@ def options_before_inputs(argv: list[str]) -> dict[str, list[str]]:
     return {argv[i + 1]: argv[i - 6 : i] for i, a in enumerate(argv) if a == "-i"}
 
 
+def test_every_input_is_fenced_to_media_containers_and_its_own_protocol() -> None:
+    """No playlist, manifest, concat list or image sequence demuxer, and no protocol but the
+    one the service gave the source by (issue 8: a DASH manifest read file:///...)."""
+    https, http, local = "https://b.s3/v.mp4?X-Amz-Signature=s", "http://minio:9000/b/a.mka", "/data/v.mp4"
+    argv = args_for(plan(separate_audio=True), video=https, audio=http)
+    fences = {src: (value(o, "-format_whitelist"), value(o, "-protocol_whitelist")) for src, o in input_options(argv)}
+    assert fences == {https: (FORMAT_WHITELIST, "https,tls,tcp"), http: (FORMAT_WHITELIST, "http,tcp")}
+    [(_, options)] = input_options(args_for(plan(), video=local))
+    assert value(options, "-protocol_whitelist") == "file"
+    for refused in ("hls", "dash", "concat", "image2", "sdp", "rtsp", "ffconcat", "lavfi"):
+        assert refused not in FORMAT_WHITELIST.split(",")
+
+
 def test_url_inputs_reconnect_and_local_paths_do_not() -> None:
     video, audio = "https://bucket.s3/v.mp4?X-Amz-Signature=s", "/data/voice.mka"
     argv = args_for(plan(separate_audio=True), video=video, audio=audio)
@@ -307,8 +333,8 @@ def test_url_inputs_reconnect_and_local_paths_do_not() -> None:
 
     cut = args_for(plan(segments=SEGMENTS), video="http://minio:9000/b/v.mp4")
     assert len(values(cut, "-i")) == 3 and cut.count("-reconnect") == 3
-    for i in (i for i, a in enumerate(cut) if a == "-i"):
-        assert cut[i - 10 : i - 6][0] == "-ss" and cut[i - 6 : i] == RECONNECT  # -ss -t, reconnect, -i
+    for _src, options in input_options(cut):
+        assert options[0] == "-ss" and options[-6:] == RECONNECT  # -ss -t, fences, reconnect, -i
 
     cuts = plan_cuts(plan(segments=SEGMENTS)) or []
     batch = build_batch_args(plan(segments=SEGMENTS), cuts, video_src="HTTPS://h/v.mp4", audio_src=None, output="b")

@@ -90,8 +90,12 @@ def test_junk_and_empty_files_are_invalid(tmp_path: Path) -> None:
 def test_a_file_without_audio_or_video_is_invalid(tmp_path: Path) -> None:
     subs = tmp_path / "subs.srt"
     subs.write_text("1\n00:00:00,000 --> 00:00:01,000\nhello\n")
+    with pytest.raises(InvalidMedia):
+        probe(str(subs))  # not even a media container
+    only_subs = tmp_path / "subs.mkv"
+    ffmpeg("-i", str(subs), "-c:s", "srt", str(only_subs))
     with pytest.raises(InvalidMedia, match="no audio or video"):
-        probe(str(subs))
+        probe(str(only_subs))
 
 
 def test_missing_file_is_not_blamed_on_the_media(tmp_path: Path) -> None:
