@@ -25,8 +25,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 
 from roughy.encoder.errors import EncodeFailed, EncodeTimeout, InvalidMedia, with_tail
-from roughy.encoder.sources import is_remote
 from roughy.encoder.progress import ProgressParser
+from roughy.encoder.sources import is_remote
 
 log = logging.getLogger(__name__)
 
