@@ -102,6 +102,7 @@ def test_the_objects_of_a_release(objects: list[dict[str, Any]]) -> None:
         ("Deployment", "roughy-operator"),
         ("Job", "roughy-drain"),
         ("Job", "roughy-migrate"),
+        ("NetworkPolicy", "roughy-encoder"),
         ("PodDisruptionBudget", "roughy-api"),
         ("Role", "roughy-api"),
         ("Role", "roughy-drain"),
@@ -290,3 +291,31 @@ def test_the_crd_is_installed_from_crds() -> None:
     out = helm("template", chart.RELEASE, str(chart.CHART), "-f", str(TEST_VALUES), "--include-crds").stdout
     crds = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "CustomResourceDefinition"]
     assert [c["metadata"]["name"] for c in crds] == ["renders.roughy.ai"]
+
+
+def test_encoder_pods_reach_only_dns_and_the_object_store(objects: list[dict[str, Any]]) -> None:
+    policy = find(objects, "NetworkPolicy", "roughy-encoder")["spec"]
+    selector = policy["podSelector"]
+    assert selector["matchLabels"]["app.kubernetes.io/instance"] == "roughy"
+    assert selector["matchExpressions"] == [
+        {"key": "app.kubernetes.io/component", "operator": "In", "values": ["encoder", "asset-task"]}
+    ]
+    assert policy["policyTypes"] == ["Ingress", "Egress"] and policy["ingress"] == []
+    dns, store = policy["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53} and "to" not in dns
+    assert [p["port"] for p in store["ports"]] == [443]
+    [block] = store["to"]
+    assert block["ipBlock"]["cidr"] == "0.0.0.0/0"
+    assert "169.254.0.0/16" in block["ipBlock"]["except"], "no cloud metadata"
+    assert "10.0.0.0/8" in block["ipBlock"]["except"], "no in-cluster or private service"
+
+
+def test_the_network_policy_names_a_private_object_store_or_is_off() -> None:
+    pinned = render(
+        "encoder.networkPolicy.objectStoreCIDRs[0]=10.1.2.0/24", "encoder.networkPolicy.objectStorePorts[0]=9000"
+    )
+    store = find(pinned, "NetworkPolicy", "roughy-encoder")["spec"]["egress"][1]
+    assert store["to"] == [{"ipBlock": {"cidr": "10.1.2.0/24"}}]
+    assert store["ports"] == [{"protocol": "TCP", "port": 9000}]
+    off = render("encoder.networkPolicy.enabled=false")
+    assert not [o for o in off if o["kind"] == "NetworkPolicy"]
