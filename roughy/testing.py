@@ -21,6 +21,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 from roughy.core.errors import (
@@ -532,6 +533,7 @@ class MemoryStorage:
 
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
+        self.staged: dict[Path, bytes] = {}
 
     def put(self, key: str, data: bytes) -> None:
         self.objects[key] = data
@@ -565,14 +567,27 @@ class MemoryStorage:
     def download_url(self, key: str, filename: str, ttl: int) -> tuple[str, datetime]:
         return f"memory://download/{key}?filename={filename}", now() + timedelta(seconds=ttl)
 
-    async def write_stream(self, key: str, chunks: AsyncIterator[bytes], *, limit: int) -> int:
+    async def stage(self, key: str, chunks: AsyncIterator[bytes], *, limit: int) -> tuple[Path, int]:
         data = b""
         async for chunk in chunks:
             data += chunk
             if len(data) > limit:
                 raise PayloadTooLarge(f"upload is over the limit of {limit} bytes")
-        self.objects[key] = data
-        return len(data)
+        staged = Path(f"staged/{new_id('dlv')}")
+        self.staged[staged] = data
+        return staged, len(data)
+
+    def promote(self, staged: Path, key: str) -> None:
+        self.objects[key] = self.staged.pop(staged)
+
+    def discard(self, staged: Path) -> None:
+        self.staged.pop(staged, None)
+
+    def verify(self, method: str, key: str, expires: str | None, sig: str | None, filename: str = "") -> None:
+        return None  # the fake signs nothing: every URL it hands out is good
+
+    def path(self, key: str) -> Path:
+        return Path("memory") / key
 
 
 # -- execution -----------------------------------------------------------------------------------

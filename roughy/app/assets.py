@@ -8,7 +8,9 @@ a limit); the embedded upload route also stops a stream as soon as it passes the
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import anyio
 
@@ -38,6 +40,9 @@ class AssetService:
         self.max_upload_bytes = max_upload_bytes
         self.upload_ttl = upload_ttl
         self.wake = wake
+        # Uploads landing and parts completing take turns (this API process serves its own
+        # uploads only with local storage, where it owns the data directory).
+        self._seal = threading.Lock()
 
     def create(self, account_id: str, kind: AssetKind, filename: str, client_audio: bool) -> Asset:
         if client_audio and kind is AssetKind.AUDIO:
@@ -77,8 +82,11 @@ class AssetService:
     async def receive_part(
         self, files: ServedFiles, asset_id: str, part: PartName, chunks: AsyncIterator[bytes], length: int | None
     ) -> int:
-        """An upload served by the API itself (local storage): streamed to its key, atomically;
-        refused past the limit with nothing kept. Returns the bytes written."""
+        """An upload served by the API itself (local storage): streamed aside, then put in
+        place only if the part still awaits its upload. Once `complete` is called the part's
+        bytes are sealed: a PUT still streaming then is refused (409) and leaves nothing, so
+        what was probed is what gets encoded. Past the limit: 413, nothing kept. Returns the
+        bytes written."""
         asset = await anyio.to_thread.run_sync(self.store.get_asset, asset_id)
         if asset is None:
             raise NotFound("no such asset")
@@ -86,10 +94,32 @@ class AssetService:
             raise InvalidState(f"the {part.value} part is not awaiting an upload")
         if length is not None and length > self.max_upload_bytes:
             raise PayloadTooLarge(f"upload is over the limit of {self.max_upload_bytes} bytes")
-        return await files.write_stream(part_key(asset_id, part), chunks, limit=self.max_upload_bytes)
+        key = part_key(asset_id, part)
+        staged, size = await files.stage(key, chunks, limit=self.max_upload_bytes)
+        try:
+            await anyio.to_thread.run_sync(self._land, files, staged, asset_id, part)
+        finally:
+            files.discard(staged)
+        return size
+
+    def _land(self, files: ServedFiles, staged: Path, asset_id: str, part: PartName) -> None:
+        with self._seal:
+            asset = self.store.get_asset(asset_id)
+            if asset is None:
+                raise NotFound("no such asset")
+            if asset.part_state(part) is not PartState.AWAITING_UPLOAD:
+                raise InvalidState(
+                    f"the {part.value} part was completed while this upload was in flight; it was not kept"
+                )
+            files.promote(staged, part_key(asset_id, part))
 
     def complete_part(self, account_id: str, asset_id: str, part: PartName) -> Asset:
-        """The client finished uploading a part: processing starts (and the credit is charged)."""
+        """The client finished uploading a part: its bytes are sealed, processing starts (and
+        the credit is charged)."""
+        with self._seal:  # no upload lands between the checks and the state change
+            return self._complete(account_id, asset_id, part)
+
+    def _complete(self, account_id: str, asset_id: str, part: PartName) -> Asset:
         asset = self.get(account_id, asset_id)
         current = asset.part_state(part)
         if current is None:

@@ -236,8 +236,17 @@ class ServedFiles(Protocol):
 
     def path(self, key: str) -> Path: ...
 
-    async def write_stream(self, key: str, chunks: AsyncIterator[bytes], *, limit: int) -> int:
-        """Store a stream atomically; raise PayloadTooLarge past `limit` bytes, leaving nothing."""
+    async def stage(self, key: str, chunks: AsyncIterator[bytes], *, limit: int) -> tuple[Path, int]:
+        """Write a stream to a temporary place beside `key`: (where, bytes). Raise
+        PayloadTooLarge past `limit` bytes, leaving nothing."""
+        ...
+
+    def promote(self, staged: Path, key: str) -> None:
+        """The staged bytes become `key`, atomically."""
+        ...
+
+    def discard(self, staged: Path) -> None:
+        """Drop staged bytes (nothing if they were promoted)."""
         ...
 
 

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
-from tests.conftest import Service, finished_render, ready_asset
+from tests.conftest import Service, finished_render, ready_asset, wait_for
 
 pytestmark = pytest.mark.embedded_only("the API serves its own signed URLs only on local storage")
 
@@ -73,3 +73,38 @@ def test_an_upload_url_writes_only_its_own_part(service: Service, clip) -> None:
         assert resp.status_code in (403, 404, 422), (bad, resp.status_code)
     media = service.stored_keys(f"assets/{victim_asset}")
     assert service.read_media(f"assets/{victim_asset}/video") != b"not a video" and media
+
+
+def test_a_completed_part_cannot_be_replaced_by_an_upload_still_streaming(service: Service, clip, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Upload, start a second (slow) PUT, complete while it streams: the second is refused with
+    409 when it ends, nothing of it is kept, and the asset is what the first upload was."""
+    import threading
+
+    from tests.media import make_video
+
+    other = make_video(tmp_path / "other.mp4", duration=1.0, width=320, height=180, fps=25)
+    with service.client() as api:
+        asset = api.post("/v1/assets", json={"kind": "video", "filename": "a.mp4"}).json()
+        target = asset["upload"]["video"]
+        assert httpx.put(target["url"], content=clip.read_bytes()).status_code == 200
+        sent_some, go_on = threading.Event(), threading.Event()
+        replacement = other.read_bytes()
+
+        def slow_body():  # type: ignore[no-untyped-def]
+            yield replacement[:4096]
+            sent_some.set()
+            go_on.wait(20)
+            yield replacement[4096:]
+
+        answer: dict[str, httpx.Response] = {}
+        putter = threading.Thread(target=lambda: answer.update(r=httpx.put(target["url"], content=slow_body())))
+        putter.start()
+        assert sent_some.wait(10)
+        assert api.post(f"/v1/assets/{asset['id']}/parts/video/complete").status_code == 200
+        go_on.set()
+        putter.join(20)
+        assert answer["r"].status_code == 409, answer["r"].text
+        assert service.read_media(f"assets/{asset['id']}/video") == clip.read_bytes()
+        assert not [k for k in service.stored_keys(f"assets/{asset['id']}") if k.endswith(".part")]
+        ready = wait_for(lambda: api.get(f"/v1/assets/{asset['id']}").json(), lambda a: a["state"] != "processing")
+        assert ready["state"] == "ready" and ready["video"]["width"] == 640, "the first upload, as probed"

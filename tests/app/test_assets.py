@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import anyio
 import pytest
 
 from roughy.core.errors import InvalidState, NotFound, PayloadTooLarge, ValidationFailed
@@ -122,3 +124,26 @@ def test_processing_an_asset_deleted_meanwhile_leaves_nothing(world: World) -> N
     assert world.tasks.extracted == [asset.id]
     assert world.storage.keys(f"assets/{asset.id}/") == [], "the worker removes what it wrote for a deleted asset"
     assert world.store.get_asset(asset.id) is None, "and does not resurrect it"
+
+
+def test_a_part_is_sealed_when_completed_and_an_upload_still_streaming_is_refused(world: World) -> None:
+    """A client uploads, starts a second PUT, completes the part (which probes the first
+    bytes) while the second still streams: it must not replace what was probed."""
+    asset = world.app.assets.create(world.account_id, AssetKind.VIDEO, "a.mp4", client_audio=False)
+
+    async def body(data: bytes, during: Callable[[], object] = lambda: None) -> AsyncIterator[bytes]:
+        yield data[:3]
+        during()
+        yield data[3:]
+
+    async def upload(data: bytes, during: Callable[[], object] = lambda: None) -> int:
+        return await world.app.assets.receive_part(world.storage, asset.id, PartName.VIDEO, body(data, during), None)
+
+    assert anyio.run(upload, b"video+audio") == len(b"video+audio")
+    complete = lambda: world.app.assets.complete_part(world.account_id, asset.id, PartName.VIDEO)  # noqa: E731
+    with pytest.raises(InvalidState):
+        anyio.run(upload, b"something else entirely", complete)
+    assert world.storage.objects[f"assets/{asset.id}/video"] == b"video+audio", "the probed bytes stay"
+    assert world.storage.staged == {}, "the refused upload left nothing"
+    world.processor.process_asset(asset.id)
+    assert world.app.assets.get(world.account_id, asset.id).state is AssetState.READY

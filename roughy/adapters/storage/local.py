@@ -58,8 +58,9 @@ class LocalStorage:
     def size(self, key: str) -> int:
         return self.path(key).stat().st_size
 
-    async def write_stream(self, key: str, chunks: AsyncIterator[bytes], *, limit: int) -> int:
-        """Write to a temporary name, rename on success; over `limit` bytes: 413, nothing kept."""
+    async def stage(self, key: str, chunks: AsyncIterator[bytes], *, limit: int) -> tuple[Path, int]:
+        """Write a stream beside `key` under a temporary name: (that file, its size). Over
+        `limit` bytes: 413, nothing kept. `promote` puts it in place, `discard` drops it."""
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
@@ -71,9 +72,22 @@ class LocalStorage:
                     if written > limit:
                         raise PayloadTooLarge(f"upload is over the limit of {limit} bytes")
                     fh.write(chunk)
-            os.replace(tmp, target)
-        finally:
+        except BaseException:
             tmp.unlink(missing_ok=True)
+            raise
+        return tmp, written
+
+    def promote(self, staged: Path, key: str) -> None:
+        """The staged file becomes `key`, atomically (a reader sees the old bytes or the new)."""
+        os.replace(staged, self.path(key))
+
+    def discard(self, staged: Path) -> None:
+        staged.unlink(missing_ok=True)
+
+    async def write_stream(self, key: str, chunks: AsyncIterator[bytes], *, limit: int) -> int:
+        """Stage and promote at once: a temporary name, renamed on success."""
+        staged, written = await self.stage(key, chunks, limit=limit)
+        self.promote(staged, key)
         return written
 
     def sweep_partial(self) -> list[Path]:
