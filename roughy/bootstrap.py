@@ -105,7 +105,7 @@ def build_embedded(settings: Settings) -> Embedded:
     sender = WebhookSender(allow_private=settings.webhook_allow_private, timeout=settings.webhook_timeout)
     application = build_application(settings, store, storage, executor, sender, signal=signal)
     executor.bind(application.renders)
-    processor = AssetProcessor(store, storage, LocalTasks())
+    processor = AssetProcessor(store, storage, LocalTasks(), upload_expiry=settings.upload_expiry)
     assets = AssetWork(processor, workers=settings.asset_workers, on_done=signal.wake)
     scheduler = Scheduler(store, application.renders, executor, assets=assets, signal=signal)
     runtime = EmbeddedRuntime(scheduler, executor, assets)
@@ -205,7 +205,8 @@ def build_operator(
     tasks = KubeTasks(executor.api, namespace=executor.namespace, settings=config.jobs)
     # A worker waits on each asset Job: more of them than the embedded runtime's CPU-bound pool.
     workers = max(settings.asset_workers, 4)
-    assets = AssetWork(AssetProcessor(store, storage, tasks), workers=workers, on_done=signal.wake)
+    processor = AssetProcessor(store, storage, tasks, upload_expiry=settings.upload_expiry)
+    assets = AssetWork(processor, workers=workers, on_done=signal.wake)
     service = OperatorService(assets, executor, dispatcher, signal=signal)
     return Operator(
         settings, executor.namespace, controller, build_registry(controller, interval=interval, login=login), service

@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     max_active_renders: int = Field(
         200, ge=1, description="Pending or running renders an account may have before 429."
     )
+    max_uploading_assets: int = Field(
+        50, ge=1, description="Assets an account may have waiting for an upload (state uploading) before 429."
+    )
+    upload_expiry: int = Field(
+        86400, gt=0, description="Seconds an asset may wait for its uploads; then it fails (upload_expired)."
+    )
     rate_limit_per_second: float = Field(50.0, gt=0, description="Requests per second per API key (burst 2x).")
     encode_timeout_base: float = Field(120.0, gt=0, description="Time limit of an encode: base seconds...")
     encode_timeout_factor: float = Field(20.0, gt=0, description="... plus this many per output second.")

@@ -204,6 +204,14 @@ class MemoryStore:
                 if a.state is not AssetState.FAILED and PartState.UPLOADED in (a.video_part, a.audio_part)
             ]
 
+    def count_assets(self, account_id: str, state: AssetState) -> int:
+        with self._lock:
+            return sum(1 for a in self.t.assets.values() if a.account_id == account_id and a.state is state)
+
+    def assets_created_before(self, state: AssetState, cutoff: datetime) -> list[Asset]:
+        with self._lock:
+            return [copy.deepcopy(a) for a in self.t.assets.values() if a.state is state and a.created_at < cutoff]
+
     def delete_asset(self, asset_id: str) -> list[str]:
         with self._lock:
             ids = [r.id for r in self.t.renders.values() if r.asset_id == asset_id]

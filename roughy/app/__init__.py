@@ -62,6 +62,7 @@ def build_application(
         storage,
         stop_renders=renders.stop,
         max_upload_bytes=settings.max_upload_bytes,
+        max_uploading=settings.max_uploading_assets,
         upload_ttl=settings.upload_url_ttl,
         wake=signal.wake,
     )

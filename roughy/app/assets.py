@@ -14,7 +14,7 @@ from pathlib import Path
 
 import anyio
 
-from roughy.core.errors import InvalidState, NotFound, PayloadTooLarge, ValidationFailed
+from roughy.core.errors import InvalidState, NotFound, PayloadTooLarge, RateLimited, ValidationFailed
 from roughy.core.events import asset_events
 from roughy.core.ids import new_id, now
 from roughy.core.keys import asset_prefix, part_key
@@ -31,6 +31,7 @@ class AssetService:
         *,
         stop_renders: Callable[[list[str]], None],
         max_upload_bytes: int = 5 * 2**30,
+        max_uploading: int = 50,
         upload_ttl: int = 3600,
         wake: Callable[[], None] = lambda: None,
     ):
@@ -38,6 +39,7 @@ class AssetService:
         self.storage = storage
         self.stop_renders = stop_renders
         self.max_upload_bytes = max_upload_bytes
+        self.max_uploading = max_uploading
         self.upload_ttl = upload_ttl
         self.wake = wake
         # Uploads landing and parts completing take turns (this API process serves its own
@@ -47,6 +49,11 @@ class AssetService:
     def create(self, account_id: str, kind: AssetKind, filename: str, client_audio: bool) -> Asset:
         if client_audio and kind is AssetKind.AUDIO:
             raise ValidationFailed("client_audio applies to video assets only", param="client_audio")
+        if self.store.count_assets(account_id, AssetState.UPLOADING) >= self.max_uploading:
+            raise RateLimited(
+                f"{self.max_uploading} assets are already waiting for their uploads; complete or delete some",
+                retry_after=60,
+            )
         video = kind is AssetKind.VIDEO
         asset = Asset(
             id=new_id("ast"),

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
 
 from roughy.core.errors import InsufficientCredit
 from roughy.core.events import asset_events, cut_events
+from roughy.core.ids import now
 from roughy.core.keys import asset_prefix, audio_key, extracted_audio_key, part_key
-from roughy.core.lifecycle import Change, part_failed, part_processed, settle, wait_for_credit
+from roughy.core.lifecycle import Change, part_failed, part_processed, settle, upload_expired, wait_for_credit
 from roughy.core.models import (
     Asset,
     AssetKind,
@@ -38,14 +41,25 @@ from roughy.encoder.probe import MediaInfo, probe
 log = logging.getLogger(__name__)
 
 Prober = Callable[[str], MediaInfo]
+#: Seconds between two looks for abandoned uploads.
+EXPIRY_INTERVAL = 60.0
 
 
 class AssetProcessor:
-    def __init__(self, store: Store, storage: Storage, tasks: AssetTasks, *, probe: Prober | None = None):
+    def __init__(
+        self,
+        store: Store,
+        storage: Storage,
+        tasks: AssetTasks,
+        *,
+        probe: Prober | None = None,
+        upload_expiry: float = 86400.0,
+    ):
         self.store = store
         self.storage = storage
         self.tasks = tasks
         self.probe = probe  # None: the encoder's PyAV probe, looked up when called
+        self.upload_expiry = upload_expiry
 
     def _probe(self, src: str) -> MediaInfo:
         return self.probe(src) if self.probe is not None else probe(src)
@@ -71,6 +85,21 @@ class AssetProcessor:
                     return
                 asset = updated
         self._apply(asset_id, settle)  # e.g. payment_required -> processing/ready once paid
+
+    def expire_uploads(self) -> list[str]:
+        """Assets still waiting for an upload after `upload_expiry` fail (`upload_expired`) and
+        their media goes: an abandoned upload must not hold storage, nor the account's quota of
+        assets awaiting uploads, forever."""
+        cutoff = now() - timedelta(seconds=self.upload_expiry)
+        expired = []
+        for asset in self.store.assets_created_before(AssetState.UPLOADING, cutoff):
+            updated = self.store.modify_asset(asset.id, upload_expired(self.upload_expiry), asset_events)
+            if updated is not None and updated.state is AssetState.FAILED:
+                self.storage.delete_prefix(asset_prefix(asset.id))
+                expired.append(asset.id)
+        if expired:
+            log.info("%d asset(s) waited too long for their uploads: %s", len(expired), expired)
+        return expired
 
     def _charge(self, asset: Asset) -> bool:
         """The asset's one credit; False when it cannot be paid (the asset waits for credit, and
@@ -215,8 +244,12 @@ class AssetWork:
         self._jobs: dict[str, Future[None]] = {}
         self._lock = threading.Lock()
         self._on_done = on_done
+        self._last_expiry = 0.0
 
     def tick(self) -> None:
+        if time.monotonic() - self._last_expiry >= EXPIRY_INTERVAL:
+            self._last_expiry = time.monotonic()
+            self.processor.expire_uploads()
         store = self.processor.store
         for asset in store.assets_to_process():
             self._submit(f"asset:{asset.id}", self.processor.process_asset, asset.id)

@@ -69,6 +69,23 @@ def part_failed(part: PartName, error: ErrorInfo) -> Change:
     return change
 
 
+def upload_expired(max_age: float) -> Change:
+    """An asset still waiting for an upload after `max_age` seconds fails: its awaited parts
+    fail with it (a part already in is kept as it is)."""
+
+    def change(asset: Asset) -> None:
+        if asset.state is not AssetState.UPLOADING:
+            return  # completed meanwhile
+        for part in asset.parts:
+            if asset.part_state(part) is PartState.AWAITING_UPLOAD:
+                _set_part(asset, part, PartState.FAILED)
+        hours = max_age / 3600
+        asset.error = ErrorInfo("upload_expired", f"no upload was completed within {hours:g} h; upload it again")
+        asset.state = AssetState.FAILED
+
+    return change
+
+
 def part_processed(part: PartName, record: Change) -> Change:
     """`record` writes what processing found; then the part is processed and the state settles."""
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from pathlib import Path
 
 import anyio
 import pytest
 
-from roughy.core.errors import InvalidState, NotFound, PayloadTooLarge, ValidationFailed
+from roughy.core.errors import InvalidState, NotFound, PayloadTooLarge, RateLimited, ValidationFailed
+from roughy.core.ids import now
 from roughy.core.models import AssetKind, AssetState, Format, LedgerType, OutputSpec, PartName, PartState
 from tests.app.conftest import World, make_world
 
@@ -147,3 +149,31 @@ def test_a_part_is_sealed_when_completed_and_an_upload_still_streaming_is_refuse
     assert world.storage.staged == {}, "the refused upload left nothing"
     world.processor.process_asset(asset.id)
     assert world.app.assets.get(world.account_id, asset.id).state is AssetState.READY
+
+
+def test_an_account_has_a_cap_on_assets_waiting_for_uploads(tmp_path: Path) -> None:
+    world = make_world(tmp_path, max_uploading_assets=2)
+    first = world.app.assets.create(world.account_id, AssetKind.VIDEO, "a.mp4", client_audio=False)
+    world.app.assets.create(world.account_id, AssetKind.VIDEO, "b.mp4", client_audio=False)
+    with pytest.raises(RateLimited) as refused:
+        world.app.assets.create(world.account_id, AssetKind.VIDEO, "c.mp4", client_audio=False)
+    assert "2 assets" in refused.value.message and refused.value.headers["Retry-After"]
+    other = world.app.accounts.create_account("other")
+    world.app.assets.create(other.id, AssetKind.VIDEO, "x.mp4", client_audio=False)  # per account
+    world.storage.put(f"assets/{first.id}/video", b"video+audio")
+    world.app.assets.complete_part(world.account_id, first.id, PartName.VIDEO)
+    world.app.assets.create(world.account_id, AssetKind.VIDEO, "c.mp4", client_audio=False)
+
+
+def test_an_abandoned_upload_expires_and_frees_its_storage(world: World) -> None:
+    stale = world.app.assets.create(world.account_id, AssetKind.VIDEO, "old.mp4", client_audio=False)
+    world.storage.put(f"assets/{stale.id}/video", b"half")  # uploaded, never completed
+    fresh = world.app.assets.create(world.account_id, AssetKind.VIDEO, "new.mp4", client_audio=False)
+    world.store.t.assets[stale.id].created_at = now() - timedelta(days=2)
+    assert world.processor.expire_uploads() == [stale.id]
+    expired = world.app.assets.get(world.account_id, stale.id)
+    assert expired.state is AssetState.FAILED and expired.error and expired.error.code == "upload_expired"
+    assert expired.video_part is PartState.FAILED and world.storage.keys(f"assets/{stale.id}/") == []
+    assert world.event_types() == ["asset.failed"]
+    assert world.app.assets.get(world.account_id, fresh.id).state is AssetState.UPLOADING
+    assert world.processor.expire_uploads() == []

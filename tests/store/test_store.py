@@ -516,3 +516,16 @@ def test_a_render_of_an_asset_deleted_meanwhile_is_not_found(store: SqlStore) ->
     store.delete_cut(c.id)
     with pytest.raises(NotFound):
         store.create_render(render(c_asset, cut_id=c.id), render_events)
+
+
+def test_assets_are_counted_by_state_and_found_by_age(store: SqlStore) -> None:
+    acct = account(store)
+    old = asset(store, acct, state=AssetState.UPLOADING)
+    asset(store, acct, state=AssetState.READY)
+    later = now() + timedelta(seconds=1)
+    young = asset(store, account(store), state=AssetState.UPLOADING)
+    assert store.count_assets(acct, AssetState.UPLOADING) == 1
+    assert store.count_assets(acct, AssetState.READY) == 1
+    found = store.assets_created_before(AssetState.UPLOADING, later)
+    assert [a.id for a in found] == [old.id, young.id]
+    assert store.assets_created_before(AssetState.UPLOADING, old.created_at) == []

@@ -251,6 +251,16 @@ class SqlStore(WebhookStore):
         with self.read() as c:
             return [_asset(r) for r in c.execute(query.order_by(t.assets.c.seq)).mappings().all()]
 
+    def count_assets(self, account_id: str, state: AssetState) -> int:
+        query = select(func.count()).where(t.assets.c.account_id == account_id, t.assets.c.state == state.value)
+        with self.read() as c:
+            return int(c.execute(query).scalar_one())
+
+    def assets_created_before(self, state: AssetState, cutoff: datetime) -> list[Asset]:
+        query = select(t.assets).where(t.assets.c.state == state.value, t.assets.c.created_at < cutoff)
+        with self.read() as c:
+            return [_asset(r) for r in c.execute(query.order_by(t.assets.c.seq)).mappings().all()]
+
     def delete_asset(self, asset_id: str) -> list[str]:
         """Delete the asset with its cuts and renders; return the renders' ids."""
         with self.tx() as c:
