@@ -35,6 +35,7 @@ from roughy.app.scheduler import Scheduler
 from roughy.app.signal import Signal
 from roughy.core.ports import PresignedStorage, Store
 from roughy.core.webhooks import RetryPolicy
+from roughy.encoder.sources import SourceLimits
 from roughy.runtime.embedded import EmbeddedRuntime
 from roughy.settings import Settings
 
@@ -105,7 +106,9 @@ def build_embedded(settings: Settings) -> Embedded:
     sender = WebhookSender(allow_private=settings.webhook_allow_private, timeout=settings.webhook_timeout)
     application = build_application(settings, store, storage, executor, sender, signal=signal)
     executor.bind(application.renders)
-    processor = AssetProcessor(store, storage, LocalTasks(), upload_expiry=settings.upload_expiry)
+    processor = AssetProcessor(
+        store, storage, LocalTasks(), limits=source_limits(settings), upload_expiry=settings.upload_expiry
+    )
     assets = AssetWork(processor, workers=settings.asset_workers, on_done=signal.wake)
     scheduler = Scheduler(store, application.renders, executor, assets=assets, signal=signal)
     runtime = EmbeddedRuntime(scheduler, executor, assets)
@@ -205,7 +208,9 @@ def build_operator(
     tasks = KubeTasks(executor.api, namespace=executor.namespace, settings=config.jobs)
     # A worker waits on each asset Job: more of them than the embedded runtime's CPU-bound pool.
     workers = max(settings.asset_workers, 4)
-    processor = AssetProcessor(store, storage, tasks, upload_expiry=settings.upload_expiry)
+    processor = AssetProcessor(
+        store, storage, tasks, limits=source_limits(settings), upload_expiry=settings.upload_expiry
+    )
     assets = AssetWork(processor, workers=workers, on_done=signal.wake)
     service = OperatorService(assets, executor, dispatcher, signal=signal)
     return Operator(
@@ -246,6 +251,14 @@ def _database_url(settings: Settings) -> str:
     if not settings.database_url:
         raise ValueError("the Kubernetes runtime needs ROUGHY_DATABASE_URL (PostgreSQL)")
     return settings.database_url
+
+
+def source_limits(settings: Settings) -> SourceLimits:
+    return SourceLimits(
+        max_pixels=settings.max_source_pixels,
+        max_seconds=settings.max_source_seconds,
+        max_channels=settings.max_source_channels,
+    )
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     max_uploading_assets: int = Field(
         50, ge=1, description="Assets an account may have waiting for an upload (state uploading) before 429."
     )
+    max_source_pixels: int = Field(8192 * 4320, gt=0, description="Largest video frame of a source, in pixels.")
+    max_source_seconds: float = Field(6 * 3600.0, gt=0, description="Longest source, in seconds.")
+    max_source_channels: int = Field(16, gt=0, description="Most audio channels of a source.")
     upload_expiry: int = Field(
         86400, gt=0, description="Seconds an asset may wait for its uploads; then it fails (upload_expired)."
     )

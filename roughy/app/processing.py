@@ -37,6 +37,7 @@ from roughy.core.ports import AssetTasks, Storage, Store
 from roughy.core.segments import SegmentsOutOfRange, finalize, keep_between_silences
 from roughy.encoder.errors import EncoderError, InvalidMedia
 from roughy.encoder.probe import MediaInfo, probe
+from roughy.encoder.sources import SourceLimits
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class AssetProcessor:
         tasks: AssetTasks,
         *,
         probe: Prober | None = None,
+        limits: SourceLimits = SourceLimits(),  # noqa: B008 - frozen
         upload_expiry: float = 86400.0,
     ):
         self.store = store
@@ -60,9 +62,10 @@ class AssetProcessor:
         self.tasks = tasks
         self.probe = probe  # None: the encoder's PyAV probe, looked up when called
         self.upload_expiry = upload_expiry
+        self.limits = limits
 
     def _probe(self, src: str) -> MediaInfo:
-        return self.probe(src) if self.probe is not None else probe(src)
+        return self.probe(src) if self.probe is not None else probe(src, self.limits)
 
     def process_asset(self, asset_id: str) -> None:
         """Process each uploaded part and record what was found; the credit is charged once,

@@ -32,7 +32,7 @@ from av.video.stream import VideoStream
 from roughy.core.models import AudioInfo, VideoInfo
 from roughy.encoder.errors import EncodeFailed, InvalidMedia
 from roughy.encoder.ffmpeg_args import RECONNECT_ARGS
-from roughy.encoder.sources import accepted, open_options
+from roughy.encoder.sources import SourceLimits, accepted, open_options
 
 log = logging.getLogger(__name__)
 
@@ -60,22 +60,29 @@ class MediaInfo:
 URL_OPTIONS = {key.lstrip("-"): value for key, value in zip(RECONNECT_ARGS[::2], RECONNECT_ARGS[1::2], strict=True)}
 
 
-def probe(path_or_url: str) -> MediaInfo:
-    """Open `path_or_url` and describe its first real video stream and first audio stream."""
+def probe(path_or_url: str, limits: SourceLimits = SourceLimits()) -> MediaInfo:  # noqa: B008 - frozen
+    """Open `path_or_url` and describe its first real video stream and first audio stream;
+    a source beyond `limits` is invalid_media (checked before its first frame is decoded)."""
     if _is_local(path_or_url):
-        return _probe_once(path_or_url)
+        return _probe_once(path_or_url, limits)
     try:
-        return _probe_once(path_or_url)
+        return _probe_once(path_or_url, limits)
+    except OverLimit:
+        raise
     except InvalidMedia as exc:
         # Maybe junk, maybe a connection that died mid-read: read it once more to tell.
         log.warning("%s; reading it again to rule out a network failure", exc.message)
-        return _probe_once(path_or_url)
+        return _probe_once(path_or_url, limits)
 
 
-def _probe_once(path_or_url: str) -> MediaInfo:
+class OverLimit(InvalidMedia):
+    """Readable media, beyond what the service accepts (no second read can change that)."""
+
+
+def _probe_once(path_or_url: str, limits: SourceLimits) -> MediaInfo:
     container = _open(path_or_url)
     try:
-        return _describe(container, path_or_url)
+        return _describe(container, path_or_url, limits)
     except av.error.FFmpegError as exc:
         if _is_network_error(path_or_url, exc):
             raise EncodeFailed(f"cannot read {_name(path_or_url)}: {_reason(exc)}") from None
@@ -106,12 +113,15 @@ def _open(path_or_url: str) -> InputContainer:
     return container
 
 
-def _describe(container: InputContainer, path_or_url: str) -> MediaInfo:
+def _describe(container: InputContainer, path_or_url: str, limits: SourceLimits) -> MediaInfo:
     video_stream = _first_video(container)
     audio_stream = container.streams.audio[0] if container.streams.audio else None
     if video_stream is None and audio_stream is None:
         raise InvalidMedia(f"{_name(path_or_url)} has no audio or video stream")
+    _check_limits(video_stream, audio_stream, limits)
     duration = _duration(container)
+    if duration > limits.max_seconds:
+        raise OverLimit(f"the source lasts {duration:.0f} s; at most {limits.max_seconds:g} s are accepted")
     audio = _audio_info(audio_stream, container) if audio_stream is not None else None
     video = None
     if video_stream is not None:
@@ -125,6 +135,20 @@ def _describe(container: InputContainer, path_or_url: str) -> MediaInfo:
         format_name=container.format.name,
         size_bytes=size,
     )
+
+
+def _check_limits(video: VideoStream | None, audio: AudioStream | None, limits: SourceLimits) -> None:
+    if video is not None:
+        width, height = video.codec_context.width, video.codec_context.height
+        if width * height > limits.max_pixels:
+            raise OverLimit(
+                f"the video is {width}x{height} ({width * height} pixels); "
+                f"at most {limits.max_pixels} pixels a frame are accepted"
+            )
+    if audio is not None and audio.codec_context.channels > limits.max_channels:
+        raise OverLimit(
+            f"the audio has {audio.codec_context.channels} channels; at most {limits.max_channels} are accepted"
+        )
 
 
 def _first_video(container: InputContainer) -> VideoStream | None:

@@ -8,6 +8,7 @@ import pytest
 
 from roughy.encoder.errors import EncodeFailed, InvalidMedia
 from roughy.encoder.probe import display_size, normalise_rotation, probe
+from roughy.encoder.sources import SourceLimits
 from tests.media import ffmpeg, make_audio, make_video, truncate_file
 
 
@@ -124,3 +125,26 @@ def test_display_size_and_rotation_maths() -> None:
         270,
         90,
     ]
+
+
+def test_sources_beyond_the_limits_are_invalid_media_naming_the_limit(tmp_path: Path) -> None:
+    clip = make_video(tmp_path / "clip.mp4", duration=3.0, width=640, height=360, fps=25)
+    surround = make_audio(tmp_path / "six.wav", duration=1.0, channels=6)
+    cases = [
+        (clip, SourceLimits(max_pixels=640 * 360 - 1), "at most 230399 pixels"),
+        (clip, SourceLimits(max_seconds=2.0), "at most 2 s"),
+        (surround, SourceLimits(max_channels=2), "at most 2 are accepted"),
+    ]
+    for src, limits, says in cases:
+        with pytest.raises(InvalidMedia, match=says):
+            probe(str(src), limits)
+        assert probe(str(src)) is not None, "within the default limits"
+
+
+def test_a_huge_frame_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
+    """An 8192x8192 frame took seconds and hundreds of MB to probe; over the pixel limit the
+    probe stops at the stream's header."""
+    huge = tmp_path / "huge.mkv"
+    ffmpeg("-f", "lavfi", "-i", "color=c=green:s=8192x8192:r=1:d=1", "-c:v", "libx264", "-preset", "ultrafast", str(huge))
+    with pytest.raises(InvalidMedia, match="8192x8192"):
+        probe(str(huge))
