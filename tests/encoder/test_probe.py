@@ -145,6 +145,7 @@ def test_a_huge_frame_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
     """An 8192x8192 frame took seconds and hundreds of MB to probe; over the pixel limit the
     probe stops at the stream's header."""
     huge = tmp_path / "huge.mkv"
-    ffmpeg("-f", "lavfi", "-i", "color=c=green:s=8192x8192:r=1:d=1", "-c:v", "libx264", "-preset", "ultrafast", str(huge))
+    source = "color=c=green:s=8192x8192:r=1:d=1"
+    ffmpeg("-f", "lavfi", "-i", source, "-c:v", "libx264", "-preset", "ultrafast", str(huge))
     with pytest.raises(InvalidMedia, match="8192x8192"):
         probe(str(huge))
