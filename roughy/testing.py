@@ -320,8 +320,18 @@ class MemoryStore:
             return sum(1 for r in self.t.renders.values() if r.account_id == account_id and r.state in active)
 
     def claim_next_render(self, announce: Announce[RenderState, Render]) -> Render | None:
+        """Fair across accounts, as the SQL store: fewest running first, then oldest."""
         with self._lock:
-            for render in self.t.renders.values():
+            running: dict[str, int] = {}
+            for r in self.t.renders.values():
+                if r.state is RenderState.RUNNING:
+                    running[r.account_id] = running.get(r.account_id, 0) + 1
+            order = sorted(  # dicts keep insertion order: the position is the age
+                (running.get(r.account_id, 0), i, r)
+                for i, r in enumerate(self.t.renders.values())
+                if r.state is RenderState.PENDING
+            )
+            for _n, _i, render in order[:1]:
                 if render.state is RenderState.PENDING:
                     render.state, render.started_at = RenderState.RUNNING, now()
                     render.attempts += 1

@@ -529,3 +529,15 @@ def test_assets_are_counted_by_state_and_found_by_age(store: SqlStore) -> None:
     found = store.assets_created_before(AssetState.UPLOADING, later)
     assert [a.id for a in found] == [old.id, young.id]
     assert store.assets_created_before(AssetState.UPLOADING, old.created_at) == []
+
+
+def test_claims_are_fair_across_accounts(store: SqlStore) -> None:
+    """One account with many renders queued does not hold every worker: the account with the
+    fewest running renders goes first, the oldest waiting among equals."""
+    busy, quiet = asset(store, account(store)), asset(store, account(store))
+    heavy = [store.create_render(render(busy, spec), render_events)[0]
+             for spec in (OutputSpec(Format.MP4), OutputSpec(Format.MOV), OutputSpec(Format.M4A))]  # fmt: skip
+    light, _ = store.create_render(render(quiet, OutputSpec(Format.MP3)), render_events)
+    order = [store.claim_next_render(render_events) for _ in range(4)]
+    assert [r.id for r in order if r] == [heavy[0].id, light.id, heavy[1].id, heavy[2].id]
+    assert store.claim_next_render(render_events) is None

@@ -386,21 +386,16 @@ class SqlStore(WebhookStore):
             return int(c.execute(query).scalar_one())
 
     def claim_next_render(self, announce: Announce[RenderState, Render]) -> Render | None:
-        """Move the oldest pending render to running; None when there is none.
+        """Move a pending render to running, fairly across accounts; None when none is pending.
 
+        The account with the fewest running renders goes first (the oldest waiting among
+        equals), then its oldest pending render: one account with hundreds of renders queued
+        no longer holds every worker while another's single render waits behind them.
         PostgreSQL: `FOR UPDATE SKIP LOCKED`, so concurrent claimers take different rows.
         SQLite: the transaction holds the write lock (BEGIN IMMEDIATE), so claims are serial.
         """
-        query = (
-            select(t.renders.c.id)
-            .where(t.renders.c.state == RenderState.PENDING.value)
-            .order_by(t.renders.c.seq)
-            .limit(1)
-        )
-        if not self.is_sqlite:
-            query = query.with_for_update(skip_locked=True)
         with self.tx() as c:
-            row_id = c.execute(query).scalar()
+            row_id = self._next_pending(c)
             if row_id is None:
                 return None
             c.execute(
@@ -411,6 +406,38 @@ class SqlStore(WebhookStore):
             claimed = _render(c.execute(select(t.renders).where(t.renders.c.id == row_id)).mappings().one())
             emit(c, announce(RenderState.PENDING, claimed))
         return claimed
+
+    def _next_pending(self, c: Connection) -> str | None:
+        r = t.renders
+        waiting = (
+            select(r.c.account_id, func.min(r.c.seq).label("first"))
+            .where(r.c.state == RenderState.PENDING.value)
+            .group_by(r.c.account_id)
+            .subquery()
+        )
+        busy = (
+            select(r.c.account_id, func.count().label("running"))
+            .where(r.c.state == RenderState.RUNNING.value)
+            .group_by(r.c.account_id)
+            .subquery()
+        )
+        turn = (
+            select(waiting.c.account_id)
+            .outerjoin(busy, busy.c.account_id == waiting.c.account_id)
+            .order_by(func.coalesce(busy.c.running, 0), waiting.c.first)
+            .limit(1)
+        )
+        account_id = c.execute(turn).scalar()
+        if account_id is None:
+            return None
+        for scope in ([r.c.account_id == account_id], []):  # its oldest; else (claimed meanwhile) anyone's
+            query = select(r.c.id).where(r.c.state == RenderState.PENDING.value, *scope).order_by(r.c.seq).limit(1)
+            if not self.is_sqlite:
+                query = query.with_for_update(skip_locked=True)
+            row_id = c.execute(query).scalar()
+            if row_id is not None:
+                return str(row_id)
+        return None
 
     def set_progress(self, render_id: str, progress: float) -> None:
         """Progress only moves forward, and only while running."""
