@@ -58,6 +58,11 @@ _COMPONENT_PREFIX = re.compile(r"\[[^\]]* @ 0x[0-9a-f]+\]\s*")
 _URL_QUERY = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s?]+)\?\S*", re.IGNORECASE)
 
 
+def redact(text: str) -> str:
+    """`text` with the query string of every URL in it replaced by `...`."""
+    return _URL_QUERY.sub(r"\1?...", text)
+
+
 def clean_line(line: str) -> str:
     """One stderr line as a person should see it: no component addresses, no URL secrets."""
     line = _COMPONENT_PREFIX.sub("", line)

@@ -1,6 +1,7 @@
 """The one way the encoder runs ffmpeg: argv list, progress, bounded stderr, time limit.
 
-- Argument lists only (no shell); the command is logged with `shlex.join` so it can be pasted.
+- Argument lists only (no shell); the command is logged with `shlex.join` so it can be pasted,
+  with the query strings of URLs (presigned signatures: credentials) cut out.
 - stdout carries `-progress` blocks and is read in the foreground; stderr is drained by a
   thread into a bounded deque (a chatty ffmpeg cannot fill the pipe and stall, nor memory).
 - A timer kills ffmpeg at the time limit: that also unblocks the foreground read, whatever
@@ -24,7 +25,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from roughy.encoder.errors import EncodeFailed, EncodeTimeout, InvalidMedia, with_tail
+from roughy.encoder.errors import EncodeFailed, EncodeTimeout, InvalidMedia, redact, with_tail
 from roughy.encoder.progress import ProgressParser
 from roughy.encoder.sources import is_remote
 
@@ -82,7 +83,7 @@ def run(
     `on_stderr`, if given, sees every stderr line (from the reader thread): silencedetect
     reports there.
     """
-    log.info("running %s", shlex.join(argv))
+    log.info("running %s", redact(shlex.join(argv)))  # a presigned URL's query is a credential
     tail: deque[str] = deque(maxlen=STDERR_LINES)
     proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
         argv,

@@ -187,3 +187,14 @@ def test_probe_network_failures_are_retryable(long_clip: Path, faststart_clip: P
         probe(server.serve("/cut2.mp4", faststart_clip, cut_after=3000, cut_times=1, then_status=403))
     # Cut once, then fine: the second read succeeds.
     assert probe(server.serve("/cut3.mp4", faststart_clip, cut_after=3000, cut_times=1)).duration > 19
+
+
+def test_a_presigned_urls_signature_never_reaches_the_log(
+    tmp_path: Path, stereo_clip: Path, plan_for: PlanFor, server: MediaServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = server.serve("/clip.mp4", stereo_clip) + "?X-Amz-Credential=AKIA1234&X-Amz-Signature=deadbeef"
+    with caplog.at_level("DEBUG"):
+        render(plan_for(stereo_clip), video_src=url, audio_src=url, output=str(tmp_path / "out.mp4"))
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "running" in logged and "/clip.mp4?..." in logged
+    assert "deadbeef" not in logged and "AKIA1234" not in logged
