@@ -86,7 +86,8 @@ def build_embedded(settings: Settings) -> Embedded:
     """Raises DataDirInUse, before anything in the data directory is read or written, when
     another process serves it."""
     lock = DataDirLock(settings.data_dir).acquire()
-    settings.data_dir.chmod(0o700)
+    if settings.data_dir.stat().st_uid == os.getuid():  # a volume root owned by another user stays as it is
+        settings.data_dir.chmod(0o700)
     store = open_store(settings.resolved_database_url())
     _private(settings.data_dir / "roughy.db")
     storage = LocalStorage(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -152,6 +152,9 @@ class MemoryStore:
 
     def charge_asset(self, account_id: str, asset_id: str) -> None:
         with self._lock:
+            asset = self.t.assets.get(asset_id)
+            if asset is None or asset.state is AssetState.FAILED:
+                return  # gone or failed meanwhile: not charged
             charged = any(e.asset_id == asset_id and e.type is LedgerType.CHARGE for e in self.t.ledger)
             if not charged:
                 if self.balance(account_id) < 1:
@@ -204,13 +207,13 @@ class MemoryStore:
                 if a.state is not AssetState.FAILED and PartState.UPLOADED in (a.video_part, a.audio_part)
             ]
 
-    def count_assets(self, account_id: str, state: AssetState) -> int:
+    def count_assets(self, account_id: str, states: Collection[AssetState]) -> int:
         with self._lock:
-            return sum(1 for a in self.t.assets.values() if a.account_id == account_id and a.state is state)
+            return sum(1 for a in self.t.assets.values() if a.account_id == account_id and a.state in states)
 
-    def assets_created_before(self, state: AssetState, cutoff: datetime) -> list[Asset]:
+    def assets_created_before(self, states: Collection[AssetState], cutoff: datetime) -> list[Asset]:
         with self._lock:
-            return [copy.deepcopy(a) for a in self.t.assets.values() if a.state is state and a.created_at < cutoff]
+            return [copy.deepcopy(a) for a in self.t.assets.values() if a.state in states and a.created_at < cutoff]
 
     def delete_asset(self, asset_id: str) -> list[str]:
         with self._lock:

@@ -30,9 +30,12 @@ SIGNED = ("/v1/uploads/", "/v1/files/")
 #: A client's own X-Request-Id is kept when it is short and plain; anything else is replaced
 #: (it is echoed in a header and written to every log line).
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-#: Failed authentications (a wrong admin key, an unknown API key) per client address and
-#: second, bursts of twice that: guessing keys is slow, a typo is not punished.
+#: Failed admin authentications per client address and second, bursts of twice that: guessing
+#: the admin key is slow, a typo is not punished. Behind a proxy, give uvicorn the proxy's
+#: address (forwarded-allow-ips) so that the client's own address is the one counted.
 AUTH_FAILURES_PER_SECOND = 1.0
+#: Past this many remembered keys, the ones whose bucket has refilled are forgotten.
+MAX_BUCKETS = 10_000
 
 
 class TokenBucket:
@@ -48,6 +51,8 @@ class TokenBucket:
         """0 if allowed, else seconds until a token is free."""
         now = time.monotonic()
         with self._lock:
+            if len(self._buckets) > MAX_BUCKETS:
+                self._forget_full(now)
             tokens, last = self._buckets.get(key, (self.capacity, now))
             tokens = min(self.capacity, tokens + (now - last) * self.rate)
             if tokens >= 1:
@@ -55,6 +60,19 @@ class TokenBucket:
                 return 0.0
             self._buckets[key] = (tokens, now)
             return (1 - tokens) / self.rate
+
+    def wait(self, key: str) -> float:
+        """Seconds until `key` has a token again (0: it has one), taking none."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - last) * self.rate)
+        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+
+    def _forget_full(self, now: float) -> None:
+        """Drop the keys whose bucket has refilled: they are as if never seen (bounded memory)."""
+        refill = self.capacity / self.rate
+        self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < refill}
 
 
 class EdgeMiddleware:
@@ -160,26 +178,29 @@ class EdgeMiddleware:
                 from roughy.core.errors import NotFound
 
                 raise NotFound("the admin API is not enabled (set ROUGHY_ADMIN_KEY)")
+            # The admin key is chosen by a person: guessing it is slowed per client address, and
+            # while an address is slowed down it is refused before its key is even compared.
+            address = f"admin:{(scope.get('client') or ('unknown', 0))[0]}"
+            if (wait := self.failures.wait(address)) > 0:
+                raise RateLimited("too many failed admin authentications; slow down", retry_after=_seconds(wait))
             if key is None or not hmac.compare_digest(key.encode(), admin_key.encode()):
-                raise self._refused(scope, "a valid admin key is required")
+                self.failures.take(address)
+                raise Unauthorized("a valid admin key is required")
             return
         if key is None:
             raise Unauthorized("missing API key: send Authorization: Bearer <key>")
         account = await anyio.to_thread.run_sync(self.authenticate, key)
-        if account is None:
-            raise self._refused(scope, "unknown or revoked API key")
+        if account is None:  # API keys are 32 random bytes: there is nothing to guess
+            raise Unauthorized("unknown or revoked API key")
         wait = self.bucket.take(account.id)
         if wait > 0:
             raise RateLimited("too many requests; slow down", retry_after=max(1, int(wait + 0.999)))
         state["account"] = account
 
-    def _refused(self, scope: Scope, message: str) -> RoughyError:
-        """401 for a wrong key; 429 once the client's address keeps guessing."""
-        client = scope.get("client") or ("unknown", 0)
-        wait = self.failures.take(f"auth:{client[0]}")
-        if wait > 0:
-            return RateLimited("too many failed authentications; slow down", retry_after=max(1, int(wait + 0.999)))
-        return Unauthorized(message)
+
+
+def _seconds(wait: float) -> int:
+    return max(1, int(wait + 0.999))
 
 
 def _is_json_api(path: str) -> bool:

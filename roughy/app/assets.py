@@ -18,7 +18,7 @@ from roughy.core.errors import InvalidState, NotFound, PayloadTooLarge, RateLimi
 from roughy.core.events import asset_events
 from roughy.core.ids import new_id, now
 from roughy.core.keys import asset_prefix, part_key
-from roughy.core.lifecycle import part_uploaded
+from roughy.core.lifecycle import WAITING, part_uploaded
 from roughy.core.models import Asset, AssetKind, AssetState, PartName, PartState
 from roughy.core.ports import ServedFiles, Storage, Store
 
@@ -49,9 +49,10 @@ class AssetService:
     def create(self, account_id: str, kind: AssetKind, filename: str, client_audio: bool) -> Asset:
         if client_audio and kind is AssetKind.AUDIO:
             raise ValidationFailed("client_audio applies to video assets only", param="client_audio")
-        if self.store.count_assets(account_id, AssetState.UPLOADING) >= self.max_uploading:
+        if self.store.count_assets(account_id, WAITING) >= self.max_uploading:
             raise RateLimited(
-                f"{self.max_uploading} assets are already waiting for their uploads; complete or delete some",
+                f"{self.max_uploading} assets are already waiting for their uploads or for credit; "
+                "complete or delete some",
                 retry_after=60,
             )
         video = kind is AssetKind.VIDEO

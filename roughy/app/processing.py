@@ -20,7 +20,15 @@ from roughy.core.errors import InsufficientCredit
 from roughy.core.events import asset_events, cut_events
 from roughy.core.ids import now
 from roughy.core.keys import asset_prefix, audio_key, extracted_audio_key, part_key
-from roughy.core.lifecycle import Change, part_failed, part_processed, settle, upload_expired, wait_for_credit
+from roughy.core.lifecycle import (
+    WAITING,
+    Change,
+    expired_change,
+    part_failed,
+    part_processed,
+    settle,
+    wait_for_credit,
+)
 from roughy.core.models import (
     Asset,
     AssetKind,
@@ -80,26 +88,40 @@ class AssetProcessor:
             return
         for part in asset.parts:
             if asset.part_state(part) is PartState.UPLOADED:
-                change, media = self._examine(asset, part)
-                if media and not asset.charged and not self._charge(asset):
-                    return
-                updated = self._apply(asset_id, change)
-                if updated is None:
-                    return
+                updated = self._process_part(asset, part)
+                if updated is None or updated.state is AssetState.FAILED:
+                    return  # deleted, waiting for credit, or failed: nothing more to do (or charge)
                 asset = updated
         self._apply(asset_id, settle)  # e.g. payment_required -> processing/ready once paid
 
+    def _process_part(self, asset: Asset, part: PartName) -> Asset | None:
+        """Probe the part; charge the asset once it is known to be media; only then do the
+        heavy work (extracting a video's audio) and record it all. None: stop here."""
+        try:
+            info = self._probe_part(asset, part)
+            if not asset.charged and not self._charge(asset):
+                return None
+            change = self._video_found(asset, info) if part is PartName.VIDEO else self._audio_found(info)
+        except EncoderError as exc:
+            log.info("asset %s: %s part failed: %s", asset.id, part.value, exc.message)
+            change = part_failed(part, ErrorInfo(exc.code, exc.message))
+        return self._apply(asset.id, change)
+
     def expire_uploads(self) -> list[str]:
-        """Assets still waiting for an upload after `upload_expiry` fail (`upload_expired`) and
-        their media goes: an abandoned upload must not hold storage, nor the account's quota of
-        assets awaiting uploads, forever."""
+        """Assets still waiting after `upload_expiry`, for an upload (`upload_expired`) or for
+        credit (`payment_expired`), fail and their media goes: neither may hold storage, nor
+        the account's quota of waiting assets, forever."""
         cutoff = now() - timedelta(seconds=self.upload_expiry)
         expired = []
-        for asset in self.store.assets_created_before(AssetState.UPLOADING, cutoff):
-            updated = self.store.modify_asset(asset.id, upload_expired(self.upload_expiry), asset_events)
-            if updated is not None and updated.state is AssetState.FAILED:
+        for asset in self.store.assets_created_before(WAITING, cutoff):
+            updated = self.store.modify_asset(asset.id, expired_change(self.upload_expiry), asset_events)
+            if updated is None or updated.state is not AssetState.FAILED:
+                continue
+            expired.append(asset.id)
+            try:
                 self.storage.delete_prefix(asset_prefix(asset.id))
-                expired.append(asset.id)
+            except Exception:  # the asset is failed either way; its media goes with its deletion
+                log.exception("asset %s expired, but its media could not be deleted now", asset.id)
         if expired:
             log.info("%d asset(s) waited too long for their uploads: %s", len(expired), expired)
         return expired
@@ -121,25 +143,19 @@ class AssetProcessor:
             self.storage.delete_prefix(asset_prefix(asset_id))
         return updated
 
-    def _examine(self, asset: Asset, part: PartName) -> tuple[Change, bool]:
-        """Process one part: the change that records its outcome, and whether it is media."""
-        try:
-            if part is PartName.VIDEO:
-                return self._examine_video(asset), True
-            return self._examine_audio(asset), True
-        except EncoderError as exc:
-            log.info("asset %s: %s part failed: %s", asset.id, part.value, exc.message)
-            return part_failed(part, ErrorInfo(exc.code, exc.message)), False
-
-    def _examine_video(self, asset: Asset) -> Change:
-        src = self.storage.source_url(part_key(asset.id, PartName.VIDEO))
-        info = self._probe(src)
-        if info.video is None:
+    def _probe_part(self, asset: Asset, part: PartName) -> MediaInfo:
+        info = self._probe(self.storage.source_url(part_key(asset.id, part)))
+        if part is PartName.VIDEO and info.video is None:
             raise InvalidMedia("the video part has no video stream")
+        if part is PartName.AUDIO and info.audio is None:
+            raise InvalidMedia("the audio part has no audio stream")
+        return info
+
+    def _video_found(self, asset: Asset, info: MediaInfo) -> Change:
         extracted = None
         if not asset.client_audio and info.audio is not None:
             extracted = self.tasks.extract_audio(
-                src,
+                self.storage.source_url(part_key(asset.id, PartName.VIDEO)),
                 self.storage.output_target(extracted_audio_key(asset.id)),
                 subject=asset.id,
                 duration=info.duration,
@@ -154,11 +170,8 @@ class AssetProcessor:
 
         return part_processed(PartName.VIDEO, record)
 
-    def _examine_audio(self, asset: Asset) -> Change:
-        info = self._probe(self.storage.source_url(part_key(asset.id, PartName.AUDIO)))
-        if info.audio is None:
-            raise InvalidMedia("the audio part has no audio stream")
-
+    @staticmethod
+    def _audio_found(info: MediaInfo) -> Change:
         def record(a: Asset) -> None:
             # Recorded on its own, before any other part: the asset is cuttable from here on.
             a.audio = info.audio

@@ -69,19 +69,26 @@ def part_failed(part: PartName, error: ErrorInfo) -> Change:
     return change
 
 
-def upload_expired(max_age: float) -> Change:
-    """An asset still waiting for an upload after `max_age` seconds fails: its awaited parts
-    fail with it (a part already in is kept as it is)."""
+#: The states an asset waits in on its client or its account: an upload, or credit.
+WAITING = (AssetState.UPLOADING, AssetState.PAYMENT_REQUIRED)
+
+
+def expired_change(max_age: float) -> Change:
+    """An asset still waiting (for an upload, or for credit) after `max_age` seconds fails;
+    its awaited parts fail with it (a part already in is kept as it is)."""
 
     def change(asset: Asset) -> None:
-        if asset.state is not AssetState.UPLOADING:
-            return  # completed meanwhile
+        hours = f"{max_age / 3600:g} h"
+        if asset.state is AssetState.UPLOADING:
+            error = ErrorInfo("upload_expired", f"no upload was completed within {hours}; upload it again")
+        elif asset.state is AssetState.PAYMENT_REQUIRED:
+            error = ErrorInfo("payment_expired", f"no credit was granted within {hours}; upload it again")
+        else:
+            return  # it moved on meanwhile
         for part in asset.parts:
-            if asset.part_state(part) is PartState.AWAITING_UPLOAD:
+            if asset.part_state(part) in (PartState.AWAITING_UPLOAD, PartState.UPLOADED):
                 _set_part(asset, part, PartState.FAILED)
-        hours = max_age / 3600
-        asset.error = ErrorInfo("upload_expired", f"no upload was completed within {hours:g} h; upload it again")
-        asset.state = AssetState.FAILED
+        asset.error, asset.state = error, AssetState.FAILED
 
     return change
 

@@ -19,7 +19,7 @@ without a database, a disk or ffmpeg.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -73,7 +73,8 @@ class CreditStore(Protocol):
     def ledger_entries(self, account_id: str) -> list[LedgerEntry]: ...
 
     def charge_asset(self, account_id: str, asset_id: str) -> None:
-        """One credit, once per asset; raises InsufficientCredit when it cannot be paid."""
+        """One credit, once per asset; raises InsufficientCredit when it cannot be paid. An asset
+        that is gone or failed is not charged."""
         ...
 
 
@@ -90,10 +91,10 @@ class AssetStore(Protocol):
 
     def assets_to_process(self) -> list[Asset]: ...
 
-    def count_assets(self, account_id: str, state: AssetState) -> int: ...
+    def count_assets(self, account_id: str, states: Collection[AssetState]) -> int: ...
 
-    def assets_created_before(self, state: AssetState, cutoff: datetime) -> list[Asset]:
-        """Assets in `state` created before `cutoff`, oldest first."""
+    def assets_created_before(self, states: Collection[AssetState], cutoff: datetime) -> list[Asset]:
+        """Assets in one of `states` created before `cutoff`, oldest first."""
         ...
 
     def delete_asset(self, asset_id: str) -> list[str]:

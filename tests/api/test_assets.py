@@ -374,10 +374,10 @@ def test_deleting_an_asset_while_it_is_processing_leaves_no_media(service, api, 
     real_probe = processing.probe
     started, release = threading.Event(), threading.Event()
 
-    def held_probe(path: str):  # type: ignore[no-untyped-def]
+    def held_probe(path: str, *limits):  # type: ignore[no-untyped-def]
         started.set()
         release.wait(20)
-        return real_probe(path)
+        return real_probe(path, *limits)
 
     monkeypatch.setattr(processing, "probe", held_probe)
     asset = create(api)
@@ -439,11 +439,11 @@ def test_completing_the_video_while_the_audio_part_is_processing_is_not_lost(
     real_probe = processing.probe
     audio_started = threading.Event()
 
-    def slow_audio_probe(path: str):  # type: ignore[no-untyped-def]
+    def slow_audio_probe(path: str, *limits):  # type: ignore[no-untyped-def]
         if path.split("?")[0].endswith("/audio"):  # a path, or a presigned URL
             audio_started.set()
             threading.Event().wait(0.6)
-        return real_probe(path)
+        return real_probe(path, *limits)
 
     monkeypatch.setattr(processing, "probe", slow_audio_probe)
     asset = create(api, filename="phone.mp4", client_audio=True)

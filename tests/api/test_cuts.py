@@ -262,10 +262,10 @@ def test_cut_while_the_asset_is_processing_is_409_asset_processing(api, clip, mo
     real_probe = processing.probe
     started, release = threading.Event(), threading.Event()
 
-    def held_probe(path: str):  # type: ignore[no-untyped-def]
+    def held_probe(path: str, *limits):  # type: ignore[no-untyped-def]
         started.set()
         release.wait(20)
-        return real_probe(path)
+        return real_probe(path, *limits)
 
     monkeypatch.setattr(processing, "probe", held_probe)
     asset = api.post("/v1/assets", json={"kind": "video", "filename": "a.mp4"}).json()

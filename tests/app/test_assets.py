@@ -177,3 +177,28 @@ def test_an_abandoned_upload_expires_and_frees_its_storage(world: World) -> None
     assert world.event_types() == ["asset.failed"]
     assert world.app.assets.get(world.account_id, fresh.id).state is AssetState.UPLOADING
     assert world.processor.expire_uploads() == []
+
+
+def test_a_failed_asset_is_not_charged_for_its_other_part(world: World) -> None:
+    """Client audio: junk video, good audio, both uploaded. The asset fails on the video and
+    is not charged for the audio found after it."""
+    asset = world.app.assets.create(world.account_id, AssetKind.VIDEO, "phone.mp4", client_audio=True)
+    world.storage.put(f"assets/{asset.id}/video", b"junk")
+    world.storage.put(f"assets/{asset.id}/audio", b"audio")
+    world.app.assets.complete_part(world.account_id, asset.id, PartName.VIDEO)
+    world.app.assets.complete_part(world.account_id, asset.id, PartName.AUDIO)
+    world.processor.process_asset(asset.id)
+    failed = world.app.assets.get(world.account_id, asset.id)
+    assert failed.state is AssetState.FAILED and failed.error and failed.error.code == "invalid_media"
+    assert charges(world) == []
+
+
+def test_an_asset_left_waiting_for_credit_expires_too(tmp_path: Path) -> None:
+    world = make_world(tmp_path, credits=0)
+    waiting = world.ready_asset()
+    assert waiting.state is AssetState.PAYMENT_REQUIRED
+    world.store.t.assets[waiting.id].created_at = now() - timedelta(days=2)
+    assert world.processor.expire_uploads() == [waiting.id]
+    expired = world.app.assets.get(world.account_id, waiting.id)
+    assert expired.state is AssetState.FAILED and expired.error and expired.error.code == "payment_expired"
+    assert world.storage.keys(f"assets/{waiting.id}/") == [] and charges(world) == []

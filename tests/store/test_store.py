@@ -524,11 +524,11 @@ def test_assets_are_counted_by_state_and_found_by_age(store: SqlStore) -> None:
     asset(store, acct, state=AssetState.READY)
     later = now() + timedelta(seconds=1)
     young = asset(store, account(store), state=AssetState.UPLOADING)
-    assert store.count_assets(acct, AssetState.UPLOADING) == 1
-    assert store.count_assets(acct, AssetState.READY) == 1
-    found = store.assets_created_before(AssetState.UPLOADING, later)
+    assert store.count_assets(acct, [AssetState.UPLOADING]) == 1
+    assert store.count_assets(acct, [AssetState.READY, AssetState.FAILED]) == 1
+    found = store.assets_created_before([AssetState.UPLOADING], later)
     assert [a.id for a in found] == [old.id, young.id]
-    assert store.assets_created_before(AssetState.UPLOADING, old.created_at) == []
+    assert store.assets_created_before([AssetState.UPLOADING], old.created_at) == []
 
 
 def test_claims_are_fair_across_accounts(store: SqlStore) -> None:

@@ -8,7 +8,7 @@ and on the account row lock, never on read-then-write in Python.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime
@@ -176,11 +176,14 @@ class SqlStore(WebhookStore):
 
         The unique index on (asset_id) for charges makes a second charge impossible; the
         account row lock (PostgreSQL) or the write lock (SQLite) makes two assets unable to
-        spend the same credit.
+        spend the same credit. An asset that is gone or failed meanwhile is not charged.
         """
         with self.tx() as c:
             if not self.is_sqlite:
                 c.execute(select(t.accounts.c.id).where(t.accounts.c.id == account_id).with_for_update())
+            state = c.execute(select(t.assets.c.state).where(t.assets.c.id == asset_id)).scalar()
+            if state is None or state == AssetState.FAILED.value:
+                return
             already = c.execute(
                 select(t.ledger.c.id).where(t.ledger.c.asset_id == asset_id, t.ledger.c.type == "charge")
             ).first()
@@ -251,13 +254,15 @@ class SqlStore(WebhookStore):
         with self.read() as c:
             return [_asset(r) for r in c.execute(query.order_by(t.assets.c.seq)).mappings().all()]
 
-    def count_assets(self, account_id: str, state: AssetState) -> int:
-        query = select(func.count()).where(t.assets.c.account_id == account_id, t.assets.c.state == state.value)
+    def count_assets(self, account_id: str, states: Collection[AssetState]) -> int:
+        values = [s.value for s in states]
+        query = select(func.count()).where(t.assets.c.account_id == account_id, t.assets.c.state.in_(values))
         with self.read() as c:
             return int(c.execute(query).scalar_one())
 
-    def assets_created_before(self, state: AssetState, cutoff: datetime) -> list[Asset]:
-        query = select(t.assets).where(t.assets.c.state == state.value, t.assets.c.created_at < cutoff)
+    def assets_created_before(self, states: Collection[AssetState], cutoff: datetime) -> list[Asset]:
+        values = [s.value for s in states]
+        query = select(t.assets).where(t.assets.c.state.in_(values), t.assets.c.created_at < cutoff)
         with self.read() as c:
             return [_asset(r) for r in c.execute(query.order_by(t.assets.c.seq)).mappings().all()]
 
