@@ -565,6 +565,9 @@ class MemoryStorage:
     def size(self, key: str) -> int:
         return len(self.objects[key])
 
+    def move(self, source: str, target: str) -> None:
+        self.objects[target] = self.objects.pop(source)
+
     def keys(self, prefix: str = "") -> list[str]:
         return sorted(k for k in self.objects if k.startswith(prefix))
 

@@ -17,7 +17,7 @@ import anyio
 from roughy.core.errors import InvalidState, NotFound, PayloadTooLarge, RateLimited, ValidationFailed
 from roughy.core.events import asset_events
 from roughy.core.ids import new_id, now
-from roughy.core.keys import asset_prefix, part_key
+from roughy.core.keys import asset_prefix, part_key, upload_key
 from roughy.core.lifecycle import WAITING, part_uploaded
 from roughy.core.models import Asset, AssetKind, AssetState, PartName, PartState
 from roughy.core.ports import ServedFiles, Storage, Store
@@ -82,7 +82,7 @@ class AssetService:
     def upload_targets(self, asset: Asset) -> dict[str, dict[str, object]]:
         """A fresh signed upload target for each part still awaiting its upload."""
         return {
-            part.value: self.storage.upload_target(part_key(asset.id, part), self.upload_ttl)
+            part.value: self.storage.upload_target(upload_key(asset.id, part), self.upload_ttl)
             for part in asset.parts
             if asset.part_state(part) is PartState.AWAITING_UPLOAD
         }
@@ -102,8 +102,7 @@ class AssetService:
             raise InvalidState(f"the {part.value} part is not awaiting an upload")
         if length is not None and length > self.max_upload_bytes:
             raise PayloadTooLarge(f"upload is over the limit of {self.max_upload_bytes} bytes")
-        key = part_key(asset_id, part)
-        staged, size = await files.stage(key, chunks, limit=self.max_upload_bytes)
+        staged, size = await files.stage(upload_key(asset_id, part), chunks, limit=self.max_upload_bytes)
         try:
             await anyio.to_thread.run_sync(self._land, files, staged, asset_id, part)
         finally:
@@ -119,7 +118,7 @@ class AssetService:
                 raise InvalidState(
                     f"the {part.value} part was completed while this upload was in flight; it was not kept"
                 )
-            files.promote(staged, part_key(asset_id, part))
+            files.promote(staged, upload_key(asset_id, part))
 
     def complete_part(self, account_id: str, asset_id: str, part: PartName) -> Asset:
         """The client finished uploading a part: its bytes are sealed, processing starts (and
@@ -134,22 +133,28 @@ class AssetService:
             raise NotFound(f"this asset has no {part.value} part", param="part")
         if current is not PartState.AWAITING_UPLOAD:
             return asset  # completing twice is harmless
-        self._check_uploaded(asset.id, part)
+        self._seal_part(asset.id, part)
         updated = self.store.modify_asset(asset.id, part_uploaded(part), asset_events)
         if updated is None:
             raise NotFound(f"no such asset: {asset_id}")
         self.wake()
         return updated
 
-    def _check_uploaded(self, asset_id: str, part: PartName) -> None:
-        key = part_key(asset_id, part)
-        if not self.storage.exists(key):
+    def _seal_part(self, asset_id: str, part: PartName) -> None:
+        """Check the upload, then move it where the part is read from: what is probed is what
+        gets encoded, whatever lands at the upload's key afterwards (an S3 presigned PUT stays
+        valid until it expires; now it can only write bytes nobody reads)."""
+        uploaded, sealed = upload_key(asset_id, part), part_key(asset_id, part)
+        if not self.storage.exists(uploaded):
+            if self.storage.exists(sealed):
+                return  # uploaded to the part's own key by a client of an earlier version
             raise InvalidState(f"nothing was uploaded for the {part.value} part; PUT it to its upload URL first")
-        if self.storage.size(key) > self.max_upload_bytes:
-            self.storage.delete_prefix(key)
+        if self.storage.size(uploaded) > self.max_upload_bytes:
+            self.storage.delete_prefix(uploaded)
             raise PayloadTooLarge(
                 f"the {part.value} part is over the limit of {self.max_upload_bytes} bytes; it was deleted"
             )
+        self.storage.move(uploaded, sealed)
 
     def delete(self, account_id: str, asset_id: str) -> None:
         """Removes the asset, its cuts, its renders (stopping running encodes) and all their media."""

@@ -20,7 +20,14 @@ def asset_prefix(asset_id: str) -> str:
 
 
 def part_key(asset_id: str, part: PartName) -> str:
+    """Where a completed part's bytes live: what was probed, and what every encode reads."""
     return f"{asset_prefix(asset_id)}{part.value}"
+
+
+def upload_key(asset_id: str, part: PartName) -> str:
+    """Where the client's upload of a part lands. Completing the part moves it to `part_key`:
+    a PUT arriving later lands here again and is never read (the part is sealed)."""
+    return f"{asset_prefix(asset_id)}uploads/{part.value}"
 
 
 def extracted_audio_key(asset_id: str) -> str:

@@ -216,6 +216,10 @@ class Storage(Protocol):
 
     def delete_prefix(self, prefix: str) -> None: ...
 
+    def move(self, source: str, target: str) -> None:
+        """`source`'s bytes become `target` (replacing it), and `source` is gone."""
+        ...
+
     def source_url(self, key: str) -> str:
         """Where an encoder reads the object: a local path, or a presigned URL."""
         ...

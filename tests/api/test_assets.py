@@ -212,7 +212,7 @@ def test_altered_or_expired_upload_signature_is_403(service, api, clip):
         "another part": url.replace("/video?", "/audio?"),
     }
     # a correctly signed URL whose time is up
-    expired, _ = service.embedded.storage.signed_url("PUT", f"assets/{asset['id']}/video", -5)
+    expired, _ = service.embedded.storage.signed_url("PUT", f"assets/{asset['id']}/uploads/video", -5)
     attempts["expired"] = expired
     for what, bad in attempts.items():
         resp = put(target, clip.read_bytes(), url=bad)

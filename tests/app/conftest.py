@@ -49,7 +49,7 @@ class World:
         """Create, upload, complete and process an asset."""
         asset = self.app.assets.create(self.account_id, kind, "talk.mp4", client_audio=False)
         part = PartName.VIDEO if kind is AssetKind.VIDEO else PartName.AUDIO
-        self.storage.put(f"assets/{asset.id}/{part.value}", data)
+        self.storage.put(f"assets/{asset.id}/uploads/{part.value}", data)  # the client PUTs it
         self.app.assets.complete_part(self.account_id, asset.id, part)
         self.processor.process_asset(asset.id)
         return self.app.assets.get(self.account_id, asset.id)

@@ -44,12 +44,12 @@ def test_an_upload_over_the_limit_is_refused_at_complete_on_every_runtime(tmp_pa
     the size is checked where both runtimes pass, and the part is removed."""
     world = make_world(tmp_path, max_upload_bytes=10)
     asset = world.app.assets.create(world.account_id, AssetKind.VIDEO, "a.mp4", client_audio=False)
-    world.storage.put(f"assets/{asset.id}/video", b"x" * 11)
+    world.storage.put(f"assets/{asset.id}/uploads/video", b"x" * 11)
     with pytest.raises(PayloadTooLarge):
         world.app.assets.complete_part(world.account_id, asset.id, PartName.VIDEO)
     assert world.storage.keys(f"assets/{asset.id}/") == []
     assert world.app.assets.get(world.account_id, asset.id).video_part is PartState.AWAITING_UPLOAD
-    world.storage.put(f"assets/{asset.id}/video", b"x" * 10)
+    world.storage.put(f"assets/{asset.id}/uploads/video", b"x" * 10)
     assert world.app.assets.complete_part(world.account_id, asset.id, PartName.VIDEO).state is AssetState.PROCESSING
 
 
@@ -94,12 +94,12 @@ def test_a_video_without_audio_is_ready_but_has_no_audio_to_render(world: World)
 
 def test_client_audio_asset_is_cuttable_once_its_audio_part_is_in(world: World) -> None:
     asset = world.app.assets.create(world.account_id, AssetKind.VIDEO, "phone.mp4", client_audio=True)
-    world.storage.put(f"assets/{asset.id}/audio", b"audio")
+    world.storage.put(f"assets/{asset.id}/uploads/audio", b"audio")
     world.app.assets.complete_part(world.account_id, asset.id, PartName.AUDIO)
     world.processor.process_asset(asset.id)
     partial = world.app.assets.get(world.account_id, asset.id)
     assert partial.state is AssetState.UPLOADING and partial.cuttable, "the video part is still awaited"
-    world.storage.put(f"assets/{asset.id}/video", b"video")
+    world.storage.put(f"assets/{asset.id}/uploads/video", b"video")
     world.app.assets.complete_part(world.account_id, asset.id, PartName.VIDEO)
     world.processor.process_asset(asset.id)
     assert world.app.assets.get(world.account_id, asset.id).state is AssetState.READY
@@ -119,7 +119,7 @@ def test_deleting_an_asset_stops_its_renders_and_removes_its_media(world: World)
 
 def test_processing_an_asset_deleted_meanwhile_leaves_nothing(world: World) -> None:
     asset = world.app.assets.create(world.account_id, AssetKind.VIDEO, "a.mp4", client_audio=False)
-    world.storage.put(f"assets/{asset.id}/video", b"video+audio")
+    world.storage.put(f"assets/{asset.id}/uploads/video", b"video+audio")
     world.app.assets.complete_part(world.account_id, asset.id, PartName.VIDEO)
     world.tasks.while_extracting = lambda: world.app.assets.delete(world.account_id, asset.id)
     world.processor.process_asset(asset.id)  # its audio is written after the delete removed the rest
@@ -160,14 +160,14 @@ def test_an_account_has_a_cap_on_assets_waiting_for_uploads(tmp_path: Path) -> N
     assert "2 assets" in refused.value.message and refused.value.headers["Retry-After"]
     other = world.app.accounts.create_account("other")
     world.app.assets.create(other.id, AssetKind.VIDEO, "x.mp4", client_audio=False)  # per account
-    world.storage.put(f"assets/{first.id}/video", b"video+audio")
+    world.storage.put(f"assets/{first.id}/uploads/video", b"video+audio")
     world.app.assets.complete_part(world.account_id, first.id, PartName.VIDEO)
     world.app.assets.create(world.account_id, AssetKind.VIDEO, "c.mp4", client_audio=False)
 
 
 def test_an_abandoned_upload_expires_and_frees_its_storage(world: World) -> None:
     stale = world.app.assets.create(world.account_id, AssetKind.VIDEO, "old.mp4", client_audio=False)
-    world.storage.put(f"assets/{stale.id}/video", b"half")  # uploaded, never completed
+    world.storage.put(f"assets/{stale.id}/uploads/video", b"half")  # uploaded, never completed
     fresh = world.app.assets.create(world.account_id, AssetKind.VIDEO, "new.mp4", client_audio=False)
     world.store.t.assets[stale.id].created_at = now() - timedelta(days=2)
     assert world.processor.expire_uploads() == [stale.id]
@@ -183,8 +183,8 @@ def test_a_failed_asset_is_not_charged_for_its_other_part(world: World) -> None:
     """Client audio: junk video, good audio, both uploaded. The asset fails on the video and
     is not charged for the audio found after it."""
     asset = world.app.assets.create(world.account_id, AssetKind.VIDEO, "phone.mp4", client_audio=True)
-    world.storage.put(f"assets/{asset.id}/video", b"junk")
-    world.storage.put(f"assets/{asset.id}/audio", b"audio")
+    world.storage.put(f"assets/{asset.id}/uploads/video", b"junk")
+    world.storage.put(f"assets/{asset.id}/uploads/audio", b"audio")
     world.app.assets.complete_part(world.account_id, asset.id, PartName.VIDEO)
     world.app.assets.complete_part(world.account_id, asset.id, PartName.AUDIO)
     world.processor.process_asset(asset.id)
@@ -202,3 +202,20 @@ def test_an_asset_left_waiting_for_credit_expires_too(tmp_path: Path) -> None:
     expired = world.app.assets.get(world.account_id, waiting.id)
     assert expired.state is AssetState.FAILED and expired.error and expired.error.code == "payment_expired"
     assert world.storage.keys(f"assets/{waiting.id}/") == [] and charges(world) == []
+
+
+def test_a_put_after_complete_lands_where_nothing_reads_it(world: World) -> None:
+    """What an S3 presigned PUT can still do after complete (it stays valid until it
+    expires): its bytes land at the upload's key, and the part read from is what was probed."""
+    asset = world.app.assets.create(world.account_id, AssetKind.VIDEO, "a.mp4", client_audio=False)
+    world.storage.put(f"assets/{asset.id}/uploads/video", b"video+audio")
+    world.app.assets.complete_part(world.account_id, asset.id, PartName.VIDEO)
+    world.storage.put(f"assets/{asset.id}/uploads/video", b"junk that would be read instead")
+    world.processor.process_asset(asset.id)
+    assert world.app.assets.get(world.account_id, asset.id).state is AssetState.READY
+    assert world.storage.objects[f"assets/{asset.id}/video"] == b"video+audio"
+    job = world.app.renders.job(world.render(world.app.assets.get(world.account_id, asset.id),
+                                             OutputSpec(Format.MP4)))  # fmt: skip
+    assert job is not None and job.video_key == f"assets/{asset.id}/video", "encodes read the sealed part"
+    world.app.assets.delete(world.account_id, asset.id)
+    assert world.storage.keys(f"assets/{asset.id}/") == [], "the late upload goes with the asset"

@@ -478,6 +478,7 @@ def test_implements_the_storage_port(impl: type) -> None:
         "exists",
         "size",
         "delete_prefix",
+        "move",
         "source_url",
         "output_target",
         "upload_target",
@@ -499,3 +500,12 @@ def test_both_storages_type_as_the_port(tmp_path: Path, storage: S3Storage) -> N
     local = LocalStorage(tmp_path, signing_key=b"k", public_url="http://127.0.0.1:1")
     chosen: list[Storage] = [local, storage]  # what mypy checks structurally
     assert all(callable(s.upload_target) for s in chosen)
+
+
+def test_move_puts_the_bytes_at_the_target_and_removes_the_source(storage: S3Storage, s3: Any, root: str) -> None:
+    """Completing a part moves its upload where it is read from (a server-side copy)."""
+    write(storage, "assets/a/uploads/video", b"probed bytes")
+    write(storage, "assets/a/video", b"older bytes")
+    storage.move("assets/a/uploads/video", "assets/a/video")
+    assert not storage.exists("assets/a/uploads/video")
+    assert storage.size("assets/a/video") == len(b"probed bytes")

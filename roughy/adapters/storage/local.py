@@ -90,6 +90,9 @@ class LocalStorage:
         self.promote(staged, key)
         return written
 
+    def move(self, source: str, target: str) -> None:
+        os.replace(self.path(source), self.path(target))
+
     def sweep_partial(self) -> list[Path]:
         """Remove the temporary files of uploads a crash cut short (`.<name>.<hex>.part`).
         Only at start-up, under the data directory's lock: no upload is running then."""

@@ -336,6 +336,13 @@ class S3Storage:
         except (BotoCoreError, ClientError) as exc:  # the lifecycle rule sweeps what is left
             log.warning("could not abort multipart upload %s of %r: %s", upload_id, obj, exc)
 
+    def move(self, source: str, target: str) -> None:
+        """A server-side copy (multipart for big objects), then the source's delete."""
+        copy_source = {"Bucket": self.bucket, "Key": self.object_key(source)}
+        with _edge("copy", source):
+            self._client.copy(copy_source, self.bucket, self.object_key(target))
+        self._call("delete", source, self._client.delete_object, Key=self.object_key(source))
+
     def delete_prefix(self, prefix: str) -> None:
         """Delete the object named `prefix` and everything under `prefix/` (as LocalStorage
         removes a file or a directory: `renders/r_1` never touches `renders/r_12/...`), after

@@ -11,19 +11,19 @@ from fastapi.responses import FileResponse
 from roughy.api.deps import ServicesDep
 from roughy.core.errors import NotFound
 from roughy.core.formats import format_of
-from roughy.core.keys import part_key
+from roughy.core.keys import upload_key
 from roughy.core.models import PartName
 from roughy.core.ports import ServedFiles
 
 router = APIRouter(tags=["files"])
 
 
-@router.put("/v1/uploads/assets/{asset_id}/{part}", status_code=200, include_in_schema=True)
+@router.put("/v1/uploads/assets/{asset_id}/uploads/{part}", status_code=200, include_in_schema=True)
 async def upload_part(asset_id: str, part: PartName, request: Request, svc: ServicesDep) -> Response:
     """Target of an asset's signed upload URL: the body is the file, streamed to disk."""
     files = _served_here(svc)
     q = request.query_params
-    files.verify("PUT", part_key(asset_id, part), q.get("expires"), q.get("sig"))  # what it writes
+    files.verify("PUT", upload_key(asset_id, part), q.get("expires"), q.get("sig"))  # what it writes
     length = request.headers.get("content-length")
     size = await svc.app.assets.receive_part(
         files, asset_id, part, request.stream(), int(length) if length and length.isdigit() else None
