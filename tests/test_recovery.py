@@ -111,9 +111,12 @@ def test_an_asset_uploaded_but_not_processed_is_processed_after_restart(tmp_path
         asset = api.post("/v1/assets", json={"kind": "video", "filename": "a.mp4"}).json()
         upload_part(api, asset, "video", src, complete=False)
     first.crash()
-    # The crash happened between the client's "complete" and processing: write that state.
+    # The crash happened between the client's "complete" and processing: write that state (the
+    # upload moved to where the part is read from, the row saying "uploaded").
     import sqlite3
 
+    part = data / "media" / "assets" / asset["id"]
+    (part / "uploads" / "video").rename(part / "video")
     with sqlite3.connect(data / "roughy.db") as db:
         db.execute("update assets set video_part = 'uploaded', state = 'processing' where id = ?", (asset["id"],))
     second = Server(data)
