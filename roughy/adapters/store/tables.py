@@ -131,6 +131,7 @@ renders = Table(
     ),
     Index("ix_renders_account", "account_id", "seq"),
     Index("ix_renders_state", "state", "seq"),
+    Index("ix_renders_state_account", "state", "account_id", "seq"),  # the fair claim
 )
 
 # -- webhooks: endpoints, the event outbox, deliveries and their attempts ------------------------
