@@ -194,7 +194,7 @@ class EdgeMiddleware:
             raise Unauthorized("unknown or revoked API key")
         wait = self.bucket.take(account.id)
         if wait > 0:
-            raise RateLimited("too many requests; slow down", retry_after=max(1, int(wait + 0.999)))
+            raise RateLimited("too many requests; slow down", retry_after=_seconds(wait))
         state["account"] = account
 
 

@@ -52,9 +52,6 @@ class Announce(Protocol[S, R]):
     def __call__(self, before: S, after: R, /) -> Sequence[NewEvent]: ...
 
 
-Page = tuple[list[Any], bool]
-
-
 # -- the store, by aggregate -------------------------------------------------------------------
 
 

@@ -36,6 +36,3 @@ class EmbeddedRuntime:
     def recover(self) -> None:
         if lost := self.scheduler.sweep(0.0):
             log.warning("recovered %d render(s) left running by a previous process", len(lost))
-
-    def wake(self) -> None:
-        self.scheduler.wake()

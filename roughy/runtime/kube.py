@@ -21,6 +21,3 @@ class KubeRuntime:
 
     def stop(self) -> None:
         self.scheduler.stop()
-
-    def wake(self) -> None:
-        self.scheduler.wake()
