@@ -22,6 +22,8 @@ from roughy.core.lifecycle import WAITING, part_uploaded
 from roughy.core.models import Asset, AssetKind, AssetState, PartName, PartState
 from roughy.core.ports import ServedFiles, Storage, Store
 
+SEAL_STRIPES = 64
+
 
 class AssetService:
     def __init__(
@@ -42,9 +44,10 @@ class AssetService:
         self.max_uploading = max_uploading
         self.upload_ttl = upload_ttl
         self.wake = wake
-        # Uploads landing and parts completing take turns (this API process serves its own
-        # uploads only with local storage, where it owns the data directory).
-        self._seal = threading.Lock()
+        # Per asset, uploads landing and parts completing take turns (this API process serves
+        # its own uploads only with local storage, where it owns the data directory). Striped:
+        # a complete that copies a big object on S3 holds up only the assets of its stripe.
+        self._seals = [threading.Lock() for _ in range(SEAL_STRIPES)]
 
     def create(self, account_id: str, kind: AssetKind, filename: str, client_audio: bool) -> Asset:
         if client_audio and kind is AssetKind.AUDIO:
@@ -110,7 +113,7 @@ class AssetService:
         return size
 
     def _land(self, files: ServedFiles, staged: Path, asset_id: str, part: PartName) -> None:
-        with self._seal:
+        with self._seal(asset_id):
             asset = self.store.get_asset(asset_id)
             if asset is None:
                 raise NotFound("no such asset")
@@ -123,8 +126,11 @@ class AssetService:
     def complete_part(self, account_id: str, asset_id: str, part: PartName) -> Asset:
         """The client finished uploading a part: its bytes are sealed, processing starts (and
         the credit is charged)."""
-        with self._seal:  # no upload lands between the checks and the state change
+        with self._seal(asset_id):  # no upload lands between the checks and the state change
             return self._complete(account_id, asset_id, part)
+
+    def _seal(self, asset_id: str) -> threading.Lock:
+        return self._seals[hash(asset_id) % SEAL_STRIPES]
 
     def _complete(self, account_id: str, asset_id: str, part: PartName) -> Asset:
         asset = self.get(account_id, asset_id)

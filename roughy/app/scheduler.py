@@ -65,9 +65,6 @@ class Scheduler:
     def stop(self) -> None:
         self.ticker.stop()
 
-    def wake(self) -> None:
-        self.ticker.signal.wake()
-
     def tick(self) -> None:
         if self.assets is not None:
             self.assets.tick()
