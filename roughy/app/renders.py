@@ -22,7 +22,7 @@ from pathlib import PurePath
 from prometheus_client import Counter, Histogram
 
 from roughy.core.errors import ExecutorFailed, ExecutorUnavailable, NotFound, RateLimited, ValidationFailed
-from roughy.core.events import render_events
+from roughy.core.events import NewEvent, render_events
 from roughy.core.gates import check_render_gates
 from roughy.core.ids import new_id, now
 from roughy.core.keys import audio_key, output_key, part_key, render_prefix
@@ -199,16 +199,18 @@ class RenderService:
     def finished(self, render_id: str, outcome: Outcome) -> None:
         """Record an encode's outcome with its event; a failed render's files are removed, and so
         are those of a render deleted or failed meanwhile (nothing will ever serve them)."""
-        started = self._started_at(render_id)
-        settled = self.store.finish_render(
-            render_id, outcome.result, outcome.error, render_events, from_pending=True
-        )
-        if settled:
-            state = RenderState.COMPLETED if outcome.result is not None else RenderState.FAILED
-            RENDERS_FINISHED.labels(state.value).inc()
-            if state is RenderState.COMPLETED and started is not None:
-                ENCODE_SECONDS.observe(max(0.0, (now() - started).total_seconds()))
-            if state is RenderState.FAILED:
+        settled: list[Render] = []  # the row as the transaction wrote it: its claim time, its state
+
+        def announce(before: RenderState | None, render: Render) -> list[NewEvent]:
+            settled.append(render)
+            return render_events(before, render)
+
+        if self.store.finish_render(render_id, outcome.result, outcome.error, announce, from_pending=True):
+            render = settled[-1]
+            RENDERS_FINISHED.labels(render.state.value).inc()
+            if render.state is RenderState.COMPLETED and render.started_at is not None:
+                ENCODE_SECONDS.observe(max(0.0, (now() - render.started_at).total_seconds()))
+            if render.state is RenderState.FAILED:
                 self.storage.delete_prefix(render_prefix(render_id))
         else:
             row = self.store.get_render(render_id)
@@ -216,10 +218,6 @@ class RenderService:
                 self.storage.delete_prefix(render_prefix(render_id))
         log.info("render %s %s%s", render_id, "completed" if outcome.result else "failed",
                  "" if settled else " (already settled)")
-
-    def _started_at(self, render_id: str) -> datetime | None:
-        row = self.store.get_render(render_id)
-        return row.started_at if row is not None else None
 
     def requeue_lost(self, executing: set[str], started_before: datetime) -> list[str]:
         """Renders claimed before `started_before` that no executor has: back to pending, their
