@@ -30,7 +30,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
     if request.param == "memory":
         marker = request.node.get_closest_marker("sql_only")
         if marker is not None:
-            pytest.skip(f"SQL stores only ({marker.args[0]})")
+            pytest.skip(f"SQL stores only ({marker.args[0]}); it runs as this test's sqlite and postgres cases")
         yield MemoryStore()  # type: ignore[misc]
         return
     if request.param == "sqlite":
