@@ -84,12 +84,6 @@ class LocalStorage:
     def discard(self, staged: Path) -> None:
         staged.unlink(missing_ok=True)
 
-    async def write_stream(self, key: str, chunks: AsyncIterator[bytes], *, limit: int) -> int:
-        """Stage and promote at once: a temporary name, renamed on success."""
-        staged, written = await self.stage(key, chunks, limit=limit)
-        self.promote(staged, key)
-        return written
-
     def move(self, source: str, target: str) -> None:
         os.replace(self.path(source), self.path(target))
 
