@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from roughy.core.models import Format, Segment
 from roughy.core.plan import AudioPlan, EncodePlan, VideoPlan
+from roughy.encoder.sources import SOURCE_DEMUXERS
 
 seconds = st.floats(0, 1e5, allow_nan=False, allow_infinity=False)
 videos = st.builds(
@@ -31,4 +32,6 @@ plans = st.builds(
     audio=st.one_of(st.none(), audios),
     segments=st.one_of(st.none(), segment_lists.map(tuple)),
     separate_audio=st.booleans(),
+    video_demuxer=st.one_of(st.none(), st.sampled_from(SOURCE_DEMUXERS)),
+    audio_demuxer=st.one_of(st.none(), st.sampled_from(SOURCE_DEMUXERS)),
 )

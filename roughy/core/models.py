@@ -78,7 +78,11 @@ class LedgerType(enum.StrEnum):
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What probing found of a video stream. `width`/`height` are the display size."""
+    """What probing found of a video stream. `width`/`height` are the display size.
+
+    The fields after `hdr` were added later: an asset probed before has None there, which reads
+    as "not known" (such a source is never stream-copied, and its opens are not forced).
+    """
 
     width: int
     height: int
@@ -87,6 +91,12 @@ class VideoInfo:
     bitrate_kbps: int | None
     rotation: int = 0
     hdr: bool = False  # PQ or HLG transfer: tone-map to SDR BT.709
+    demuxer: str | None = None  # the container's demuxer (ffmpeg's short name), forced on every open
+    pix_fmt: str | None = None  # e.g. yuv420p
+    profile: str | None = None  # the codec's profile, e.g. High
+    square_pixels: bool | None = None  # sample aspect ratio 1:1 (or unset)
+    constant_rate: bool | None = None  # the average frame rate is the stream's base rate
+    interlaced: bool | None = None  # the first frame is interlaced
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,8 @@ class AudioInfo:
     bitrate_kbps: int | None
     sample_rate: int
     channels: int
+    demuxer: str | None = None  # of the file this audio is read from (see VideoInfo)
+    profile: str | None = None  # e.g. LC for AAC
 
 
 @dataclass(frozen=True)

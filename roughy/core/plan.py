@@ -40,6 +40,10 @@ class EncodePlan:
     # True when the video source has no usable audio and audio comes from a separate file
     # (a client audio part): the encoder then opens a second input for the audio.
     separate_audio: bool = False
+    # The demuxer probing found for each source (`roughy.encoder.sources`): forced on every open,
+    # so the encoder reads the file as what was probed. None: not known (guessed, still fenced).
+    video_demuxer: str | None = None
+    audio_demuxer: str | None = None  # of the audio source: the separate file, or an audio render's
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -58,6 +62,8 @@ class EncodePlan:
             audio=AudioPlan(**data["audio"]) if data.get("audio") else None,
             segments=tuple(Segment(float(a), float(b)) for a, b in segments) if segments else None,
             separate_audio=bool(data.get("separate_audio", False)),
+            video_demuxer=data.get("video_demuxer"),
+            audio_demuxer=data.get("audio_demuxer"),
         )
 
     def time_limit(self, base: float = 120.0, per_second: float = 20.0) -> float:

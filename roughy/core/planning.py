@@ -130,11 +130,15 @@ def plan_render(
             channels=output_channels(audio.channels),
             sample_rate=output_sample_rate(spec.format, audio.sample_rate),
         )
+    separate = separate_audio and video_plan is not None and audio_plan is not None
+    audio_file = audio_plan is not None and (separate or video_plan is None)  # not read from the video's file
     return EncodePlan(
         format=spec.format,
         duration=round(out_duration, 6),
         video=video_plan,
         audio=audio_plan,
         segments=tuple(segments) if segments else None,
-        separate_audio=separate_audio and video_plan is not None and audio_plan is not None,
+        separate_audio=separate,
+        video_demuxer=video.demuxer if video_plan is not None and video is not None else None,
+        audio_demuxer=audio.demuxer if audio_file and audio is not None else None,
     )

@@ -207,10 +207,15 @@ def _head(ffmpeg: str) -> list[str]:
     return [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "warning", "-y"]
 
 
-def input_args(src: str) -> list[str]:
+def input_args(src: str, demuxer: str | None = None) -> list[str]:
     """`-i src`, fenced in (`roughy.encoder.sources`: only media containers, only the source's
-    own protocol) and preceded by the reconnect options when `src` is an http(s) URL."""
-    return [*fence_args(src), *(RECONNECT_ARGS if is_remote(src) else ()), "-i", src]
+    own protocol, the probed demuxer when known) and preceded by the reconnect options when
+    `src` is an http(s) URL. PlanError for a demuxer that is not an accepted one."""
+    try:
+        fences = fence_args(src, demuxer)
+    except ValueError as exc:
+        raise PlanError(str(exc)) from None
+    return [*fences, *(RECONNECT_ARGS if is_remote(src) else ()), "-i", src]
 
 
 def _check_encoder(encoder: str) -> None:
@@ -244,33 +249,45 @@ def _check_sources(plan: EncodePlan, video_src: str | None, audio_src: str | Non
             raise PlanError("an audio format needs audio_src")
 
 
-def _sources(plan: EncodePlan, video_src: str | None, audio_src: str | None) -> tuple[str | None, str | None, bool]:
+class Source(NamedTuple):
+    """One file a stream is read from, and the demuxer it is read with (None: guessed)."""
+
+    src: str
+    demuxer: str | None = None
+
+
+def _sources(
+    plan: EncodePlan, video_src: str | None, audio_src: str | None
+) -> tuple[Source | None, Source | None, bool]:
     """Which file each stream is read from: (video input, audio input, audio is separate)."""
     want_video = plan.format.is_video
     separate = want_video and plan.separate_audio and plan.audio is not None
-    video_in = video_src if want_video else None
-    audio_in = audio_src if (separate or not want_video) else video_src
+    video_in = Source(video_src, plan.video_demuxer) if want_video and video_src is not None else None
+    if separate or not want_video:
+        audio_in = Source(audio_src, plan.audio_demuxer) if audio_src is not None else None
+    else:
+        audio_in = video_in
     return video_in, audio_in, separate
 
 
 def _whole_graph(
-    plan: EncodePlan, video_in: str | None, audio_in: str | None, separate: bool
+    plan: EncodePlan, video_in: Source | None, audio_in: Source | None, separate: bool
 ) -> tuple[list[str], list[str], list[str]]:
     inputs: list[str] = []
     graph: list[str] = []
     maps: list[str] = []
     if plan.video is not None and video_in is not None:
-        inputs += input_args(video_in)
+        inputs += input_args(*video_in)
         graph.append(f"[0:v:0]{video_filters(plan.video)}[vout]")
         maps += ["-map", "[vout]"]
         if plan.audio is not None:
             if separate and audio_in is not None:
-                inputs += input_args(audio_in)
+                inputs += input_args(*audio_in)
                 maps += ["-map", "1:a:0"]
             else:
                 maps += ["-map", "0:a:0"]
     elif audio_in is not None:
-        inputs += input_args(audio_in)
+        inputs += input_args(*audio_in)
         maps += ["-map", "0:a:0"]
     return inputs, graph, maps
 
@@ -278,8 +295,8 @@ def _whole_graph(
 def _cut_graph(
     plan: EncodePlan,
     cuts: Sequence[Cut],
-    video_in: str | None,
-    audio_in: str | None,
+    video_in: Source | None,
+    audio_in: Source | None,
     separate: bool,
     *,
     audio_length: float | None = None,
@@ -288,8 +305,9 @@ def _cut_graph(
 
     `audio_length`: pad/trim the joined audio to exactly this many seconds (batches).
     """
-    has_video = plan.format.is_video and plan.video is not None and video_in is not None
-    has_audio = plan.audio is not None and audio_in is not None
+    video_from = video_in if plan.format.is_video and plan.video is not None else None
+    audio_from = audio_in if plan.audio is not None else None
+    has_video, has_audio = video_from is not None, audio_from is not None
     inputs: list[str] = []
     graph: list[str] = []
     pads: list[str] = []
@@ -297,14 +315,14 @@ def _cut_graph(
     for n, cut in enumerate(cuts):
         seek = ["-ss", _num(cut.start), "-t", _num(cut.duration)]
         video_index = index
-        if has_video:
-            inputs += [*seek, *input_args(str(video_in))]
+        if video_from is not None:
+            inputs += [*seek, *input_args(*video_from)]
             pads.append(f"[{index}:v:0]")
             index += 1
-        if has_audio:
+        if audio_from is not None:
             audio_index = video_index
             if not has_video or separate:
-                inputs += [*seek, *input_args(str(audio_in))]
+                inputs += [*seek, *input_args(*audio_from)]
                 audio_index = index
                 index += 1
             graph.append(f"[{audio_index}:a:0]{fade_filters(cut.duration)}[a{n}]")

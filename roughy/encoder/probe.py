@@ -32,7 +32,7 @@ from av.video.stream import VideoStream
 from roughy.core.models import AudioInfo, VideoInfo
 from roughy.encoder.errors import EncodeFailed, InvalidMedia
 from roughy.encoder.ffmpeg_args import RECONNECT_ARGS
-from roughy.encoder.sources import SourceLimits, accepted, open_options
+from roughy.encoder.sources import SourceLimits, accepted, demuxer_of, open_options
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,11 @@ class MediaInfo:
     audio: AudioInfo | None
     format_name: str
     size_bytes: int | None
+
+    @property
+    def demuxer(self) -> str | None:
+        """The demuxer every later open of this file forces (`sources.demuxer_of`)."""
+        return demuxer_of(self.format_name)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -179,6 +184,7 @@ def _video_info(container: InputContainer, stream: VideoStream, duration: float,
     width, height = display_size(stored_w, stored_h, stream.sample_aspect_ratio, rotation)
     # The transfer is usually in the container; some files carry it only in the bitstream.
     transfers = {stream.codec_context.color_trc, frame.color_trc}
+    sar = stream.sample_aspect_ratio
     return VideoInfo(
         width=width,
         height=height,
@@ -187,6 +193,12 @@ def _video_info(container: InputContainer, stream: VideoStream, duration: float,
         bitrate_kbps=_video_kbps(container, stream, duration, audio_kbps),
         rotation=rotation,
         hdr=bool(transfers & HDR_TRANSFERS),
+        demuxer=demuxer_of(container.format.name),
+        pix_fmt=stream.codec_context.format.name if stream.codec_context.format else None,
+        profile=stream.profile or None,
+        square_pixels=sar is None or sar == 0 or sar == 1,
+        constant_rate=_constant_rate(stream),
+        interlaced=bool(frame.interlaced_frame),
     )
 
 
@@ -226,6 +238,16 @@ def _fps(stream: VideoStream) -> float:
     return 0.0
 
 
+def _constant_rate(stream: VideoStream) -> bool:
+    """Whether the stream plays at one frame rate: its average rate is its base rate (the
+    lowest rate that represents every timestamp exactly). A VFR phone clip's average is below
+    its base rate; a CFR file's equals it. The check reads the headers only, no packets."""
+    average, base = stream.average_rate, stream.base_rate
+    if not average or not base or average <= 0 or base <= 0:
+        return False
+    return abs(float(average) - float(base)) <= 0.001 * float(base)
+
+
 def _video_kbps(container: InputContainer, stream: VideoStream, duration: float, audio_kbps: int | None) -> int | None:
     """The stream's bitrate; else the container's overall rate minus the audio's (MKV and
     WebM do not store per-stream rates)."""
@@ -247,6 +269,8 @@ def _audio_info(stream: AudioStream, container: InputContainer) -> AudioInfo:
         bitrate_kbps=kbps,
         sample_rate=ctx.sample_rate,
         channels=ctx.channels,
+        demuxer=demuxer_of(container.format.name),
+        profile=stream.profile or None,
     )
 
 

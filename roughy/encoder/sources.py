@@ -9,7 +9,12 @@ forgery), a concat list names files, an image sequence a pattern. So every open 
   resource (no hls, dash, concat, image2, sdp, rtsp, ...): anything else is `invalid_media`;
 - `protocol_whitelist`: only the protocol the service itself gave the source by: `file` for a
   local path, `https,tls,tcp` for a presigned https URL, `http,tcp` only where the object store
-  is configured on plain http.
+  is configured on plain http;
+- and, once a source has been probed, `-f <demuxer>`: every later open (render, audio
+  extraction, silence detection) uses the demuxer probing found, instead of guessing again.
+  Guessing is not stable across builds: the probe runs in PyAV's libavformat, the encode in the
+  ffmpeg binary (another build, another version on the encoder image), and a polyglot file can
+  be an MP4 to one and an MPEG-TS to the other.
 """
 
 from __future__ import annotations
@@ -46,9 +51,25 @@ def open_options(src: str) -> dict[str, str]:
     return {"format_whitelist": FORMAT_WHITELIST, "protocol_whitelist": protocol_whitelist(src)}
 
 
-def fence_args(src: str) -> list[str]:
-    """The same fences as ffmpeg input options (before `-i src`)."""
-    return ["-format_whitelist", FORMAT_WHITELIST, "-protocol_whitelist", protocol_whitelist(src)]
+def fence_args(src: str, demuxer: str | None = None) -> list[str]:
+    """The same fences as ffmpeg input options (before `-i src`), with the demuxer forced when
+    probing has named it. Raises ValueError for a demuxer that is not an accepted one."""
+    forced = ["-f", check_demuxer(demuxer)] if demuxer else []
+    return [*forced, "-format_whitelist", FORMAT_WHITELIST, "-protocol_whitelist", protocol_whitelist(src)]
+
+
+def demuxer_of(format_name: str) -> str | None:
+    """The demuxer to force for a probed container (PyAV's `format.name`, which lists a
+    demuxer's aliases: "mov,mp4,m4a,3gp,3g2,mj2" -> "mov"); None when it is not accepted."""
+    return next((name for name in format_name.split(",") if name in SOURCE_DEMUXERS), None)
+
+
+def check_demuxer(demuxer: str) -> str:
+    """`demuxer` when it is one of `SOURCE_DEMUXERS`; ValueError otherwise (a plan or a Render
+    resource naming `hls` or `concat` is refused before anything is opened)."""
+    if demuxer not in SOURCE_DEMUXERS:
+        raise ValueError(f"{demuxer!r} is not an accepted source demuxer")
+    return demuxer
 
 
 @dataclass(frozen=True)
@@ -65,4 +86,4 @@ class SourceLimits:
 def accepted(format_name: str) -> bool:
     """Whether a probed container (PyAV's `format.name`, e.g. "mov,mp4,m4a,3gp,3g2,mj2") is one
     of the accepted demuxers."""
-    return any(name in SOURCE_DEMUXERS for name in format_name.split(","))
+    return demuxer_of(format_name) is not None

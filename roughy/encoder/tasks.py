@@ -183,7 +183,7 @@ def extract_audio(
     with _temp_beside(output) as temp:
         argv = [
             ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "warning", "-y",
-            *input_args(src), "-map", "0:a:0", "-vn", "-sn", "-dn", "-c:a", "copy",
+            *input_args(src, info.demuxer), "-map", "0:a:0", "-vn", "-sn", "-dn", "-c:a", "copy",
             "-f", "matroska", "-progress", "pipe:1", "-nostats", str(temp),
         ]  # fmt: skip
         runner.run(argv, duration=info.duration, time_limit=limit, on_progress=on_progress)
@@ -198,6 +198,8 @@ def extract_audio(
         bitrate_kbps=bitrate,
         sample_rate=produced.audio.sample_rate,
         channels=produced.audio.channels,
+        demuxer=produced.demuxer,
+        profile=info.audio.profile,
     )
 
 
@@ -216,7 +218,7 @@ def detect_silence(
     limit = time_limit if time_limit is not None else 60.0 + 2.0 * info.duration
     lines: list[str] = []
     argv = [
-        ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "info", *input_args(src),
+        ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "info", *input_args(src, info.demuxer),
         "-map", "0:a:0", "-vn", "-sn", "-dn",
         "-af", f"silencedetect=noise={threshold_db:g}dB:d={min_silence:g}",
         "-f", "null", "-progress", "pipe:1", "-nostats", "-",

@@ -96,6 +96,11 @@ class AudioPlanSpec(ResourceModel):
     sample_rate: int = Field(ge=1, description="Output sample rate in Hz.")
 
 
+#: One of `roughy.encoder.sources.SOURCE_DEMUXERS` (the encoder checks which); the pattern keeps
+#: anything but a short name out of the resource.
+DEMUXER_PATTERN = "^[a-z0-9_]{1,32}$"
+
+
 class PlanSpec(ResourceModel):
     """The encode plan (mirrors `roughy.core.plan.EncodePlan`): all the encoder needs to know."""
 
@@ -107,6 +112,16 @@ class PlanSpec(ResourceModel):
         default=None, min_length=1, description="Kept segments of a cut, in order; absent: the whole source."
     )
     separate_audio: bool = Field(default=False, description="Audio comes from a separate source (a client audio part).")
+    video_demuxer: str | None = Field(
+        default=None,
+        pattern=DEMUXER_PATTERN,
+        description="Demuxer probing found for the video source, forced when the encoder opens it.",
+    )
+    audio_demuxer: str | None = Field(
+        default=None,
+        pattern=DEMUXER_PATTERN,
+        description="Demuxer probing found for the audio source (separate audio, or an audio render's).",
+    )
 
     @classmethod
     def from_plan(cls, plan: EncodePlan) -> PlanSpec:

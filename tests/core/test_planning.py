@@ -250,6 +250,20 @@ def test_an_audio_render_of_a_video_has_no_video() -> None:
     assert p.video is None and p.audio is not None
 
 
+def test_each_source_is_opened_with_the_demuxer_probing_found() -> None:
+    """The video's file with the video's demuxer; the audio's only when audio is read from
+    another file (client audio, or an audio render of the extracted track)."""
+    v, a = VideoInfo(1920, 1080, 30.0, "h264", 5000, demuxer="mov"), AudioInfo("aac", 128, 48000, 2, demuxer="matroska")
+    both = plan_render(OutputSpec(Format.MP4), duration=5.0, video=v, audio=a, segments=None)
+    assert (both.video_demuxer, both.audio_demuxer) == ("mov", None)  # audio comes from the video file
+    separate = plan_render(OutputSpec(Format.MP4), duration=5.0, video=v, audio=a, segments=None, separate_audio=True)
+    assert (separate.video_demuxer, separate.audio_demuxer) == ("mov", "matroska")
+    sound = plan_render(OutputSpec(Format.M4A), duration=5.0, video=v, audio=a, segments=None)
+    assert (sound.video_demuxer, sound.audio_demuxer) == (None, "matroska")
+    older = plan_render(OutputSpec(Format.MP4), duration=5.0, video=video(), audio=audio(), segments=None)
+    assert (older.video_demuxer, older.audio_demuxer) == (None, None)  # probed before demuxers were kept
+
+
 # -- audio bitrate, channels, sample rate ------------------------------------------------------------
 
 

@@ -323,6 +323,28 @@ def test_every_input_is_fenced_to_media_containers_and_its_own_protocol() -> Non
         assert refused not in FORMAT_WHITELIST.split(",")
 
 
+def test_every_open_forces_the_demuxer_probing_found() -> None:
+    """The encode reads each file as what the probe found it to be, not as what another
+    libavformat build guesses (issue 8)."""
+    whole = args_for(plan(separate_audio=True, video_demuxer="mov", audio_demuxer="matroska"), audio="a.mka")
+    assert {src: value(o, "-f") for src, o in input_options(whole)} == {"in.mp4": "mov", "a.mka": "matroska"}
+    own = args_for(plan(video_demuxer="mov", audio_demuxer="matroska"))  # the audio is the video file's
+    assert [value(o, "-f") for _, o in input_options(own)] == ["mov"]
+    cut = args_for(plan(Format.M4A, segments=SEGMENTS, audio_demuxer="mp3"), video=None, audio="a.mp3")
+    assert [value(o, "-f") for _, o in input_options(cut)] == ["mp3"] * 3
+    cuts = plan_cuts(plan(segments=SEGMENTS)) or []
+    batch = build_batch_args(plan(segments=SEGMENTS, video_demuxer="matroska"), cuts, video_src="v.mkv",
+                             audio_src=None, output="b")  # fmt: skip
+    assert [value(o, "-f") for _, o in input_options(batch)] == ["matroska"] * 3
+    assert "-f" not in input_options(args_for(plan()))[0][1]  # not known (an older asset): guessed, fenced
+
+
+@pytest.mark.parametrize("demuxer", ["hls", "concat", "image2", "lavfi", "mov,mp4", "-i"])
+def test_a_plan_naming_another_demuxer_is_refused(demuxer: str) -> None:
+    with pytest.raises(PlanError, match="not an accepted source demuxer"):
+        args_for(plan(video_demuxer=demuxer))
+
+
 def test_url_inputs_reconnect_and_local_paths_do_not() -> None:
     video, audio = "https://bucket.s3/v.mp4?X-Amz-Signature=s", "/data/voice.mka"
     argv = args_for(plan(separate_audio=True), video=video, audio=audio)

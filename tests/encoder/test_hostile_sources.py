@@ -93,3 +93,17 @@ def test_a_playlist_from_a_url_is_not_followed_to_other_urls(tmp_path: Path) -> 
             render(plan, video_src=source, audio_src=None, output=str(out))
         assert server.served("/internal/secret.ts") == 0, "the other URL was never fetched"
         assert not out.exists()
+
+
+def test_the_encode_reads_the_file_as_what_was_probed(tmp_path: Path, stereo_clip: Path, plan_for: PlanFor) -> None:
+    """The plan forces the demuxer probing found: bytes that another build (or a swapped file)
+    would read as another container are not decoded as that container."""
+    plan = plan_for(stereo_clip, Format.MP4)
+    assert plan.video_demuxer == "mov"
+    other = make_video(tmp_path / "other.ts", duration=2.0)  # valid media, another container
+    out = tmp_path / "out.mp4"
+    with pytest.raises(EncoderError):
+        render(plan, video_src=str(other), audio_src=None, output=str(out))
+    assert not out.exists()
+    render(plan, video_src=str(stereo_clip), audio_src=None, output=str(out))  # what was probed opens
+    assert probe(str(out)).video is not None

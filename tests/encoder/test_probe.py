@@ -24,6 +24,21 @@ def test_plain_clip(stereo_clip: Path) -> None:
     assert "mp4" in info.format_name
 
 
+def test_the_facts_a_stream_copy_needs(stereo_clip: Path) -> None:
+    info = probe(str(stereo_clip))
+    assert info.video is not None and info.audio is not None
+    assert info.demuxer == info.video.demuxer == info.audio.demuxer == "mov"
+    assert (info.video.pix_fmt, info.video.profile) == ("yuv420p", "Constrained Baseline")  # x264 ultrafast
+    assert info.video.square_pixels and info.video.constant_rate and info.video.interlaced is False
+    assert info.audio.profile == "LC"
+
+
+def test_containers_name_the_demuxer_later_opens_force(tmp_path: Path, mp3_clip: Path) -> None:
+    assert probe(str(make_video(tmp_path / "clip.mkv"))).demuxer == "matroska"
+    assert probe(str(make_video(tmp_path / "clip.ts"))).demuxer == "mpegts"
+    assert probe(str(mp3_clip)).demuxer == "mp3"
+
+
 def test_rotation_swaps_the_display_size(rotated_clip: Path) -> None:
     info = probe(str(rotated_clip))
     assert info.video is not None
@@ -34,6 +49,7 @@ def test_anamorphic_width_follows_the_sample_aspect_ratio(tmp_path: Path) -> Non
     info = probe(str(make_video(tmp_path / "sar.mp4", width=320, height=240, sar="4:3", audio=None)))
     assert info.video is not None and info.audio is None
     assert (info.video.width, info.video.height) == (427, 240)
+    assert info.video.square_pixels is False
 
 
 def test_hdr_is_detected(tmp_path: Path) -> None:
@@ -45,6 +61,7 @@ def test_vfr_reports_the_average_rate(tmp_path: Path) -> None:
     info = probe(str(make_video(tmp_path / "vfr.mp4", vfr=True, audio=None)))
     assert info.video is not None
     assert info.video.fps == pytest.approx(21.0, abs=0.5)  # 25 fps, a third dropped after 1 s
+    assert info.video.constant_rate is False
 
 
 def test_audio_only_and_mp3_codec_name(mp3_clip: Path) -> None:
