@@ -17,10 +17,15 @@ def _time(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
+#: The probe's fields a client sees (SPEC 3); the rest (HDR, demuxer, pixel format, ...) are
+#: the service's own, for planning.
+VIDEO_FIELDS = ("width", "height", "fps", "codec", "bitrate_kbps", "rotation")
+AUDIO_FIELDS = ("codec", "bitrate_kbps", "sample_rate", "channels")
+
+
 def asset_resource(asset: Asset) -> dict[str, Any]:
-    video = None
-    if asset.video:
-        video = {k: v for k, v in asdict(asset.video).items() if k != "hdr"}
+    video = {k: getattr(asset.video, k) for k in VIDEO_FIELDS} if asset.video else None
+    audio = {k: getattr(asset.audio, k) for k in AUDIO_FIELDS} if asset.audio else None
     return {
         "id": asset.id,
         "object": "asset",
@@ -30,7 +35,7 @@ def asset_resource(asset: Asset) -> dict[str, Any]:
         "cuttable": asset.cuttable,
         "duration": round(asset.duration, 6) if asset.duration is not None else None,
         "video": video,
-        "audio": asdict(asset.audio) if asset.audio else None,
+        "audio": audio,
         "error": asdict(asset.error) if asset.error else None,
         "created_at": _time(asset.created_at),
     }
