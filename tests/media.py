@@ -63,6 +63,7 @@ def make_video(
     hdr: bool = False,
     vfr: bool = False,
     codec: str = "libx264",
+    crf: int | None = None,
 ) -> Path:
     """A testsrc2 video (+ tones) in the container named by the suffix.
 
@@ -78,7 +79,7 @@ def make_video(
         args += ["-f", "lavfi", "-i", tone_source(_LAYOUTS[audio], duration)]
     args += ["-map", "0:v:0"] + (["-map", "1:a:0"] if audio is not None else [])
     args += _video_filter_args(width=width, height=height, sar=sar, hdr=hdr, vfr=vfr)
-    args += _video_codec_args(codec, width, height, hdr)
+    args += _video_codec_args(codec, width, height, hdr) + (["-crf", str(crf)] if crf is not None else [])
     if audio is not None:
         args += _AUDIO_CODECS.get(out.suffix.lower(), ["-c:a", "aac"])
     args += [str(target)]

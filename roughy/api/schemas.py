@@ -169,6 +169,10 @@ class ResultOut(BaseModel):
     size_bytes: int
     video_bitrate_kbps: int | None
     audio_bitrate_kbps: int | None
+    copied: list[Literal["video", "audio"]] = Field(
+        default_factory=list,
+        description="Streams copied from the source instead of encoded (it already was what the output asks for).",
+    )
 
 
 class RenderOut(BaseModel):

@@ -218,6 +218,7 @@ class RenderResult:
     size_bytes: int
     video_bitrate_kbps: int | None
     audio_bitrate_kbps: int | None
+    copied: list[str] = field(default_factory=list)  # streams copied from the source: "video", "audio"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -235,6 +236,7 @@ class RenderResult:
             size_bytes=int(data["size_bytes"]),
             video_bitrate_kbps=_optional_int(data.get("video_bitrate_kbps")),
             audio_bitrate_kbps=_optional_int(data.get("audio_bitrate_kbps")),
+            copied=[str(stream) for stream in data.get("copied") or ()],
         )
 
 

@@ -21,6 +21,7 @@ class VideoPlan:
     fps: float  # constant output frame rate: the source's average, at most 60
     bitrate_kbps: int
     hdr: bool = False  # source is PQ/HLG: tone-map to SDR BT.709
+    stream_copy: bool = False  # the source's stream already is this output: copy it (`core.passthrough`)
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class AudioPlan:
     bitrate_kbps: int
     channels: int  # 1 stays 1, everything else becomes 2
     sample_rate: int
+    stream_copy: bool = False  # the source's stream already is this output: copy it (`core.passthrough`)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ source's is a 422 (SPEC 5.3).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from roughy.core.errors import ValidationFailed
 from roughy.core.formats import auto_audio_kbps, auto_video_mbps, output_sample_rate
 from roughy.core.models import (
@@ -20,6 +22,7 @@ from roughy.core.models import (
     Segment,
     VideoInfo,
 )
+from roughy.core.passthrough import copy_audio, copy_video
 from roughy.core.plan import AudioPlan, EncodePlan, VideoPlan
 
 MAX_FPS = 60.0
@@ -123,6 +126,8 @@ def plan_render(
             bitrate_kbps=video_bitrate_kbps(spec, video, min(width, height)),
             hdr=video.hdr,
         )
+        if copy_video(spec, video, video_plan, cut=bool(segments)):
+            video_plan = replace(video_plan, stream_copy=True)
     audio_plan = None
     if audio is not None:
         audio_plan = AudioPlan(
@@ -130,6 +135,8 @@ def plan_render(
             channels=output_channels(audio.channels),
             sample_rate=output_sample_rate(spec.format, audio.sample_rate),
         )
+        if copy_audio(spec, audio, audio_plan, cut=bool(segments)):
+            audio_plan = replace(audio_plan, stream_copy=True)
     separate = separate_audio and video_plan is not None and audio_plan is not None
     audio_file = audio_plan is not None and (separate or video_plan is None)  # not read from the video's file
     return EncodePlan(

@@ -56,6 +56,9 @@ ENCODERS = (LIBX264, H264_NVENC)
 #: Before each http(s) input: resume a dropped connection at its offset, also on TCP/TLS errors
 #: while connecting, backing off at most 10 s between attempts.
 RECONNECT_ARGS = ("-reconnect", "1", "-reconnect_on_network_error", "1", "-reconnect_delay_max", "10")
+#: A stream that already is the output's (`roughy.core.passthrough`) is copied, bit for bit.
+COPY_VIDEO = ("-c:v", "copy")
+COPY_AUDIO = ("-c:a", "copy")
 MAXRATE_FACTOR = 1.5  # VBV peak over the average bitrate
 BUFSIZE_FACTOR = 2.0  # VBV buffer, in seconds of average bitrate
 BATCH_SEGMENTS = 16  # segments (open inputs) per ffmpeg process for long cut lists
@@ -118,8 +121,11 @@ def build_ffmpeg_args(
         inputs, graph, maps = _cut_graph(plan, cuts, video_in, audio_in, separate)
     argv = [*_head(ffmpeg), *inputs, *_graph_args(graph), *maps]
     if plan.video is not None:
-        argv += video_codec_args(plan.video, encoder)
-    argv += audio_codec_args(plan.format, plan.audio) if plan.audio is not None else ["-an"]
+        argv += COPY_VIDEO if plan.video.stream_copy else video_codec_args(plan.video, encoder)
+    if plan.audio is not None:
+        argv += COPY_AUDIO if plan.audio.stream_copy else audio_codec_args(plan.format, plan.audio)
+    else:
+        argv += ["-an"]
     return argv + _tail(plan.format, container_args(plan.format), output)
 
 
@@ -233,6 +239,9 @@ def _tail(fmt: Format, container: list[str], output: str) -> list[str]:
 
 
 def _check_sources(plan: EncodePlan, video_src: str | None, audio_src: str | None) -> None:
+    copied = (plan.video is not None and plan.video.stream_copy) or (plan.audio is not None and plan.audio.stream_copy)
+    if copied and plan.segments:
+        raise PlanError("a cut is encoded: a stream copy applies to a whole source")
     if plan.format.facts.video_codec not in (None, H264):  # `ENCODERS` are H.264 encoders only
         raise PlanError(f"no video encoder for {plan.format.facts.video_codec} ({plan.format.value})")
     if plan.format.is_video:
@@ -278,8 +287,11 @@ def _whole_graph(
     maps: list[str] = []
     if plan.video is not None and video_in is not None:
         inputs += input_args(*video_in)
-        graph.append(f"[0:v:0]{video_filters(plan.video)}[vout]")
-        maps += ["-map", "[vout]"]
+        if plan.video.stream_copy:
+            maps += ["-map", "0:v:0"]
+        else:
+            graph.append(f"[0:v:0]{video_filters(plan.video)}[vout]")
+            maps += ["-map", "[vout]"]
         if plan.audio is not None:
             if separate and audio_in is not None:
                 inputs += input_args(*audio_in)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from roughy.core.models import AudioInfo, RenderResult
+from roughy.core.passthrough import copied_streams
 from roughy.core.plan import EncodePlan
 from roughy.encoder import runner
 from roughy.encoder.errors import EncodeFailed, EncodeTimeout, InvalidMedia
@@ -67,6 +68,7 @@ def render(
         size_bytes=os.path.getsize(output),
         video_bitrate_kbps=plan.video.bitrate_kbps if plan.video else None,
         audio_bitrate_kbps=plan.audio.bitrate_kbps if plan.audio else None,
+        copied=copied_streams(plan.format, plan.video, plan.audio),
     )
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 import sys
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -86,6 +86,7 @@ class VideoPlanSpec(ResourceModel):
     fps: float = Field(gt=0, description="Constant output frame rate.")
     bitrate_kbps: int = Field(ge=1, description="Average video bitrate in kbit/s.")
     hdr: bool = Field(default=False, description="The source is PQ/HLG: tone-map to SDR BT.709.")
+    stream_copy: bool = Field(default=False, description="Copy the source's video stream instead of encoding it.")
 
 
 class AudioPlanSpec(ResourceModel):
@@ -94,6 +95,7 @@ class AudioPlanSpec(ResourceModel):
     bitrate_kbps: int = Field(ge=1, description="Audio bitrate in kbit/s.")
     channels: int = Field(ge=1, le=2, description="1 (mono) or 2 (stereo).")
     sample_rate: int = Field(ge=1, description="Output sample rate in Hz.")
+    stream_copy: bool = Field(default=False, description="Copy the source's audio stream instead of encoding it.")
 
 
 #: One of `roughy.encoder.sources.SOURCE_DEMUXERS` (the encoder checks which); the pattern keeps
@@ -207,6 +209,9 @@ class ResultStatus(ResourceModel):
     size_bytes: int = Field(ge=0)
     video_bitrate_kbps: int | None = Field(default=None, ge=0)
     audio_bitrate_kbps: int | None = Field(default=None, ge=0)
+    copied: list[Literal["video", "audio"]] = Field(
+        default_factory=list, description="Streams copied from the source instead of encoded."
+    )
 
     @classmethod
     def from_result(cls, result: RenderResult) -> ResultStatus:

@@ -24,7 +24,13 @@ def test_the_wire_shape_is_the_spec_result() -> None:
         "size_bytes": 84_000,
         "video_bitrate_kbps": None,
         "audio_bitrate_kbps": 128,
+        "copied": [],  # beyond SPEC 5.6's list: which streams were copied from the source
     }
+
+
+def test_a_result_stored_before_passthrough_reads_as_nothing_copied() -> None:
+    stored = {k: v for k, v in AUDIO.to_json().items() if k != "copied"}
+    assert RenderResult.from_json(stored) == AUDIO
 
 
 @pytest.mark.parametrize(

@@ -345,6 +345,27 @@ def test_a_plan_naming_another_demuxer_is_refused(demuxer: str) -> None:
         args_for(plan(video_demuxer=demuxer))
 
 
+def test_a_stream_copy_maps_the_source_stream_and_encodes_nothing() -> None:
+    copy_video = dataclasses.replace(VIDEO, stream_copy=True)
+    copy_audio = dataclasses.replace(AUDIO, stream_copy=True)
+    both = args_for(plan(video=copy_video, audio=copy_audio))
+    assert "-filter_complex" not in both and values(both, "-map") == ["0:v:0", "0:a:0"]
+    assert (value(both, "-c:v"), value(both, "-c:a")) == ("copy", "copy")
+    assert "-b:v" not in both and "-b:a" not in both and value(both, "-movflags") == "+faststart"
+    video_only = args_for(plan(video=copy_video))  # the audio is encoded alone
+    assert value(video_only, "-c:v") == "copy" and value(video_only, "-c:a") == "aac"
+    assert "-filter_complex" not in video_only
+    audio_only = args_for(plan(audio=copy_audio))  # the video is encoded, the audio copied
+    assert value(audio_only, "-c:v") == "libx264" and value(audio_only, "-c:a") == "copy"
+    m4a = args_for(plan(Format.M4A, audio=copy_audio), video=None, audio="a.mka")
+    assert value(m4a, "-c:a") == "copy" and value(m4a, "-f") == "ipod"
+
+
+def test_a_cut_is_never_a_stream_copy() -> None:
+    with pytest.raises(PlanError, match="a cut is encoded"):
+        args_for(plan(video=dataclasses.replace(VIDEO, stream_copy=True), segments=SEGMENTS))
+
+
 def test_url_inputs_reconnect_and_local_paths_do_not() -> None:
     video, audio = "https://bucket.s3/v.mp4?X-Amz-Signature=s", "/data/voice.mka"
     argv = args_for(plan(separate_audio=True), video=video, audio=audio)

@@ -7,7 +7,7 @@ from pathlib import Path
 import av
 import pytest
 
-from roughy.core.models import Format, RenderResult
+from roughy.core.models import Format, RenderResult, Resolution
 from roughy.core.plan import AudioPlan, EncodePlan, VideoPlan
 from roughy.encoder.probe import probe
 from roughy.encoder.tasks import render
@@ -68,8 +68,38 @@ def test_result_reports_what_was_produced(tmp_path: Path, stereo_clip: Path, pla
         "size_bytes": out.stat().st_size,
         "video_bitrate_kbps": plan.video.bitrate_kbps,
         "audio_bitrate_kbps": plan.audio.bitrate_kbps,
+        "copied": ["video", "audio"],  # the clip already is H.264 + AAC-LC within Auto
     }
     assert "mov" in probe(str(out)).format_name
+
+
+def packets(path: Path, kind: str) -> list[tuple[int | None, bytes]]:
+    """(pts, payload) of every packet of the first stream of `kind`."""
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0] if kind == "video" else c.streams.audio[0]
+        return [(p.pts, bytes(p)) for p in c.demux(stream) if p.size]
+
+
+def test_passthrough_copies_the_streams_bit_for_bit(tmp_path: Path, plan_for: PlanFor) -> None:
+    """A source that already is the output is copied: the same frames, the same bytes, the
+    index in front; a tier below it is an encode."""
+    src = make_video(tmp_path / "camera.mkv", duration=2.0, width=1920, height=1080, crf=30)  # under 10 Mb/s
+    plan = plan_for(src)
+    assert plan.video is not None and plan.video.stream_copy
+    out = tmp_path / "copied.mp4"
+    result = run_render(plan, src, out)
+    assert result.copied == ["video", "audio"] if plan.audio and plan.audio.stream_copy else ["video"]
+    assert [b for _, b in packets(out, "video")] == [b for _, b in packets(src, "video")]
+    assert top_level_atoms(out).index("moov") < top_level_atoms(out).index("mdat")
+    info = probe(str(out))
+    assert info.video is not None and (info.video.width, info.video.height) == (1920, 1080)
+    assert info.duration == pytest.approx(2.0, abs=0.05)
+
+    smaller = plan_for(src, resolution=Resolution.P720)
+    assert smaller.video is not None and not smaller.video.stream_copy
+    encoded = run_render(smaller, src, tmp_path / "encoded.mp4")
+    assert encoded.copied == [] or encoded.copied == ["audio"]
+    assert (encoded.width, encoded.height) == (1280, 720)
 
 
 def test_vfr_comes_out_constant_at_the_average_rate(tmp_path: Path, plan_for: PlanFor) -> None:
