@@ -21,6 +21,7 @@ from roughy.encoder.ffmpeg_args import (
     ffconcat_text,
     fps_expr,
     fps_fraction,
+    max_rate_kbps,
     plan_cuts,
     snap_segments,
 )
@@ -74,12 +75,30 @@ def test_video_encode_basics() -> None:
     assert value(argv, "-c:v") == "libx264"
     assert value(argv, "-preset") == "veryfast"
     assert value(argv, "-pix_fmt") == "yuv420p"
-    assert value(argv, "-b:v") == "5000k"
-    assert value(argv, "-maxrate") == "7500k"
-    assert value(argv, "-bufsize") == "10000k"
+    assert value(argv, "-crf") == "20" and "-b:v" not in argv  # constant quality ...
+    assert value(argv, "-maxrate") == "5000k"  # ... capped at the plan's bitrate
+    assert value(argv, "-bufsize") == "10000k"  # two seconds of it
     assert "fps=25,scale=1280:720:flags=bicubic,setsar=1,format=yuv420p" in graph(argv)
     assert "-y" in argv and "-nostdin" in argv
     assert value(argv, "-progress") == "pipe:1" and "-nostats" in argv
+
+
+@pytest.mark.parametrize(
+    ("size", "kbps", "cap"),
+    [
+        ((1280, 720), 4, 230),  # a near-static source's own rate: raised to 720p's floor
+        ((1920, 1080), 20, 518),
+        ((640, 360), 5, 100),  # the absolute floor
+        ((3840, 2160), 300, 2074),
+        ((1280, 720), 1206, 1206),  # above the floor: the plan's bitrate is the cap
+        ((1920, 1080), 10_000, 10_000),
+    ],
+)
+def test_the_cap_has_a_floor_an_i_frame_fits_in(size: tuple[int, int], kbps: int, cap: int) -> None:
+    video = VideoPlan(*size, fps=30.0, bitrate_kbps=kbps)
+    assert max_rate_kbps(video) == cap
+    argv = args_for(plan(video=video))
+    assert (value(argv, "-maxrate"), value(argv, "-bufsize")) == (f"{cap}k", f"{2 * cap}k")
 
 
 @pytest.mark.parametrize(
@@ -271,7 +290,7 @@ def test_batch_encodes_final_video_with_pcm_audio_padded_to_the_batch_length() -
     assert cuts is not None
     argv = build_batch_args(p, cuts[:2], video_src="in.mp4", audio_src=None, output="b0.mov")
     assert values(argv, "-i") == ["in.mp4"] * 2
-    assert value(argv, "-c:v") == "libx264" and value(argv, "-b:v") == "5000k"
+    assert value(argv, "-c:v") == "libx264" and value(argv, "-maxrate") == "5000k"
     assert value(argv, "-c:a") == "pcm_s24le" and value(argv, "-ac") == "2"
     assert value(argv, "-f") == "mov" and "-movflags" not in argv
     assert "[acat]apad=whole_dur=2.48,atrim=duration=2.48[aout]" in graph(argv)
@@ -390,8 +409,8 @@ def test_nvenc_argv_shape() -> None:
     start = argv.index("-c:v")
     assert argv[start : start + 20] == [
         "-c:v", "h264_nvenc", "-preset", "p4", "-tune", "hq", "-rc", "vbr",
-        "-b:v", "5000k", "-maxrate", "7500k", "-bufsize", "10000k",
-        "-profile:v", "high", "-pix_fmt", "yuv420p", "-c:a", "aac",
+        "-cq", "23", "-b:v", "0", "-maxrate", "5000k", "-bufsize", "10000k",
+        "-profile:v", "high", "-pix_fmt", "yuv420p",
     ]  # fmt: skip
     assert "libx264" not in argv and "veryfast" not in argv
     # The same filters and colour tags as libx264: only the encoder changes.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
 from pathlib import Path
 
 import av
@@ -9,8 +11,10 @@ import pytest
 
 from roughy.core.models import Format, RenderResult, Resolution
 from roughy.core.plan import AudioPlan, EncodePlan, VideoPlan
+from roughy.encoder.ffmpeg_args import BUFSIZE_SECONDS
 from roughy.encoder.probe import probe
 from roughy.encoder.tasks import render
+from roughy.encoder.tools import ffmpeg_path
 from tests.encoder.conftest import PlanFor
 from tests.encoder.measure import rotation_of, stream_times, top_level_atoms
 from tests.media import ffmpeg, make_video, truncate_file
@@ -240,3 +244,53 @@ def test_source_damaged_partway_renders_what_is_decodable(tmp_path: Path, plan_f
     plan = plan_for(damaged)
     result = run_render(plan, damaged, tmp_path / "out.mp4")
     assert 0.5 < result.duration < 2.9
+
+
+def mean_yuv(path: Path, at: float) -> tuple[float, float, float]:
+    """The average Y, U and V of the frame shown at `at` seconds (ffmpeg's signalstats)."""
+    argv = [ffmpeg_path(), "-hide_banner", "-nostdin", "-ss", str(at), "-i", str(path), "-frames:v", "1",
+            "-vf", "signalstats,metadata=print", "-f", "null", "-"]  # fmt: skip
+    err = subprocess.run(argv, capture_output=True, text=True, check=True).stderr
+    stat = {k: float(v) for k, v in re.findall(r"lavfi\.signalstats\.([YUV]AVG)=([0-9.]+)", err)}
+    return stat["YAVG"], stat["UAVG"], stat["VAVG"]
+
+
+def test_a_near_static_source_keeps_its_colour(tmp_path: Path, plan_for: PlanFor) -> None:
+    """A solid-colour 1080p source is ~20 kb/s; its Auto 720p render used to get a VBV too small
+    for one I-frame and came out grey (x264 stuck at QP 51) where the source is green."""
+    src = tmp_path / "green.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=green:s=1920x1080:r=30:d=4", "-c:v", "libx264", "-preset", "veryfast",
+           "-pix_fmt", "yuv420p", str(src))  # fmt: skip
+    plan = plan_for(src, resolution=Resolution.P720)
+    assert plan.video is not None and plan.video.bitrate_kbps < 50  # Auto: the source's own tiny rate
+    out = tmp_path / "green-720p.mp4"
+    run_render(plan, src, out)
+    for at in (0.0, 2.0, 3.9):
+        assert mean_yuv(out, at) == pytest.approx(mean_yuv(src, at), abs=3), f"at {at} s"
+
+
+def video_kbps(path: Path) -> float:
+    """The video stream's average bitrate, from its packets."""
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        sizes = [p.size for p in c.demux(stream) if p.size]
+        return sum(sizes) * 8 / (len(sizes) / float(stream.average_rate)) / 1000
+
+
+def test_the_bitrate_is_a_cap_not_a_target(tmp_path: Path) -> None:
+    """Capped CRF: easy content takes what it needs, far under the step; hard content (noise)
+    is held at the step."""
+    easy = tmp_path / "easy.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=blue:s=640x360:r=25:d=3", "-c:v", "libx264", "-preset", "ultrafast",
+           "-pix_fmt", "yuv420p", str(easy))  # fmt: skip
+    hard = tmp_path / "hard.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=640x360:r=25:d=3", "-vf", "noise=alls=60:allf=t+u", "-c:v", "libx264",
+           "-preset", "ultrafast", "-qp", "0", "-pix_fmt", "yuv420p", str(hard))  # fmt: skip
+    plan = EncodePlan(Format.MP4, 3.0, VideoPlan(640, 360, 25.0, 1000), None)
+    run_render(plan, easy, tmp_path / "easy-out.mp4")
+    run_render(plan, hard, tmp_path / "hard-out.mp4")
+    assert video_kbps(tmp_path / "easy-out.mp4") < 50  # of a 1000 kb/s cap
+    # The VBV's promise: over any T seconds at most cap x (T + buffer seconds); the buffer
+    # starts full, so a 3 s clip may spend it once on top of the cap.
+    hard_kbps = video_kbps(tmp_path / "hard-out.mp4")
+    assert 800 < hard_kbps and hard_kbps * 3.0 <= 1000 * (3.0 + BUFSIZE_SECONDS)
