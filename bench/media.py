@@ -110,19 +110,31 @@ def bbb_clip(out_dir: Path = OUT_DIR, log=print) -> Path:  # type: ignore[no-unt
 
 
 def looped(clip: Path, times: int, out_dir: Path = OUT_DIR, log=print) -> Path:  # type: ignore[no-untyped-def]
-    """`clip` played `times` times in a row, stream-copied (still the real footage's bitstream):
-    long enough that a render's fixed costs do not hide the encode's."""
+    """`clip`'s video played `times` times in a row, stream-copied (still the real footage's
+    bitstream): long enough that a render's fixed costs do not hide the encode's. The concat
+    demuxer places each copy exactly one video length after the previous one, so the frame rate
+    stays constant across the seams (`-stream_loop` leaves a gap the length of the audio's
+    overhang at each, and the stream reads as variable-rate). Video only: the clip's audio is
+    longer than its video, and would not loop seamlessly."""
     path = out_dir / f"{clip.stem}-x{times}.mp4"
     if path.exists() and path.stat().st_size > 0:
         return path
+    with av.open(str(clip)) as c:
+        stream = c.streams.video[0]
+        frames = sum(1 for p in c.demux(stream) if p.size)
+        length = frames / float(stream.average_rate)
+    listing = out_dir / f".{clip.stem}-x{times}.ffconcat"
+    quoted = str(clip).replace("'", "'\\''")
+    listing.write_text("ffconcat version 1.0\n" + f"file '{quoted}'\nduration {length:.6f}\n" * times)
     temp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    log(f"  looping {clip.name} {times} times -> {path.name} ...")
+    log(f"  looping {clip.name}'s video {times} times -> {path.name} ...")
     argv = [
         ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-        "-stream_loop", str(times - 1), "-i", str(clip), "-map", "0:v:0", "-map", "0:a:0", "-c", "copy",
+        "-f", "concat", "-safe", "0", "-i", str(listing), "-map", "0:v:0", "-c", "copy",
         "-movflags", "+faststart", "-f", "mp4", str(temp),
     ]  # fmt: skip
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    listing.unlink(missing_ok=True)
     if proc.returncode != 0:
         temp.unlink(missing_ok=True)
         raise RuntimeError(f"looping {clip.name} failed:\n{proc.stderr[-2000:]}")

@@ -12,6 +12,7 @@ per-run ratios (the machine has two cores and is noisy).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -32,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # `python bench/run.py` puts bench/ first, not the repo root
 
+import av  # noqa: E402
 import httpx  # noqa: E402
 
 from bench.harness import (  # noqa: E402
@@ -54,7 +56,7 @@ except ImportError:  # pragma: no cover - an encoder without batching
     BATCH_SEGMENTS = 10**9
 from tests.conftest import Service, start_service  # noqa: E402
 
-FIGURES = ("overhead", "cut", "cancel", "idempotency", "passthrough")
+FIGURES = ("overhead", "cut", "cancel", "idempotency", "passthrough", "ratecontrol")
 CONCURRENT_POSTS = 32
 SETTLE = 1.0  # seconds of quiet between two timed sides (file deletes, scheduler ticks)
 
@@ -289,13 +291,16 @@ def fig_passthrough(ctx: Context) -> list[Figure]:
     ratios: list[float] = []
     copied: list[list[str]] = []
     scores: dict[str, float] = {}
+    identical: list[bool] = []
 
     def service_side() -> None:
         t = ctx.driver.timed_render(body)
         copied.append(t.render["result"]["copied"])
         if "copy" not in scores:  # the output, frame by frame against the source
             render = ctx.service.embedded.store.get_render(t.render["id"])
-            scores["copy"] = vmaf(ctx.service.embedded.storage.path(output_key(render)), clip)
+            produced = ctx.service.embedded.storage.path(output_key(render))
+            scores["copy"] = vmaf(produced, clip)
+            identical.append(video_digest(produced) == video_digest(clip))
         ctx.driver.delete_render(t.render["id"])
         svc.append(t.wall)
 
@@ -312,7 +317,7 @@ def fig_passthrough(ctx: Context) -> list[Figure]:
     scores["encode"] = vmaf(out, clip)
     out.unlink(missing_ok=True)
     ctx.raw["passthrough"] = {"service_s": svc, "bare_encode_s": bare, "ratio": ratios, "copied": copied,
-                              "vmaf": scores}  # fmt: skip
+                              "vmaf": scores, "identical_video_packets": identical}  # fmt: skip
     speed, quality = 20.0, 99.0
     return [
         Figure(
@@ -327,6 +332,79 @@ def fig_passthrough(ctx: Context) -> list[Figure]:
         Figure("  bare ffmpeg encoding the same plan", bare, "s"),
         Figure("  VMAF of the copy", [scores["copy"]], "", f">= {quality:g}", scores["copy"] >= quality),
         Figure("  VMAF of the encode", [scores["encode"]], ""),
+        Figure("  video packets identical to the source's", [float(all(identical))], "", "1", all(identical)),
+    ]
+
+
+# -- rate control ------------------------------------------------------------------------------------
+
+
+def former_abr(argv: list[str], kbps: int) -> list[str]:
+    """`argv` with its capped-CRF rate control swapped for the former rule: average bitrate
+    `kbps` under a VBV of 1.5x peak and a 2 s buffer."""
+    i = argv.index("-crf")
+    assert argv[i + 2] == "-maxrate" and argv[i + 4] == "-bufsize", argv
+    abr = ["-b:v", f"{kbps}k", "-maxrate", f"{round(kbps * 1.5)}k", "-bufsize", f"{kbps * 2}k"]
+    return argv[:i] + abr + argv[i + 6 :]
+
+
+def video_digest(path: Path) -> str:
+    """SHA-256 over the payloads of the first video stream's packets, in order."""
+    digest = hashlib.sha256()
+    with av.open(str(path)) as c:
+        for packet in c.demux(c.streams.video[0]):
+            if packet.size:
+                digest.update(bytes(packet))
+    return digest.hexdigest()
+
+
+def stream_kbps(path: Path) -> float:
+    """The video stream's average bitrate, from its packets."""
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        sizes = [p.size for p in c.demux(stream) if p.size]
+    return sum(sizes) * 8 / (len(sizes) / float(stream.average_rate)) / 1000
+
+
+def fig_ratecontrol(ctx: Context) -> list[Figure]:
+    """The service's capped CRF against the former ABR at the same output size, on real
+    footage (video only, encoded alone, VMAF against the source). The clip's video is what a
+    re-encode gets (here forced: the service would copy it): 720p, Auto's 5 Mb/s cap."""
+    clip = bbb_clip(log=log)
+    log(f"ratecontrol: {clip.name}, capped CRF vs the former ABR at the same size (VMAF)")
+    asset = ctx.file_asset(clip)
+    plan, video_src, _ = ctx.driver.plan_for(asset["id"], spec_of({"output": {"format": "mp4"}}))
+    assert plan.video is not None
+    plan = replace(plan, video=replace(plan.video, stream_copy=False, bitrate_kbps=5000), audio=None)
+    crf_out, abr_out = ctx.work / "crf.mp4", ctx.work / "abr.mp4"
+    crf_argv = bare_argv(plan, video_src, None, crf_out)
+    subprocess.run(crf_argv, check=True, capture_output=True)
+    crf_kbps = stream_kbps(crf_out)
+    # x264's ABR lands under its target on short clips: steer the target until the size matches.
+    target, abr_kbps, tries = crf_kbps, 0.0, []
+    for _ in range(6):
+        abr_argv = [*former_abr(crf_argv, round(target))[:-1], str(abr_out)]
+        subprocess.run(abr_argv, check=True, capture_output=True)
+        abr_kbps = stream_kbps(abr_out)
+        tries.append((round(target), round(abr_kbps)))
+        if abs(abr_kbps - crf_kbps) <= 0.02 * crf_kbps:
+            break
+        target *= crf_kbps / abr_kbps
+    crf_vmaf, abr_vmaf = vmaf(crf_out, clip), vmaf(abr_out, clip)
+    ctx.raw["ratecontrol"] = {"crf_argv": crf_argv, "crf_kbps": crf_kbps, "abr_tries": tries,
+                              "abr_kbps": abr_kbps, "vmaf": {"crf": crf_vmaf, "abr": abr_vmaf}}  # fmt: skip
+    log(f"  CRF {crf_kbps:.0f} kb/s VMAF {crf_vmaf:.2f}; ABR {abr_kbps:.0f} kb/s VMAF {abr_vmaf:.2f} (tries {tries})")
+    return [
+        Figure(
+            "ratecontrol: VMAF capped CRF - ABR",
+            [crf_vmaf - abr_vmaf],
+            "",
+            "> 0",
+            crf_vmaf > abr_vmaf,
+            note=f"{clip.name} 720p video alone, both at ~{crf_kbps:.0f} kb/s",
+        ),  # fmt: skip
+        Figure("  VMAF capped CRF", [crf_vmaf], ""),
+        Figure("  VMAF former ABR, same size", [abr_vmaf], ""),
     ]
 
 
@@ -631,6 +709,7 @@ RUNNERS: dict[str, Callable[[Context], list[Figure]]] = {
     "cancel": fig_cancel,
     "idempotency": fig_idempotency,
     "passthrough": fig_passthrough,
+    "ratecontrol": fig_ratecontrol,
 }
 
 
