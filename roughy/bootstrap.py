@@ -103,6 +103,7 @@ def build_embedded(settings: Settings) -> Embedded:
         timeout_base=settings.encode_timeout_base,
         timeout_factor=settings.encode_timeout_factor,
         on_idle=signal.wake,
+        parallel=settings.chunk_parallelism,
     )
     sender = WebhookSender(allow_private=settings.webhook_allow_private, timeout=settings.webhook_timeout)
     application = build_application(settings, store, storage, executor, sender, signal=signal)

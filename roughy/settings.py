@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     max_uploading_assets: int = Field(
         50, ge=1, description="Assets an account may have waiting for an upload (state uploading) before 429."
     )
+    chunk_parallelism: int = Field(
+        1,
+        ge=1,
+        description="Chunks of one long render encoded at once by the embedded runtime; 1: no chunking.",
+    )
+    chunk_seconds: float = Field(60.0, gt=0, description="Length of a chunk of a chunked render, in seconds.")
+    chunk_min_seconds: float = Field(300.0, ge=0, description="Shortest render that is chunked, in seconds.")
     max_source_pixels: int = Field(8192 * 4320, gt=0, description="Largest video frame of a source, in pixels.")
     max_source_seconds: float = Field(6 * 3600.0, gt=0, description="Longest source, in seconds.")
     max_source_channels: int = Field(16, gt=0, description="Most audio channels of a source.")

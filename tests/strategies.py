@@ -34,4 +34,5 @@ plans = st.builds(
     separate_audio=st.booleans(),
     video_demuxer=st.one_of(st.none(), st.sampled_from(SOURCE_DEMUXERS)),
     audio_demuxer=st.one_of(st.none(), st.sampled_from(SOURCE_DEMUXERS)),
+    chunks=st.one_of(st.none(), segment_lists.filter(lambda s: len(s) >= 2).map(tuple)),
 )

@@ -18,6 +18,7 @@ from roughy.app.cuts import CutService
 from roughy.app.renders import RenderService
 from roughy.app.signal import Signal
 from roughy.app.webhooks import WebhookService
+from roughy.core.chunks import Chunking
 from roughy.core.ports import Executor, Storage, Store, WebhookTargets
 from roughy.settings import Settings
 
@@ -49,6 +50,9 @@ def build_application(
 ) -> Application:
     """The services over the given adapters; `signal` wakes the process's scheduler."""
     signal = signal or Signal()
+    chunking = None  # one encode per render unless chunks could run side by side
+    if settings.chunk_parallelism > 1:
+        chunking = Chunking(settings.chunk_seconds, settings.chunk_min_seconds)
     renders = RenderService(
         store,
         storage,
@@ -56,6 +60,7 @@ def build_application(
         max_active=settings.max_active_renders,
         download_ttl=settings.download_url_ttl,
         wake=signal.wake,
+        chunking=chunking,
     )
     assets = AssetService(
         store,

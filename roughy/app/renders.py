@@ -21,6 +21,7 @@ from pathlib import PurePath
 
 from prometheus_client import Counter, Histogram
 
+from roughy.core.chunks import Chunking
 from roughy.core.errors import ExecutorFailed, ExecutorUnavailable, NotFound, RateLimited, ValidationFailed
 from roughy.core.events import NewEvent, render_events
 from roughy.core.gates import check_render_gates
@@ -51,7 +52,9 @@ class RenderService:
         max_active: int = 200,
         download_ttl: int = 900,
         wake: Callable[[], None] = lambda: None,
+        chunking: Chunking | None = None,
     ):
+        self.chunking = chunking  # when a long render is split (`roughy.core.chunks`); None: never
         self.store = store
         self.storage = storage
         self.executor = executor
@@ -166,6 +169,7 @@ class RenderService:
             audio=asset.audio,
             segments=segments,
             separate_audio=separate_audio,
+            chunking=self.chunking,
         )
         audio = audio_key(asset) if asset.audio is not None else None
         if not render.output.format.is_video:

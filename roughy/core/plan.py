@@ -46,17 +46,23 @@ class EncodePlan:
     # so the encoder reads the file as what was probed. None: not known (guessed, still fenced).
     video_demuxer: str | None = None
     audio_demuxer: str | None = None  # of the audio source: the separate file, or an audio render's
+    # A long whole-source render split on the output frame grid (`roughy.core.chunks`): each
+    # chunk's video encoded apart, then joined with the audio encoded once. None: one encode.
+    chunks: tuple[Segment, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["format"] = self.format.value
         if self.segments is not None:
             data["segments"] = [[s.start, s.end] for s in self.segments]
+        if self.chunks is not None:
+            data["chunks"] = [[s.start, s.end] for s in self.chunks]
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EncodePlan:
         segments = data.get("segments")
+        chunks = data.get("chunks")
         return cls(
             format=Format(data["format"]),
             duration=float(data["duration"]),
@@ -66,6 +72,7 @@ class EncodePlan:
             separate_audio=bool(data.get("separate_audio", False)),
             video_demuxer=data.get("video_demuxer"),
             audio_demuxer=data.get("audio_demuxer"),
+            chunks=tuple(Segment(float(a), float(b)) for a, b in chunks) if chunks else None,
         )
 
     def time_limit(self, base: float = 120.0, per_second: float = 20.0) -> float:

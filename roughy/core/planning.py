@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from roughy.core.chunks import Chunking, chunk_segments
 from roughy.core.errors import ValidationFailed
 from roughy.core.formats import auto_audio_kbps, auto_video_mbps, output_sample_rate
 from roughy.core.models import (
@@ -111,8 +112,9 @@ def plan_render(
     audio: AudioInfo | None,
     segments: list[Segment] | None,
     separate_audio: bool = False,
+    chunking: Chunking | None = None,
 ) -> EncodePlan:
-    """The encode plan for a validated spec."""
+    """The encode plan for a validated spec; `chunking`: when to split a long render."""
     out_duration = sum(s.duration for s in segments) if segments else duration
     video_plan = None
     if spec.format.is_video:
@@ -148,4 +150,14 @@ def plan_render(
         separate_audio=separate,
         video_demuxer=video.demuxer if video_plan is not None and video is not None else None,
         audio_demuxer=audio.demuxer if audio_file and audio is not None else None,
+        chunks=_chunks(video_plan, segments, out_duration, chunking),
     )
+
+
+def _chunks(
+    video: VideoPlan | None, segments: list[Segment] | None, duration: float, chunking: Chunking | None
+) -> tuple[Segment, ...] | None:
+    """Chunks for an encoded whole-source video (`roughy.core.chunks`); None otherwise."""
+    if video is None or video.stream_copy or segments:
+        return None
+    return chunk_segments(duration, video.fps, chunking)

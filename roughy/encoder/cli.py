@@ -12,7 +12,8 @@ them in its environment, out of `ps` and of its logs):
   `ROUGHY_OUTPUT_CONTENT_TYPE`, else the format's MIME type;
 - `--encoder libx264|h264_nvenc`, else `ROUGHY_ENCODER`, else libx264. NVENC is checked with a
   tiny test encode first and replaced by libx264 (with a warning) when it does not work;
-- `--time-limit S`: seconds for the encode (default: scaled to the plan).
+- `--time-limit S`: seconds for the encode (default: scaled to the plan);
+- `--parallel N`, else `ROUGHY_ENCODE_PARALLEL`, else 1: chunks of a chunked plan encoded at once.
 
 stdout is the machine interface, one JSON object per line:
 
@@ -76,6 +77,7 @@ ENV_AUDIO = "ROUGHY_AUDIO_URL"
 ENV_OUTPUT_URL = "ROUGHY_OUTPUT_URL"
 ENV_CONTENT_TYPE = "ROUGHY_OUTPUT_CONTENT_TYPE"
 ENV_ENCODER = "ROUGHY_ENCODER"
+ENV_PARALLEL = "ROUGHY_ENCODE_PARALLEL"
 ENV_TERMINATION_LOG = "ROUGHY_TERMINATION_LOG"
 ENV_OUTPUT_UPLOAD = "ROUGHY_OUTPUT_UPLOAD"  # a presigned multipart upload (JSON), for big outputs
 ENV_SOURCE = "ROUGHY_SOURCE_URL"  # extract-audio's and silence's source (a Job passes it so)
@@ -178,6 +180,12 @@ def _parser() -> argparse.ArgumentParser:
         default=_env(ENV_ENCODER) or LIBX264,
         help=f"video encoder; h264_nvenc falls back to libx264 if it does not work (default: ${ENV_ENCODER})",
     )
+    p.add_argument(
+        "--parallel",
+        type=int,
+        default=int(_env(ENV_PARALLEL) or 1),
+        help=f"chunks of a chunked plan encoded at once (default: ${ENV_PARALLEL}, else 1)",
+    )
     p.set_defaults(handler=_cmd_render)
 
     p = sub.add_parser("probe", help="describe a media file")
@@ -234,6 +242,7 @@ def _cmd_render(args: argparse.Namespace) -> None:
         on_progress=reporter,
         time_limit=args.time_limit,
         encoder=encoder or LIBX264,
+        parallel=max(1, args.parallel),
     )
     multipart = _env(ENV_OUTPUT_UPLOAD)
     if args.upload_to or multipart:

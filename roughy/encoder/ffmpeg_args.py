@@ -187,6 +187,62 @@ def build_join_args(plan: EncodePlan, *, concat_list: str, output: str, ffmpeg: 
     return argv + _tail(plan.format, container_args(plan.format), output)
 
 
+def build_chunk_args(
+    plan: EncodePlan,
+    chunk: Cut,
+    *,
+    video_src: str | None,
+    output: str,
+    ffmpeg: str = "ffmpeg",
+    encoder: str = LIBX264,
+) -> list[str]:
+    """One chunk of a chunked render (`roughy.core.chunks`) -> an intermediate MOV: the video
+    alone, read with input seeking and encoded with the final settings (the join copies it)."""
+    _check_encoder(encoder)
+    if plan.video is None or plan.video.stream_copy or not plan.format.is_video:
+        raise PlanError("only an encoded video is chunked")
+    if video_src is None:
+        raise PlanError("a video format needs video_src")
+    video_only = EncodePlan(plan.format, chunk.length, plan.video, None, video_demuxer=plan.video_demuxer)
+    video_in, _, _ = _sources(video_only, video_src, None)
+    inputs, graph, maps = _cut_graph(video_only, [chunk], video_in, None, False)
+    argv = [*_head(ffmpeg), *inputs, *_graph_args(graph), *maps, *video_codec_args(plan.video, encoder), "-an"]
+    return argv + _tail(plan.format, ["-f", "mov"], output)
+
+
+def build_chunk_join_args(
+    plan: EncodePlan,
+    *,
+    concat_list: str,
+    video_src: str | None,
+    audio_src: str | None,
+    output: str,
+    ffmpeg: str = "ffmpeg",
+) -> list[str]:
+    """Join a chunked render: the chunks' video copied end to end (an ffconcat list, see
+    `ffconcat_text`), the audio read from its source over the whole timeline and encoded once
+    (or copied), into the final container."""
+    argv = [*_head(ffmpeg), "-f", "concat", "-safe", "0", "-i", concat_list]
+    maps = ["-map", "0:v:0", "-c:v", "copy"]
+    if plan.audio is not None:
+        _, audio_in, _ = _sources(plan, video_src, audio_src)
+        if audio_in is None:
+            raise PlanError("the plan has audio but no audio source")
+        argv += input_args(*audio_in)
+        codec = COPY_AUDIO if plan.audio.stream_copy else audio_codec_args(plan.format, plan.audio)
+        maps += ["-map", "1:a:0", *codec]
+    else:
+        maps += ["-an"]
+    return [*argv, *maps, *_tail(plan.format, container_args(plan.format), output)]
+
+
+def plan_chunks(plan: EncodePlan) -> list[Cut] | None:
+    """The plan's chunks on the output frame grid (whole frames each, none lost or repeated)."""
+    if not plan.chunks or plan.video is None:
+        return None
+    return snap_segments(plan.chunks, plan.video.fps)
+
+
 def ffconcat_text(parts: Sequence[tuple[str, float]]) -> str:
     """An ffconcat list of (path, exact length) pairs. The `duration` lines make the demuxer
     place each file exactly where the previous one ends, whatever the files' own rounding."""

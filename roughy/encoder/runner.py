@@ -11,6 +11,9 @@
   even though the demuxer then usually says "moov atom not found" or "Invalid data found" about
   the bytes it did not get. ffmpeg can also exit 0 after such a failure with a truncated output:
   that is `EncodeFailed` too, not a short render.
+- Every ffmpeg this process runs is registered while it runs: `kill_all` stops them, for a
+  chunked render whose chunks run on threads (a failed chunk, or SIGTERM in the main thread,
+  must not leave the others encoding).
 - No `start_new_session`: the embedded runtime starts `roughy-encode` in its own process group
   and kills the whole group on cancel, so ffmpeg must stay in ours. Whatever unwinds this
   function (an error, a callback raising, the CLI's SIGTERM handler) kills ffmpeg first.
@@ -95,6 +98,8 @@ def run(
         errors="replace",
         bufsize=1,
     )
+    with _LIVE_LOCK:
+        _LIVE.add(proc)
     timed_out = threading.Event()
     timer = threading.Timer(time_limit, _expire, args=(proc, timed_out))
     timer.daemon = True
@@ -107,6 +112,8 @@ def run(
     finally:
         timer.cancel()
         _kill(proc)
+        with _LIVE_LOCK:
+            _LIVE.discard(proc)
         reader.join(timeout=5)
     if timed_out.is_set():
         raise EncodeTimeout(with_tail(f"ffmpeg did not finish within {time_limit:g} s", tail))
@@ -173,6 +180,20 @@ def _expire(proc: subprocess.Popen[str], timed_out: threading.Event) -> None:
         timed_out.set()
         log.warning("ffmpeg pid %s hit its time limit; killing it", proc.pid)
         proc.kill()
+
+
+_LIVE: set[subprocess.Popen[str]] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def kill_all() -> None:
+    """Kill every ffmpeg `run` has running in this process (from any thread); each `run` then
+    raises in its own thread."""
+    with _LIVE_LOCK:
+        procs = list(_LIVE)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def _kill(proc: subprocess.Popen[str]) -> None:

@@ -11,8 +11,10 @@ import contextlib
 import os
 import re
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from roughy.core.models import AudioInfo, RenderResult
@@ -26,10 +28,13 @@ from roughy.encoder.ffmpeg_args import (
     Cut,
     batches,
     build_batch_args,
+    build_chunk_args,
+    build_chunk_join_args,
     build_ffmpeg_args,
     build_join_args,
     ffconcat_text,
     input_args,
+    plan_chunks,
     plan_cuts,
 )
 from roughy.encoder.probe import MediaInfo, probe
@@ -47,17 +52,19 @@ def render(
     on_progress: ProgressCallback | None = None,
     time_limit: float | None = None,
     encoder: str = LIBX264,
+    parallel: int = 1,
 ) -> RenderResult:
     """Encode `plan` to `output`; return what was produced (SPEC 5.6 `result`).
 
     `time_limit` (seconds, for the whole render) defaults to the plan's own, scaled to its
-    duration. Cut lists longer than `BATCH_SEGMENTS` are encoded in batches and joined.
+    duration. Cut lists longer than `BATCH_SEGMENTS` are encoded in batches and joined; a
+    chunked plan's chunks are encoded `parallel` at a time, then joined.
     `encoder`: the video encoder (`ffmpeg_args.ENCODERS`), used as given (the CLI checks NVENC).
     """
     limit = plan.time_limit() if time_limit is None else time_limit
     deadline = time.monotonic() + limit
     try:
-        produced = _render_to(plan, video_src, audio_src, output, on_progress, deadline, encoder)
+        produced = _render_to(plan, video_src, audio_src, output, on_progress, deadline, encoder, parallel)
     except EncodeTimeout:
         raise EncodeTimeout(f"the render did not finish within its time limit of {limit:g} s") from None
     return RenderResult(
@@ -80,11 +87,15 @@ def _render_to(
     on_progress: ProgressCallback | None,
     deadline: float,
     encoder: str,
+    parallel: int = 1,
 ) -> MediaInfo:
     """Encode into a temp file beside `output`, probe it, move it into place."""
     cuts = plan_cuts(plan)
+    chunks = plan_chunks(plan)
     with _temp_beside(output) as temp:
-        if cuts is not None and len(cuts) > BATCH_SEGMENTS:
+        if chunks is not None:
+            _render_chunked(plan, chunks, video_src, audio_src, temp, on_progress, deadline, encoder, parallel)
+        elif cuts is not None and len(cuts) > BATCH_SEGMENTS:
             groups = batches(cuts, BATCH_SEGMENTS)
             _render_batched(plan, groups, video_src, audio_src, temp, on_progress, deadline, encoder)
         else:
@@ -140,6 +151,66 @@ def _render_batched(
         concat_list = stack.enter_context(_temp_beside(str(temp.with_suffix(".ffconcat")), tag="list"))
         concat_list.write_text(ffconcat_text(parts), encoding="utf-8")
         argv = build_join_args(plan, concat_list=str(concat_list), output=str(temp), ffmpeg=ffmpeg_path())
+        _run(argv, total, deadline, _scaled(on_progress, 1.0, 0.0, join=True))
+
+
+def _render_chunked(
+    plan: EncodePlan,
+    chunks: list[Cut],
+    video_src: str | None,
+    audio_src: str | None,
+    temp: Path,
+    on_progress: ProgressCallback | None,
+    deadline: float,
+    encoder: str,
+    parallel: int,
+) -> None:
+    """Each chunk's video into an intermediate MOV beside the output, `parallel` at a time,
+    then one join with the audio encoded once. A failed chunk (or SIGTERM) kills the others;
+    intermediates are removed whatever happens."""
+    total = sum(chunk.length for chunk in chunks) or 1.0
+    done = [0.0] * len(chunks)
+    lock = threading.Lock()
+
+    def chunk_progress(index: int) -> ProgressCallback | None:
+        if on_progress is None:
+            return None
+        callback: ProgressCallback = on_progress
+
+        def report(fraction: float) -> None:
+            with lock:
+                done[index] = fraction * chunks[index].length
+                overall = BATCH_PROGRESS_SHARE * sum(done) / total
+            callback(min(overall, 0.999))
+
+        return report
+
+    with contextlib.ExitStack() as stack:
+        parts = [
+            stack.enter_context(_temp_beside(str(temp.with_suffix(".mov")), tag=f"chunk{i}"))
+            for i in range(len(chunks))
+        ]
+
+        def encode(index: int) -> None:
+            argv = build_chunk_args(plan, chunks[index], video_src=video_src, output=str(parts[index]),
+                                    ffmpeg=ffmpeg_path(), encoder=encoder)  # fmt: skip
+            _run(argv, chunks[index].length, deadline, chunk_progress(index))
+
+        with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="chunk") as pool:
+            futures = [pool.submit(encode, i) for i in range(len(chunks))]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:  # a failed chunk, or SIGTERM raised in this thread: stop the rest
+                for future in futures:
+                    future.cancel()
+                runner.kill_all()
+                raise
+        concat_list = stack.enter_context(_temp_beside(str(temp.with_suffix(".ffconcat")), tag="list"))
+        concat_list.write_text(ffconcat_text([(str(p), c.length) for p, c in zip(parts, chunks, strict=True)]),
+                               encoding="utf-8")  # fmt: skip
+        argv = build_chunk_join_args(plan, concat_list=str(concat_list), video_src=video_src, audio_src=audio_src,
+                                     output=str(temp), ffmpeg=ffmpeg_path())  # fmt: skip
         _run(argv, total, deadline, _scaled(on_progress, 1.0, 0.0, join=True))
 
 

@@ -114,6 +114,9 @@ class PlanSpec(ResourceModel):
         default=None, min_length=1, description="Kept segments of a cut, in order; absent: the whole source."
     )
     separate_audio: bool = Field(default=False, description="Audio comes from a separate source (a client audio part).")
+    chunks: list[SegmentSpec] | None = Field(
+        default=None, min_length=2, description="A long render's chunks, encoded apart and joined; absent: one encode."
+    )
     video_demuxer: str | None = Field(
         default=None,
         pattern=DEMUXER_PATTERN,
@@ -129,9 +132,10 @@ class PlanSpec(ResourceModel):
     def from_plan(cls, plan: EncodePlan) -> PlanSpec:
         """The resource form of a plan; `to_plan` gives the same plan back."""
         data = plan.to_json()
-        segments = data.pop("segments")
-        if segments is not None:
-            data["segments"] = [{"start": start, "end": end} for start, end in segments]
+        for key in ("segments", "chunks"):
+            spans = data.pop(key, None)
+            if spans is not None:
+                data[key] = [{"start": start, "end": end} for start, end in spans]
         return cls.model_validate(data)
 
     def to_plan(self) -> EncodePlan:
@@ -139,6 +143,8 @@ class PlanSpec(ResourceModel):
         data = self.model_dump(mode="json")
         if self.segments is not None:
             data["segments"] = [[s.start, s.end] for s in self.segments]
+        if self.chunks is not None:
+            data["chunks"] = [[s.start, s.end] for s in self.chunks]
         return EncodePlan.from_json(data)
 
 

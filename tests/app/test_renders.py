@@ -249,3 +249,14 @@ def test_a_render_that_cannot_be_started_fails_instead_of_looping(world: World) 
     failed = world.app.renders.get(world.account_id, render.id)
     assert failed.state is RenderState.FAILED and failed.error and failed.error.code == "internal_error"
     assert world.scheduler.sweep(0.0) == []
+
+
+def test_long_renders_are_chunked_only_when_chunks_can_run_side_by_side(tmp_path: Path) -> None:
+    """ROUGHY_CHUNK_PARALLELISM > 1 turns chunking on; the default encodes each render whole."""
+    spec = OutputSpec(Format.MP4, resolution=Resolution.P720)  # an encode of the 1080p fake
+    chunking = make_world(tmp_path / "a", chunk_parallelism=4, chunk_seconds=2.0, chunk_min_seconds=5.0)
+    job = chunking.app.renders.job(chunking.render(chunking.ready_asset(), spec))
+    assert job is not None and job.plan.chunks is not None and len(job.plan.chunks) == 5  # 10 s in 2 s chunks
+    whole = make_world(tmp_path / "b", chunk_seconds=2.0, chunk_min_seconds=5.0)
+    job = whole.app.renders.job(whole.render(whole.ready_asset(), spec))
+    assert job is not None and job.plan.chunks is None

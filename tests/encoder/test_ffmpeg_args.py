@@ -16,12 +16,15 @@ from roughy.encoder.ffmpeg_args import (
     PlanError,
     batches,
     build_batch_args,
+    build_chunk_args,
+    build_chunk_join_args,
     build_ffmpeg_args,
     build_join_args,
     ffconcat_text,
     fps_expr,
     fps_fraction,
     max_rate_kbps,
+    plan_chunks,
     plan_cuts,
     snap_segments,
 )
@@ -383,6 +386,28 @@ def test_a_stream_copy_maps_the_source_stream_and_encodes_nothing() -> None:
 def test_a_cut_is_never_a_stream_copy() -> None:
     with pytest.raises(PlanError, match="a cut is encoded"):
         args_for(plan(video=dataclasses.replace(VIDEO, stream_copy=True), segments=SEGMENTS))
+
+
+def test_a_chunk_is_video_alone_and_the_join_encodes_the_audio_once() -> None:
+    whole = plan(chunks=(Segment(0.0, 4.0), Segment(4.0, 8.0), Segment(8.0, 10.0)), video_demuxer="mov")
+    cuts = plan_chunks(whole) or []
+    assert [c.length for c in cuts] == [4.0, 4.0, 2.0]
+    chunk = build_chunk_args(whole, cuts[1], video_src="https://b/v.mp4?sig=s", output="c1.mov")
+    [(_, options)] = input_options(chunk)  # one input, seeked to the chunk, the probed demuxer forced
+    assert (options[0:3], float(options[3]), value(options, "-f")) == (["-ss", "4", "-t"], pytest.approx(4.0, abs=0.01),
+                                                                       "mov")  # fmt: skip
+    assert "-an" in chunk and value(chunk, "-c:v") == "libx264" and value(chunk, "-maxrate") == "5000k"
+    assert values(chunk, "-f")[-1] == "mov"  # an intermediate
+    join = build_chunk_join_args(whole, concat_list="list.ffconcat", video_src="v.mp4", audio_src=None,
+                                 output="out.mp4")  # fmt: skip
+    assert values(join, "-i") == ["list.ffconcat", "v.mp4"]
+    assert values(join, "-map") == ["0:v:0", "1:a:0"] and value(join, "-c:v") == "copy"
+    assert value(join, "-c:a") == "aac" and value(join, "-movflags") == "+faststart"
+    separate = build_chunk_join_args(dataclasses.replace(whole, separate_audio=True, audio_demuxer="matroska"),
+                                     concat_list="l", video_src="v.mp4", audio_src="a.mka", output="o.mp4")  # fmt: skip
+    assert values(separate, "-i") == ["l", "a.mka"] and "matroska" in values(separate, "-f")
+    with pytest.raises(PlanError, match="only an encoded video"):
+        build_chunk_args(plan(Format.M4A), cuts[0], video_src="v.mp4", output="c.mov")
 
 
 def test_url_inputs_reconnect_and_local_paths_do_not() -> None:

@@ -161,9 +161,8 @@ def test_spec_and_status_fields() -> None:
     props = openapi_schema()["properties"]
     spec, status = props["spec"]["properties"], props["status"]["properties"]
     assert {"renderId", "accountId", "assetId", "plan", "sources", "outputKey", "encoder"} <= set(spec)
-    assert {"format", "duration", "video", "audio", "segments", "separateAudio", "videoDemuxer", "audioDemuxer"} == set(
-            spec["plan"]["properties"]
-        )
+    plan_fields = {"format", "duration", "video", "audio", "segments", "separateAudio", "videoDemuxer", "audioDemuxer"}
+    assert plan_fields | {"chunks"} == set(spec["plan"]["properties"])
     assert set(spec["sources"]["properties"]) == {"video", "audio"}
     assert {"observedGeneration", "conditions", "state", "progress", "encoder", "startedAt", "completedAt"} <= set(
         status

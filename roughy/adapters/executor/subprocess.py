@@ -46,7 +46,9 @@ class LocalExecutor:
         timeout_base: float = 120.0,
         timeout_factor: float = 20.0,
         on_idle: Callable[[], None] = lambda: None,
+        parallel: int = 1,
     ):
+        self.parallel = parallel  # chunks of a chunked render encoded at once
         self.storage = storage
         self.workers = workers
         self.listener: ExecutionListener | None = None
@@ -150,7 +152,7 @@ class LocalExecutor:
         time_limit = job.plan.time_limit(*self._timeout)
         output = self.storage.output_target(job.output_key)
         argv = [sys.executable, "-m", "roughy.encoder", "render", "--plan", str(plan_path), "--output", output,
-                "--time-limit", f"{time_limit:.3f}"]
+                "--time-limit", f"{time_limit:.3f}", "--parallel", str(self.parallel)]
         if job.video_key:
             argv += ["--video", self.storage.source_url(job.video_key)]
         if job.audio_key:
