@@ -142,9 +142,13 @@ def looped(clip: Path, times: int, out_dir: Path = OUT_DIR, log=print) -> Path: 
     return path
 
 
-def vmaf(distorted: Path | str, reference: Path | str, *, threads: int = 2) -> float:
+def vmaf(
+    distorted: Path | str, reference: Path | str, *, threads: int = 2, window: tuple[float, float] | None = None
+) -> float:
     """Mean VMAF (libvmaf's default model) of `distorted` against `reference`, frame by frame
-    from each file's first frame; the distorted picture is scaled to the reference's size."""
+    from each file's first frame (or from `window`'s start, for its length, in both); the
+    distorted picture is scaled to the reference's size."""
+    seek = ["-ss", f"{window[0]:.3f}", "-t", f"{window[1]:.3f}"] if window else []
     with av.open(str(reference)) as ref:
         width, height = ref.streams.video[0].codec_context.width, ref.streams.video[0].codec_context.height
     with tempfile.NamedTemporaryFile(suffix=".json") as log_file:
@@ -154,7 +158,7 @@ def vmaf(distorted: Path | str, reference: Path | str, *, threads: int = 2) -> f
         )
         argv = [
             ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "error",
-            "-i", str(distorted), "-i", str(reference), "-lavfi", graph, "-f", "null", "-",
+            *seek, "-i", str(distorted), *seek, "-i", str(reference), "-lavfi", graph, "-f", "null", "-",
         ]  # fmt: skip
         proc = subprocess.run(argv, capture_output=True, text=True, check=False)
         if proc.returncode != 0:

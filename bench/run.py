@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -47,7 +48,9 @@ from bench.harness import (  # noqa: E402
     spec_of,
 )
 from bench.media import SourceSpec, bbb_clip, looped, source, vmaf  # noqa: E402
+from roughy.core.chunks import Chunking, chunk_segments  # noqa: E402
 from roughy.core.keys import output_key  # noqa: E402
+from roughy.encoder.ffmpeg_args import build_chunk_args, build_chunk_join_args, ffconcat_text, plan_chunks  # noqa: E402
 from roughy.encoder.tools import ffmpeg_path  # noqa: E402
 
 try:  # the encoder batches long cut lists (one ffmpeg per batch, then a join)
@@ -56,7 +59,7 @@ except ImportError:  # pragma: no cover - an encoder without batching
     BATCH_SEGMENTS = 10**9
 from tests.conftest import Service, start_service  # noqa: E402
 
-FIGURES = ("overhead", "cut", "cancel", "idempotency", "passthrough", "ratecontrol")
+FIGURES = ("overhead", "cut", "cancel", "idempotency", "passthrough", "ratecontrol", "chunks")
 CONCURRENT_POSTS = 32
 SETTLE = 1.0  # seconds of quiet between two timed sides (file deletes, scheduler ticks)
 
@@ -408,6 +411,81 @@ def fig_ratecontrol(ctx: Context) -> list[Figure]:
     ]
 
 
+# -- chunks ------------------------------------------------------------------------------------------
+
+CHUNKS = 8
+
+
+def timed_cpu(argv: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds user + system) of one ffmpeg run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise BenchError(f"ffmpeg failed ({proc.returncode}): {proc.stderr[-1500:]}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def fig_chunks(ctx: Context) -> list[Figure]:
+    """The long source rendered to 720p in one process, and split in 8 chunks run one after
+    another (as 8 pods would run them side by side) then joined: total CPU, and the critical
+    path (the longest chunk plus the join) against the single render divided by 8. Seams:
+    VMAF over 2 s around each seam, chunked against single, both against the source."""
+    spec = ctx.sizes.long
+    log(f"chunks: {spec.label} -> mp4 {ctx.sizes.resolution}, one process vs {CHUNKS} chunks + join")
+    clip = source(spec, log=log)
+    asset = ctx.asset(spec)
+    plan, video_src, audio_src = ctx.driver.plan_for(asset["id"], spec_of(ctx.video_body(asset)))
+    assert plan.video is not None and not plan.video.stream_copy
+    chunks = chunk_segments(plan.duration, plan.video.fps, Chunking(plan.duration / CHUNKS, 0.0))
+    assert chunks is not None and len(chunks) == CHUNKS
+    split = replace(plan, chunks=chunks)
+    single_out, joined_out = ctx.work / "single.mp4", ctx.work / "joined.mp4"
+    ffmpeg = ffmpeg_path()
+    single_wall, single_cpu = timed_cpu(bare_argv(plan, video_src, audio_src, single_out))
+    log(f"  single: {single_wall:.1f} s wall, {single_cpu:.1f} s CPU")
+    walls, cpus, parts = [], [], []
+    for i, cut in enumerate(plan_chunks(split) or []):
+        part = ctx.work / f"chunk{i}.mov"
+        wall, cpu = timed_cpu(build_chunk_args(split, cut, video_src=video_src, output=str(part), ffmpeg=ffmpeg))
+        walls.append(wall)
+        cpus.append(cpu)
+        parts.append((str(part), cut.length))
+    listing = ctx.work / "chunks.ffconcat"
+    listing.write_text(ffconcat_text(parts))
+    join_argv = build_chunk_join_args(split, concat_list=str(listing), video_src=video_src, audio_src=audio_src,
+                                      output=str(joined_out), ffmpeg=ffmpeg)  # fmt: skip
+    join_wall, join_cpu = timed_cpu(join_argv)
+    for path, _ in parts:
+        Path(path).unlink(missing_ok=True)
+    cpu_ratio = (sum(cpus) + join_cpu) / single_cpu
+    critical = max(walls) + join_wall
+    path_ratio = critical / (single_wall / CHUNKS)
+    log(f"  chunks: {[round(w, 1) for w in walls]} s, join {join_wall:.1f} s; CPU {cpu_ratio:.3f}x, "
+        f"critical path {critical:.1f} s = {path_ratio:.3f}x single/{CHUNKS}")  # fmt: skip
+    seams = [c.start for c in chunks[1:]]
+    gaps = []
+    for at in seams:
+        window = (max(0.0, at - 1.0), 2.0)
+        gaps.append(vmaf(single_out, clip, window=window) - vmaf(joined_out, clip, window=window))
+    single_out.unlink(missing_ok=True)
+    joined_out.unlink(missing_ok=True)
+    ctx.raw["chunks"] = {"single_wall_s": single_wall, "single_cpu_s": single_cpu, "chunk_wall_s": walls,
+                         "chunk_cpu_s": cpus, "join_wall_s": join_wall, "join_cpu_s": join_cpu,
+                         "seam_vmaf_single_minus_chunked": gaps}  # fmt: skip
+    worst = max(gaps, key=abs)
+    return [
+        Figure("chunks: total CPU / single", [cpu_ratio], "x", "<= 1.10", cpu_ratio <= 1.10,
+               note=f"{spec.label} -> mp4 {ctx.sizes.resolution}, {CHUNKS} chunks"),
+        Figure(f"chunks: critical path / (single / {CHUNKS})", [path_ratio], "x", "<= 1.25", path_ratio <= 1.25),
+        Figure("  single process", [single_wall], "s"),
+        Figure("  longest chunk + join", [critical], "s"),
+        Figure("  seam VMAF, single - chunked (worst of 7)", [worst], "", "|x| <= 0.5", abs(worst) <= 0.5),
+    ]  # fmt: skip
+
+
 # -- cut ---------------------------------------------------------------------------------------------
 
 
@@ -710,6 +788,7 @@ RUNNERS: dict[str, Callable[[Context], list[Figure]]] = {
     "idempotency": fig_idempotency,
     "passthrough": fig_passthrough,
     "ratecontrol": fig_ratecontrol,
+    "chunks": fig_chunks,
 }
 
 
