@@ -21,8 +21,8 @@ render's `result.copied` says which were.
 
 from __future__ import annotations
 
-from roughy.core.formats import Format, auto_audio_kbps, auto_video_mbps
-from roughy.core.models import AudioInfo, OutputSpec, VideoInfo
+from roughy.core.formats import Format
+from roughy.core.models import AudioInfo, VideoInfo
 from roughy.core.plan import AudioPlan, VideoPlan
 
 H264_PROFILES = frozenset({"Constrained Baseline", "Baseline", "Main", "High"})
@@ -30,8 +30,9 @@ COPY_PIXEL_FORMAT = "yuv420p"
 AAC_PROFILE = "LC"
 
 
-def video_copy_refusals(spec: OutputSpec, video: VideoInfo, plan: VideoPlan) -> list[str]:
-    """Why the source's video stream cannot be the output's; empty: copy it."""
+def video_copy_refusals(video: VideoInfo, plan: VideoPlan, cap_kbps: int) -> list[str]:
+    """Why the source's video stream cannot be the output's; empty: copy it. `cap_kbps`: the
+    bitrate asked for, before the source's own lowers it (`planning.asked_video_kbps`)."""
     reasons = []
     if video.codec != "h264":
         reasons.append(f"the codec is {video.codec}, not h264")
@@ -53,16 +54,16 @@ def video_copy_refusals(spec: OutputSpec, video: VideoInfo, plan: VideoPlan) -> 
         reasons.append("the video is HDR (tone-mapped to SDR)")
     if (video.width, video.height) != (plan.width, plan.height):
         reasons.append(f"the size {video.width}x{video.height} becomes {plan.width}x{plan.height}")
-    cap = (spec.video_bitrate or auto_video_mbps(min(plan.width, plan.height))) * 1000
-    if video.bitrate_kbps is None or video.bitrate_kbps > cap:
-        reasons.append(f"the bitrate {video.bitrate_kbps} kb/s is not within {cap} kb/s")
+    if video.bitrate_kbps is None or video.bitrate_kbps > cap_kbps:
+        reasons.append(f"the bitrate {video.bitrate_kbps} kb/s is not within {cap_kbps} kb/s")
     return reasons
 
 
-def audio_copy_refusals(spec: OutputSpec, audio: AudioInfo, plan: AudioPlan) -> list[str]:
-    """Why the source's audio stream cannot be the output's; empty: copy it."""
+def audio_copy_refusals(fmt: Format, audio: AudioInfo, plan: AudioPlan, cap_kbps: int) -> list[str]:
+    """Why the source's audio stream cannot be the output's; empty: copy it. `cap_kbps`: as
+    for video (`planning.asked_audio_kbps`)."""
     reasons = []
-    codec = spec.format.facts.audio_codec
+    codec = fmt.facts.audio_codec
     if audio.codec != codec.name:
         reasons.append(f"the codec is {audio.codec}, not {codec.name}")
     elif codec.name == "aac" and audio.profile != AAC_PROFILE:
@@ -71,18 +72,11 @@ def audio_copy_refusals(spec: OutputSpec, audio: AudioInfo, plan: AudioPlan) -> 
         reasons.append(f"{audio.channels} channels become {plan.channels}")
     if audio.sample_rate != plan.sample_rate:
         reasons.append(f"{audio.sample_rate} Hz becomes {plan.sample_rate} Hz")
-    cap = spec.audio_bitrate or auto_audio_kbps(plan.channels)
-    if audio.bitrate_kbps is None or audio.bitrate_kbps > cap:
-        reasons.append(f"the bitrate {audio.bitrate_kbps} kb/s is not within {cap} kb/s")
+    if audio.bitrate_kbps is None or audio.bitrate_kbps > cap_kbps:
+        reasons.append(f"the bitrate {audio.bitrate_kbps} kb/s is not within {cap_kbps} kb/s")
     return reasons
 
 
-def copy_video(spec: OutputSpec, video: VideoInfo, plan: VideoPlan, *, cut: bool) -> bool:
-    return not cut and spec.format.is_video and not video_copy_refusals(spec, video, plan)
-
-
-def copy_audio(spec: OutputSpec, audio: AudioInfo, plan: AudioPlan, *, cut: bool) -> bool:
-    return not cut and not audio_copy_refusals(spec, audio, plan)
 
 
 def copied_streams(fmt: Format, video: VideoPlan | None, audio: AudioPlan | None) -> list[str]:

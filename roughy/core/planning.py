@@ -23,7 +23,7 @@ from roughy.core.models import (
     Segment,
     VideoInfo,
 )
-from roughy.core.passthrough import copy_audio, copy_video
+from roughy.core.passthrough import audio_copy_refusals, video_copy_refusals
 from roughy.core.plan import AudioPlan, EncodePlan, VideoPlan
 
 MAX_FPS = 60.0
@@ -85,16 +85,25 @@ def validate_output(
         )
 
 
+def asked_video_kbps(spec: OutputSpec, short_edge: int) -> int:
+    """The explicit video bitrate, else Auto for the output's size: before the source's rule."""
+    return (spec.video_bitrate or auto_video_mbps(short_edge)) * 1000
+
+
+def asked_audio_kbps(spec: OutputSpec, channels: int) -> int:
+    """The explicit audio bitrate, else Auto for the output's channels."""
+    return spec.audio_bitrate or auto_audio_kbps(channels)
+
+
 def video_bitrate_kbps(spec: OutputSpec, video: VideoInfo, short_edge: int) -> int:
-    if spec.video_bitrate is not None:
-        return spec.video_bitrate * 1000
-    auto = auto_video_mbps(short_edge) * 1000
-    return min(auto, video.bitrate_kbps) if video.bitrate_kbps else auto
+    asked = asked_video_kbps(spec, short_edge)
+    if spec.video_bitrate is not None or not video.bitrate_kbps:
+        return asked
+    return min(asked, video.bitrate_kbps)
 
 
 def audio_bitrate_kbps(spec: OutputSpec, audio: AudioInfo) -> int:
-    channels = output_channels(audio.channels)
-    wanted = spec.audio_bitrate or auto_audio_kbps(channels)
+    wanted = asked_audio_kbps(spec, output_channels(audio.channels))
     if audio.bitrate_kbps:
         wanted = min(wanted, audio.bitrate_kbps)
     return max(8, wanted)  # 8 kbps: the floor below which the encoders refuse
@@ -128,7 +137,8 @@ def plan_render(
             bitrate_kbps=video_bitrate_kbps(spec, video, min(width, height)),
             hdr=video.hdr,
         )
-        if copy_video(spec, video, video_plan, cut=bool(segments)):
+        cap = asked_video_kbps(spec, min(width, height))
+        if not segments and not video_copy_refusals(video, video_plan, cap):  # a cut is always encoded
             video_plan = replace(video_plan, stream_copy=True)
     audio_plan = None
     if audio is not None:
@@ -137,7 +147,8 @@ def plan_render(
             channels=output_channels(audio.channels),
             sample_rate=output_sample_rate(spec.format, audio.sample_rate),
         )
-        if copy_audio(spec, audio, audio_plan, cut=bool(segments)):
+        cap = asked_audio_kbps(spec, audio_plan.channels)
+        if not segments and not audio_copy_refusals(spec.format, audio, audio_plan, cap):
             audio_plan = replace(audio_plan, stream_copy=True)
     separate = separate_audio and video_plan is not None and audio_plan is not None
     audio_file = audio_plan is not None and (separate or video_plan is None)  # not read from the video's file

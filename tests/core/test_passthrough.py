@@ -9,7 +9,7 @@ import pytest
 
 from roughy.core.models import AudioInfo, Format, OutputSpec, Resolution, Segment, VideoInfo
 from roughy.core.passthrough import audio_copy_refusals, copied_streams, video_copy_refusals
-from roughy.core.planning import plan_render
+from roughy.core.planning import asked_audio_kbps, asked_video_kbps, plan_render
 
 #: A 1080p H.264 + AAC-LC camera file, as the probe describes it.
 VIDEO = VideoInfo(
@@ -66,7 +66,8 @@ def test_each_reason_a_video_stream_is_encoded(change: dict[str, object], reason
     video = replace(VIDEO, **change)  # type: ignore[arg-type]
     plan = planned(OutputSpec(Format.MP4), video)
     assert plan.video is not None and not plan.video.stream_copy
-    assert any(reason in r for r in video_copy_refusals(OutputSpec(Format.MP4), video, plan.video))
+    cap = asked_video_kbps(OutputSpec(Format.MP4), min(plan.video.width, plan.video.height))
+    assert any(reason in r for r in video_copy_refusals(video, plan.video, cap))
 
 
 def test_a_tier_below_the_source_or_a_lower_bitrate_is_an_encode() -> None:
@@ -93,7 +94,8 @@ def test_each_reason_an_audio_stream_is_encoded(change: dict[str, object], spec:
     audio = replace(AUDIO, **change)  # type: ignore[arg-type]
     plan = planned(spec, VIDEO, audio)
     assert plan.audio is not None and not plan.audio.stream_copy
-    assert any(reason in r for r in audio_copy_refusals(spec, audio, plan.audio))
+    cap = asked_audio_kbps(spec, plan.audio.channels)
+    assert any(reason in r for r in audio_copy_refusals(spec.format, audio, plan.audio, cap))
     assert plan.video is not None and plan.video.stream_copy  # the other stream is still copied
 
 
