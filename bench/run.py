@@ -371,8 +371,9 @@ def stream_kbps(path: Path) -> float:
 
 def fig_ratecontrol(ctx: Context) -> list[Figure]:
     """The service's capped CRF against the former ABR at the same output size, on real
-    footage (video only, encoded alone, VMAF against the source). The clip's video is what a
-    re-encode gets (here forced: the service would copy it): 720p, Auto's 5 Mb/s cap."""
+    footage (video only, encoded alone, VMAF against the source). The clip's video encoded at
+    720p (forced: the service would copy it) under the 5 Mb/s ladder step, which does not bind
+    here, so the comparison is of rate control alone (Auto would also cap at the source's rate)."""
     clip = bbb_clip(log=log)
     log(f"ratecontrol: {clip.name}, capped CRF vs the former ABR at the same size (VMAF)")
     asset = ctx.file_asset(clip)

@@ -182,8 +182,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--parallel",
-        type=int,
-        default=int(_env(ENV_PARALLEL) or 1),
+        type=int,  # argparse converts a string default too: a bad $ROUGHY_ENCODE_PARALLEL is a usage error
+        default=_env(ENV_PARALLEL) or "1",
         help=f"chunks of a chunked plan encoded at once (default: ${ENV_PARALLEL}, else 1)",
     )
     p.set_defaults(handler=_cmd_render)
