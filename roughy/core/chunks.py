@@ -14,21 +14,31 @@ the video is copied, or for a cut (a cut is already one input per segment, batch
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from roughy.core.models import Segment
 
+#: The most chunks of one render: a longer render gets longer chunks. It bounds what one render
+#: asks of a cluster at once and the size of its Jobs (a presigned URL per chunk, in one
+#: environment variable of ~96 KiB at most, `roughy.kube.jobs.CHUNK_URLS_BUDGET`).
+MAX_CHUNKS = 32
+
 
 @dataclass(frozen=True)
 class Chunking:
-    """Split a render into chunks of `seconds` once it lasts `min_seconds`."""
+    """Split a render into chunks of `seconds` once it lasts `min_seconds`; into `max_chunks`
+    longer ones when `seconds` would make more."""
 
     seconds: float = 60.0
     min_seconds: float = 300.0
+    max_chunks: int = MAX_CHUNKS
 
     def __post_init__(self) -> None:
         if self.seconds <= 0 or self.min_seconds < 0:
             raise ValueError("chunk length must be positive and the minimum duration not negative")
+        if not 2 <= self.max_chunks <= MAX_CHUNKS:
+            raise ValueError(f"max_chunks must be 2 to {MAX_CHUNKS}")
 
 
 def chunk_segments(duration: float, fps: float, policy: Chunking | None) -> tuple[Segment, ...] | None:
@@ -37,8 +47,8 @@ def chunk_segments(duration: float, fps: float, policy: Chunking | None) -> tupl
     None: not worth splitting."""
     if policy is None or fps <= 0 or duration < max(policy.min_seconds, 2 * policy.seconds):
         return None
-    per_chunk = max(1, round(policy.seconds * fps))  # frames
     total = round(duration * fps)
+    per_chunk = max(1, round(policy.seconds * fps), math.ceil(total / policy.max_chunks))  # frames
     starts = list(range(0, total, per_chunk))
     if len(starts) > 1 and total - starts[-1] < per_chunk / 2:
         starts.pop()

@@ -263,6 +263,10 @@ class PresignedStorage(Storage, Protocol):
 
     def source_url(self, key: str, ttl: int | None = None) -> str: ...
 
+    def output_target(self, key: str, ttl: int | None = None) -> str:
+        """One presigned PUT (up to 5 GiB): a chunk of a chunked render, say."""
+        ...
+
     def output_upload(
         self, key: str, max_size: int, *, part_size: int | None = None, ttl: int | None = None
     ) -> dict[str, Any]:

@@ -15,6 +15,13 @@ them in its environment, out of `ps` and of its logs):
 - `--time-limit S`: seconds for the encode (default: scaled to the plan);
 - `--parallel N`, else `ROUGHY_ENCODE_PARALLEL`, else 1: chunks of a chunked plan encoded at once.
 
+`chunk` and `join` are the two steps of a chunked plan (`roughy.core.chunks`) on Kubernetes:
+`chunk --index I` (else `$JOB_COMPLETION_INDEX`, which an Indexed Job sets) encodes chunk I's
+video alone and PUTs it to the I-th URL of `ROUGHY_CHUNK_URLS` (a JSON list), its result
+`{"chunk": I, "size_bytes": N}`; `join` GETs the chunks from the URLs of `ROUGHY_CHUNK_URLS`
+(or takes `--chunk PATH` in order), copies their video end to end with the audio encoded once,
+and stores the output as `render` does, its result the render's.
+
 stdout is the machine interface, one JSON object per line:
 
 - `render`: `{"encoder": "libx264"}` first (the video encoder actually used, null for an audio
@@ -60,9 +67,9 @@ from roughy.encoder.errors import EncoderError
 from roughy.encoder.ffmpeg_args import ENCODERS, LIBX264, PlanError
 from roughy.encoder.probe import probe
 from roughy.encoder.protocol import EXIT_USAGE
-from roughy.encoder.tasks import detect_silence, extract_audio, render
+from roughy.encoder.tasks import detect_silence, extract_audio, join_chunks, render, render_chunk
 from roughy.encoder.tools import choose_video_encoder
-from roughy.encoder.upload import upload, upload_to_target
+from roughy.encoder.upload import download, upload, upload_to_target
 
 log = logging.getLogger("roughy.encoder")
 
@@ -80,6 +87,9 @@ ENV_ENCODER = "ROUGHY_ENCODER"
 ENV_PARALLEL = "ROUGHY_ENCODE_PARALLEL"
 ENV_TERMINATION_LOG = "ROUGHY_TERMINATION_LOG"
 ENV_OUTPUT_UPLOAD = "ROUGHY_OUTPUT_UPLOAD"  # a presigned multipart upload (JSON), for big outputs
+ENV_CHUNK_URLS = "ROUGHY_CHUNK_URLS"  # chunk: PUT URLs by index; join: GET URLs in order (JSON lists)
+ENV_CHUNK_INDEX = "JOB_COMPLETION_INDEX"  # what Kubernetes sets in each pod of an Indexed Job
+CHUNK_CONTENT_TYPE = "video/quicktime"
 ENV_SOURCE = "ROUGHY_SOURCE_URL"  # extract-audio's and silence's source (a Job passes it so)
 AUDIO_CONTENT_TYPE = "audio/x-matroska"  # what extract-audio writes
 TERMINATION_MESSAGE_LIMIT = 4096  # what the kubelet keeps of a termination message
@@ -98,7 +108,7 @@ class Terminated(BaseException):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command == "render" and args.encoder not in ENCODERS:  # from $ROUGHY_ENCODER
+    if args.command in ("render", "chunk") and args.encoder not in ENCODERS:  # from $ROUGHY_ENCODER
         parser.error(f"{ENV_ENCODER}={args.encoder!r} is not one of {', '.join(ENCODERS)}")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -188,6 +198,33 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_cmd_render)
 
+    p = sub.add_parser("chunk", help="encode one chunk of a chunked plan (a pod of an Indexed Job)")
+    p.add_argument("--plan", help=f"plan JSON file ('-' for stdin); default: the JSON in ${ENV_PLAN}")
+    p.add_argument("--video", default=_env(ENV_VIDEO), help=f"video source path or URL (default: ${ENV_VIDEO})")
+    p.add_argument(
+        "--index", type=int, default=_env(ENV_CHUNK_INDEX), help=f"the chunk, from 0 (default: ${ENV_CHUNK_INDEX})"
+    )
+    p.add_argument("--output", required=True, help="the chunk's file (written atomically)")
+    p.add_argument("--time-limit", type=float, help="seconds (default: scaled to the plan)")
+    p.add_argument(
+        "--upload-to", metavar="URL", help=f"PUT the chunk here (default: its entry in ${ENV_CHUNK_URLS}, if set)"
+    )
+    p.add_argument("--encoder", choices=ENCODERS, default=_env(ENV_ENCODER) or LIBX264, help="video encoder")
+    p.set_defaults(handler=_cmd_chunk)
+
+    p = sub.add_parser("join", help="join the chunks of a chunked plan into the render")
+    p.add_argument("--plan", help=f"plan JSON file ('-' for stdin); default: the JSON in ${ENV_PLAN}")
+    p.add_argument("--video", default=_env(ENV_VIDEO), help=f"video source path or URL (default: ${ENV_VIDEO})")
+    p.add_argument("--audio", default=_env(ENV_AUDIO), help=f"audio source path or URL (default: ${ENV_AUDIO})")
+    p.add_argument(
+        "--chunk", action="append", help=f"a chunk's path or URL, in order (default: the list in ${ENV_CHUNK_URLS})"
+    )
+    p.add_argument("--output", required=True, help="output path (written atomically)")
+    p.add_argument("--time-limit", type=float, help="seconds (default: scaled to the plan)")
+    p.add_argument("--upload-to", metavar="URL", default=_env(ENV_OUTPUT_URL), help="as for render")
+    p.add_argument("--content-type", default=_env(ENV_CONTENT_TYPE), help="as for render")
+    p.set_defaults(handler=_cmd_join)
+
     p = sub.add_parser("probe", help="describe a media file")
     p.add_argument("src")
     p.set_defaults(handler=_cmd_probe)
@@ -244,6 +281,13 @@ def _cmd_render(args: argparse.Namespace) -> None:
         encoder=encoder or LIBX264,
         parallel=max(1, args.parallel),
     )
+    _store_output(args, plan)
+    reporter.finish()
+    _emit({"result": result.to_json()})
+
+
+def _store_output(args: argparse.Namespace, plan: EncodePlan) -> None:
+    """PUT the finished output where `--upload-to` or `$ROUGHY_OUTPUT_UPLOAD` says, if anywhere."""
     multipart = _env(ENV_OUTPUT_UPLOAD)
     if args.upload_to or multipart:
         content_type = args.content_type or plan.format.mime_type
@@ -254,8 +298,73 @@ def _cmd_render(args: argparse.Namespace) -> None:
                 upload_to_target(args.output, _upload_target(multipart), content_type)
         finally:
             Path(args.output).unlink(missing_ok=True)  # uploaded, or a retry renders it again
+
+
+def _cmd_chunk(args: argparse.Namespace) -> None:
+    exit_with_parent()
+    plan = _load_plan(args.plan)
+    if args.index is None:
+        raise PlanError(f"no chunk index: give --index or set {ENV_CHUNK_INDEX}")
+    url = args.upload_to
+    if url is None and _env(ENV_CHUNK_URLS):
+        urls = _chunk_urls()
+        if not 0 <= args.index < len(urls):
+            raise PlanError(f"{ENV_CHUNK_URLS} has no URL for chunk {args.index}")
+        url = urls[args.index]
+    encoder = choose_video_encoder(args.encoder)
+    _emit({"encoder": encoder})
+    reporter = ProgressReporter(_emit)
+    size = render_chunk(
+        plan, args.index, video_src=args.video, output=args.output, on_progress=reporter,
+        time_limit=args.time_limit, encoder=encoder,
+    )  # fmt: skip
+    if url:
+        try:
+            upload(args.output, url, CHUNK_CONTENT_TYPE)
+        finally:
+            Path(args.output).unlink(missing_ok=True)
+    reporter.finish()
+    _emit({"result": {"chunk": args.index, "size_bytes": size}})
+
+
+def _cmd_join(args: argparse.Namespace) -> None:
+    exit_with_parent()
+    plan = _load_plan(args.plan)
+    sources = list(args.chunk or []) or _chunk_urls()
+    reporter = ProgressReporter(_emit)
+    scratch = Path(args.output).parent
+    scratch.mkdir(parents=True, exist_ok=True)
+    fetched: list[Path] = []
+    try:
+        parts: list[str] = []
+        for index, source in enumerate(sources):
+            if source.lower().startswith(("http://", "https://")):
+                local = scratch / f".chunk-{index:04d}.mov"
+                fetched.append(local)
+                download(source, str(local))
+                parts.append(str(local))
+            else:
+                parts.append(source)
+        result = join_chunks(
+            plan, parts, video_src=args.video, audio_src=args.audio, output=args.output,
+            on_progress=reporter, time_limit=args.time_limit,
+        )  # fmt: skip
+    finally:
+        for local in fetched:
+            local.unlink(missing_ok=True)
+    _store_output(args, plan)
     reporter.finish()
     _emit({"result": result.to_json()})
+
+
+def _chunk_urls() -> list[str]:
+    try:
+        urls = json.loads(_env(ENV_CHUNK_URLS) or "")
+    except ValueError:
+        urls = None
+    if not isinstance(urls, list) or not urls or not all(isinstance(url, str) for url in urls):
+        raise PlanError(f"{ENV_CHUNK_URLS} is not a JSON list of URLs")
+    return urls
 
 
 def _upload_target(text: str | None) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from roughy.encoder.ffmpeg_args import (
     BATCH_SEGMENTS,
     LIBX264,
     Cut,
+    PlanError,
     batches,
     build_batch_args,
     build_chunk_args,
@@ -67,6 +68,71 @@ def render(
         produced = _render_to(plan, video_src, audio_src, output, on_progress, deadline, encoder, parallel)
     except EncodeTimeout:
         raise EncodeTimeout(f"the render did not finish within its time limit of {limit:g} s") from None
+    return _result(plan, produced, output)
+
+
+def render_chunk(
+    plan: EncodePlan,
+    index: int,
+    *,
+    video_src: str | None,
+    output: str,
+    on_progress: ProgressCallback | None = None,
+    time_limit: float | None = None,
+    encoder: str = LIBX264,
+) -> int:
+    """Chunk `index` of a chunked plan: its video alone into `output` (a MOV, moved into place
+    once whole), for `join_chunks` to copy. One pod of a Kubernetes render's Indexed Job runs
+    this. Returns the chunk's size in bytes."""
+    chunks = _chunks_of(plan)
+    if not 0 <= index < len(chunks):
+        raise PlanError(f"chunk {index} does not exist: the plan has {len(chunks)} chunks (0 to {len(chunks) - 1})")
+    limit = plan.time_limit() if time_limit is None else time_limit
+    deadline = time.monotonic() + limit
+    try:
+        with _temp_beside(output) as temp:
+            _encode_chunk(plan, chunks[index], video_src, temp, on_progress, deadline, encoder)
+            os.replace(temp, output)
+    except EncodeTimeout:
+        raise EncodeTimeout(f"chunk {index} did not finish within its time limit of {limit:g} s") from None
+    return os.path.getsize(output)
+
+
+def join_chunks(
+    plan: EncodePlan,
+    parts: Sequence[str],
+    *,
+    video_src: str | None,
+    audio_src: str | None,
+    output: str,
+    on_progress: ProgressCallback | None = None,
+    time_limit: float | None = None,
+) -> RenderResult:
+    """The render of a chunked plan from its chunks' files (`render_chunk`, in chunk order):
+    their video copied end to end, the audio encoded once over the whole timeline."""
+    chunks = _chunks_of(plan)
+    if len(parts) != len(chunks):
+        raise PlanError(f"the plan has {len(chunks)} chunks, {len(parts)} were given to join")
+    limit = plan.time_limit() if time_limit is None else time_limit
+    deadline = time.monotonic() + limit
+    try:
+        with _temp_beside(output) as temp:
+            _join_chunks(plan, chunks, [str(p) for p in parts], video_src, audio_src, temp, on_progress, deadline)
+            produced = _probe_output(temp)
+            os.replace(temp, output)
+    except EncodeTimeout:
+        raise EncodeTimeout(f"the join did not finish within its time limit of {limit:g} s") from None
+    return _result(plan, produced, output)
+
+
+def _chunks_of(plan: EncodePlan) -> list[Cut]:
+    chunks = plan_chunks(plan)
+    if chunks is None:
+        raise PlanError("the plan is not chunked")
+    return chunks
+
+
+def _result(plan: EncodePlan, produced: MediaInfo, output: str) -> RenderResult:
     return RenderResult(
         format=plan.format,
         width=produced.video.width if produced.video else None,
@@ -192,9 +258,7 @@ def _render_chunked(
         ]
 
         def encode(index: int) -> None:
-            argv = build_chunk_args(plan, chunks[index], video_src=video_src, output=str(parts[index]),
-                                    ffmpeg=ffmpeg_path(), encoder=encoder)  # fmt: skip
-            _run(argv, chunks[index].length, deadline, chunk_progress(index))
+            _encode_chunk(plan, chunks[index], video_src, parts[index], chunk_progress(index), deadline, encoder)
 
         with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="chunk") as pool:
             futures = [pool.submit(encode, i) for i in range(len(chunks))]
@@ -206,12 +270,42 @@ def _render_chunked(
                     future.cancel()
                 runner.kill_all()
                 raise
-        concat_list = stack.enter_context(_temp_beside(str(temp.with_suffix(".ffconcat")), tag="list"))
-        concat_list.write_text(ffconcat_text([(str(p), c.length) for p, c in zip(parts, chunks, strict=True)]),
+        joined = _scaled(on_progress, 1.0, 0.0, join=True)
+        _join_chunks(plan, chunks, [str(p) for p in parts], video_src, audio_src, temp, joined, deadline)
+
+
+def _encode_chunk(
+    plan: EncodePlan,
+    chunk: Cut,
+    video_src: str | None,
+    output: Path,
+    on_progress: ProgressCallback | None,
+    deadline: float,
+    encoder: str,
+) -> None:
+    argv = build_chunk_args(plan, chunk, video_src=video_src, output=str(output), ffmpeg=ffmpeg_path(),
+                            encoder=encoder)  # fmt: skip
+    _run(argv, chunk.length, deadline, on_progress)
+
+
+def _join_chunks(
+    plan: EncodePlan,
+    chunks: list[Cut],
+    parts: list[str],
+    video_src: str | None,
+    audio_src: str | None,
+    output: Path,
+    on_progress: ProgressCallback | None,
+    deadline: float,
+) -> None:
+    """One ffmpeg: the chunks' video copied end to end (an ffconcat list with each chunk's exact
+    length), the audio from its source."""
+    with _temp_beside(str(output.with_suffix(".ffconcat")), tag="list") as concat_list:
+        concat_list.write_text(ffconcat_text([(p, c.length) for p, c in zip(parts, chunks, strict=True)]),
                                encoding="utf-8")  # fmt: skip
         argv = build_chunk_join_args(plan, concat_list=str(concat_list), video_src=video_src, audio_src=audio_src,
-                                     output=str(temp), ffmpeg=ffmpeg_path())  # fmt: skip
-        _run(argv, total, deadline, _scaled(on_progress, 1.0, 0.0, join=True))
+                                     output=str(output), ffmpeg=ffmpeg_path())  # fmt: skip
+        _run(argv, sum(c.length for c in chunks), deadline, on_progress)
 
 
 def _scaled(

@@ -1,4 +1,5 @@
-"""PUT a finished output to a (presigned) URL: how a Kubernetes Job hands its render back.
+"""PUT a finished output to a (presigned) URL: how a Kubernetes Job hands its render back; and
+GET an intermediate (a chunk of a chunked render) back for the join (`download`).
 
 `upload_to_target` also takes a presigned multipart upload (outputs over S3's 5 GiB single-PUT
 limit, or over the storage's multipart threshold): the parts are PUT in turn, then completed.
@@ -39,6 +40,30 @@ def upload(path: str, url: str, content_type: str, *, timeout: float = TIMEOUT) 
     if not url.lower().startswith(("http://", "https://")):
         raise EncodeFailed(f"cannot upload to {_safe(url)}: not an http(s) URL")
     _with_retries(functools.partial(_put, path, url, content_type, timeout), f"uploading the output to {_safe(url)}")
+
+
+def download(url: str, path: str, *, timeout: float = TIMEOUT) -> int:
+    """GET `url` into the file at `path` (replaced whole, never left half-written); the size.
+    Retried like an upload; EncodeFailed when it cannot be read."""
+    if not url.lower().startswith(("http://", "https://")):
+        raise EncodeFailed(f"cannot download {_safe(url)}: not an http(s) URL")
+    return _with_retries(functools.partial(_get, url, path, timeout), f"downloading {_safe(url)}")
+
+
+def _get(url: str, path: str, timeout: float) -> int:
+    request = urllib.request.Request(url, method="GET")  # noqa: S310 - the scheme is checked above
+    temp = f"{path}.download"
+    size = 0
+    try:
+        with _answer(request, url, timeout, "downloading") as response, open(temp, "wb") as out:
+            while block := response.read(1 << 20):
+                out.write(block)
+                size += len(block)
+        os.replace(temp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+    return size
 
 
 class _Retryable(Exception):
@@ -197,7 +222,9 @@ class _Window(io.RawIOBase):
 
 
 @contextlib.contextmanager
-def _answer(request: urllib.request.Request, url: str, timeout: float) -> Iterator[Any]:
+def _answer(
+    request: urllib.request.Request, url: str, timeout: float, what: str = "uploading the output to"
+) -> Iterator[Any]:
     """The response of `request`; 5xx, 408, 429 and network errors are retryable."""
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
@@ -206,7 +233,7 @@ def _answer(request: urllib.request.Request, url: str, timeout: float) -> Iterat
         reason = f"HTTP {exc.code} {exc.reason}"
         if exc.code >= 500 or exc.code in (408, 429):
             raise _Retryable(reason) from None
-        raise EncodeFailed(f"uploading the output to {_safe(url)} failed: {reason}") from None
+        raise EncodeFailed(f"{what} {_safe(url)} failed: {reason}") from None
     except OSError as exc:
         raise _Retryable(_os_reason(exc)) from None
 

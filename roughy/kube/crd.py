@@ -31,6 +31,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from roughy.core.chunks import MAX_CHUNKS
 from roughy.core.models import Format, RenderResult, RenderState, Resolution
 from roughy.core.plan import EncodePlan
 
@@ -115,7 +116,10 @@ class PlanSpec(ResourceModel):
     )
     separate_audio: bool = Field(default=False, description="Audio comes from a separate source (a client audio part).")
     chunks: list[SegmentSpec] | None = Field(
-        default=None, min_length=2, description="A long render's chunks, encoded apart and joined; absent: one encode."
+        default=None,
+        min_length=2,
+        max_length=MAX_CHUNKS,
+        description="A long render's chunks, encoded apart and joined; absent: one encode.",
     )
     video_demuxer: str | None = Field(
         default=None,

@@ -40,6 +40,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -113,6 +114,9 @@ class JobSettings(BaseModel):
     termination_grace_seconds: int = Field(
         default=30, ge=1, description="The encoder kills ffmpeg and cleans up on SIGTERM."
     )
+    chunk_parallelism: int = Field(
+        default=8, ge=1, le=100, description="Pods of one chunked render's Indexed Job that run at once."
+    )
     run_as_user: int = Field(default=10001, ge=1, description="UID and GID of the encoder (the image's user).")
     scratch_min_mib: int = Field(default=512, ge=64, description="Smallest /tmp emptyDir, MiB.")
     pod_annotations: dict[str, str] = Field(
@@ -151,6 +155,7 @@ class PresignedUrls:
     output_upload: dict[str, Any] | None = None  # a presigned multipart upload (S3Storage.output_upload)
     video: str | None = None
     audio: str | None = None
+    chunks: tuple[str, ...] = ()  # a chunked plan's join: GETs of the chunks, in order
 
 
 def build_job(render: dict[str, Any], settings: JobSettings, urls: PresignedUrls) -> dict[str, Any]:
@@ -171,9 +176,16 @@ def build_job(render: dict[str, Any], settings: JobSettings, urls: PresignedUrls
     }
     if render["metadata"].get("namespace"):
         metadata["namespace"] = render["metadata"]["namespace"]
+    if plan.chunks:  # the chunks were encoded by the Indexed Job (`build_chunk_job`): join them
+        labels[LABEL_STEP] = "join"
+        pod = pod_spec(plan, None, settings, join_container(plan, urls, settings, join_scratch_mib(plan, settings)))
+    else:
+        encoder = video_encoder(spec, settings)
+        scratch = scratch_mib(plan, settings)
+        pod = pod_spec(plan, encoder, settings, container(plan, encoder, urls, settings, scratch))
     template = {
         "metadata": {"labels": dict(labels), "annotations": dict(settings.pod_annotations)},
-        "spec": pod_spec(plan, video_encoder(spec, settings), urls, settings),
+        "spec": pod,
     }
     job_spec = {
         "backoffLimit": settings.backoff_limit,
@@ -264,19 +276,19 @@ def pod_failure_policy() -> dict[str, Any]:
 
 
 def pod_spec(
-    plan: EncodePlan, encoder: VideoEncoder | None, urls: PresignedUrls, settings: JobSettings
+    plan: EncodePlan, encoder: VideoEncoder | None, settings: JobSettings, main: dict[str, Any]
 ) -> dict[str, Any]:
-    """The pod: one encoder container, no API token (it needs none), the pool's placement."""
+    """The pod: one encoder container (`main`), no API token (it needs none), the pool's placement."""
     gpu = encoder is VideoEncoder.H264_NVENC
-    scratch = scratch_mib(plan, settings)
+    scratch = main["resources"]["requests"]["ephemeral-storage"]
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": settings.termination_grace_seconds,
         "securityContext": pod_security_context(settings),
-        "containers": [container(plan, encoder, urls, settings, scratch)],
-        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": f"{scratch}Mi"}}],
+        "containers": [main],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": scratch}}],
     }
     spec.update(_placement(gpu, settings))
     optional = {
@@ -295,19 +307,9 @@ def container(
     """`roughy-encode render` as an argument list (never a shell string); the plan and the
     presigned URLs travel as environment variables, which keeps them out of `ps` output."""
     output = f"{SCRATCH_DIR}/output.{plan.format.extension}"
-    return {
-        "name": CONTAINER,
-        "image": settings.image,
-        "imagePullPolicy": settings.image_pull_policy,
-        "command": ["roughy-encode"],
-        "args": ["render", "--output", output, "--time-limit", str(encode_time_limit(plan, settings))],
-        "env": encoder_env(plan, encoder, urls),
-        "resources": resources(encoder is VideoEncoder.H264_NVENC, scratch, settings),
-        "securityContext": container_security_context(),
-        "volumeMounts": [{"name": "tmp", "mountPath": SCRATCH_DIR}],
-        "terminationMessagePath": TERMINATION_LOG,
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-    }
+    args = ["render", "--output", output, "--time-limit", str(encode_time_limit(plan, settings))]
+    env = {item["name"]: item["value"] for item in encoder_env(plan, encoder, urls)}
+    return _encoder_container(args, env, resources(encoder is VideoEncoder.H264_NVENC, scratch, settings), settings)
 
 
 def encoder_env(plan: EncodePlan, encoder: VideoEncoder | None, urls: PresignedUrls) -> list[dict[str, str]]:
@@ -328,6 +330,153 @@ def encoder_env(plan: EncodePlan, encoder: VideoEncoder | None, urls: PresignedU
         "HOME": SCRATCH_DIR,  # the root filesystem is read-only
     }
     return [{"name": name, "value": value} for name, value in values.items() if value is not None]
+
+
+# --- chunked renders: an Indexed Job encodes the chunks, then the render's Job joins them ---------
+
+#: The label that tells a chunked render's two Jobs apart (`chunks`, `join`).
+LABEL_STEP = "roughy.ai/step"
+CHUNK_OUTPUT = f"{SCRATCH_DIR}/chunk.mov"
+#: Bytes of ROUGHY_CHUNK_URLS (one environment string: Linux caps one at 128 KiB).
+CHUNK_URLS_BUDGET = 96 * 1024
+
+
+def chunk_job_name(render_name: str) -> str:
+    """The Indexed Job of a chunked render: the Render's name plus `-chunks` (49 characters)."""
+    return f"{render_name}-chunks"
+
+
+def chunk_prefix(output_key: str) -> str:
+    """Where a chunked render's chunks are stored: beside its output, under the render's prefix
+    (so a failed or cancelled render's cleanup removes them with the rest)."""
+    directory, _, _ = output_key.rpartition("/")
+    return f"{directory}/chunks/" if directory else "chunks/"
+
+
+def chunk_keys(output_key: str, count: int) -> list[str]:
+    return [f"{chunk_prefix(output_key)}{index:04d}.mov" for index in range(count)]
+
+
+def chunk_time_limit(plan: EncodePlan, settings: JobSettings) -> int:
+    """The encoder's limit for one attempt at one chunk: scaled to the longest chunk."""
+    longest = max(chunk.end - chunk.start for chunk in plan.chunks or ())
+    return math.ceil(settings.time_limit_base + settings.time_limit_per_second * longest)
+
+
+def chunk_parallelism(plan: EncodePlan, settings: JobSettings) -> int:
+    return max(1, min(len(plan.chunks or ()), settings.chunk_parallelism))
+
+
+def build_chunk_job(
+    render: dict[str, Any], settings: JobSettings, *, video_url: str, chunk_urls: tuple[str, ...]
+) -> dict[str, Any]:
+    """The Indexed Job that encodes a chunked render's chunks, one pod per chunk (at most
+    `settings.chunk_parallelism` at once): each runs `roughy-encode chunk` with the index
+    Kubernetes gives it (`JOB_COMPLETION_INDEX`) and PUTs its chunk to the URL of that index.
+
+    Retries are per chunk (`backoffLimitPerIndex`), and the first chunk that fails for good
+    fails the Job (`maxFailedIndexes: 0`): the render cannot succeed without it, so the other
+    pods are stopped rather than left to run. Raises ValueError as `build_job` does.
+    """
+    name = render["metadata"]["name"]
+    spec = RenderSpec.model_validate(render["spec"])
+    plan = spec.plan.to_plan()
+    if not plan.chunks or plan.video is None:
+        raise ValueError("only a chunked video plan has a chunk Job")
+    if len(chunk_urls) != len(plan.chunks):
+        raise ValueError(f"{len(plan.chunks)} chunks but {len(chunk_urls)} chunk URLs")
+    urls_text = json.dumps(list(chunk_urls), separators=(",", ":"))
+    if len(urls_text.encode()) > CHUNK_URLS_BUDGET:
+        raise ValueError("the chunks' upload URLs do not fit in the encoder's environment")
+    labels = job_labels(spec, settings) | {LABEL_STEP: "chunks"}
+    encoder = video_encoder(spec, settings)
+    limit = chunk_time_limit(plan, settings)
+    scratch = chunk_scratch_mib(plan, settings)
+    env = {
+        "ROUGHY_PLAN": json.dumps(plan.to_json(), separators=(",", ":"), sort_keys=True),
+        "ROUGHY_VIDEO_URL": video_url,
+        "ROUGHY_CHUNK_URLS": urls_text,
+        "ROUGHY_ENCODER": encoder.value if encoder else None,
+        "NVIDIA_DRIVER_CAPABILITIES": NVIDIA_DRIVER_CAPABILITIES if encoder is VideoEncoder.H264_NVENC else None,
+        "ROUGHY_TERMINATION_LOG": TERMINATION_LOG,
+        "HOME": SCRATCH_DIR,
+    }
+    main = _encoder_container(
+        ["chunk", "--output", CHUNK_OUTPUT, "--time-limit", str(limit)], env,
+        resources(encoder is VideoEncoder.H264_NVENC, scratch, settings), settings,
+    )  # fmt: skip
+    metadata: dict[str, Any] = {
+        "name": chunk_job_name(name),
+        "labels": labels,
+        "ownerReferences": [owner_reference(render)],
+    }
+    if render["metadata"].get("namespace"):
+        metadata["namespace"] = render["metadata"]["namespace"]
+    parallelism = chunk_parallelism(plan, settings)
+    waves = math.ceil(len(plan.chunks) / parallelism)
+    job_spec = {
+        "completionMode": "Indexed",
+        "completions": len(plan.chunks),
+        "parallelism": parallelism,
+        "backoffLimitPerIndex": settings.backoff_limit,
+        "maxFailedIndexes": 0,
+        "activeDeadlineSeconds": math.ceil(limit * settings.deadline_factor) * waves + settings.startup_seconds,
+        "ttlSecondsAfterFinished": settings.ttl_seconds_after_finished,
+        "podFailurePolicy": pod_failure_policy(),
+        "template": {
+            "metadata": {"labels": dict(labels), "annotations": dict(settings.pod_annotations)},
+            "spec": pod_spec(plan, encoder, settings, main),
+        },
+    }
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
+
+
+def chunk_scratch_mib(plan: EncodePlan, settings: JobSettings) -> int:
+    """/tmp of a chunk's pod: the longest chunk at the video's rate, with the usual margin."""
+    assert plan.video is not None
+    longest = max(chunk.end - chunk.start for chunk in plan.chunks or ())
+    megabytes = longest * plan.video.bitrate_kbps * SCRATCH_MARGIN * 1000 / 8 / 2**20
+    return settings.scratch_min_mib + math.ceil(megabytes)
+
+
+def join_scratch_mib(plan: EncodePlan, settings: JobSettings) -> int:
+    """/tmp of the join: every chunk (downloaded) and the output beside them."""
+    video = plan.video.bitrate_kbps if plan.video else 0
+    kbps = 2 * video + (plan.audio.bitrate_kbps if plan.audio else 0)
+    return settings.scratch_min_mib + math.ceil(plan.duration * kbps * SCRATCH_MARGIN * 1000 / 8 / 2**20)
+
+
+def join_container(plan: EncodePlan, urls: PresignedUrls, settings: JobSettings, scratch: int) -> dict[str, Any]:
+    """`roughy-encode join`: the chunks' GET URLs in `ROUGHY_CHUNK_URLS`, the rest as `render`'s."""
+    if len(urls.chunks) != len(plan.chunks or ()):
+        raise ValueError(f"{len(plan.chunks or ())} chunks but {len(urls.chunks)} chunk URLs")
+    urls_text = json.dumps(list(urls.chunks), separators=(",", ":"))
+    if len(urls_text.encode()) > CHUNK_URLS_BUDGET:
+        raise ValueError("the chunks' URLs do not fit in the encoder's environment")
+    env = [item for item in encoder_env(plan, None, urls) if item["name"] != "ROUGHY_VIDEO_URL" or plan.audio]
+    env.append({"name": "ROUGHY_CHUNK_URLS", "value": urls_text})
+    output = f"{SCRATCH_DIR}/output.{plan.format.extension}"
+    args = ["join", "--output", output, "--time-limit", str(encode_time_limit(plan, settings))]
+    return _encoder_container(args, {item["name"]: item["value"] for item in env},
+                              resources(False, scratch, settings), settings)  # fmt: skip
+
+
+def _encoder_container(
+    args: list[str], env: Mapping[str, str | None], resources_: dict[str, Any], settings: JobSettings
+) -> dict[str, Any]:
+    return {
+        "name": CONTAINER,
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["roughy-encode"],
+        "args": args,
+        "env": [{"name": name, "value": value} for name, value in env.items() if value is not None],
+        "resources": resources_,
+        "securityContext": container_security_context(),
+        "volumeMounts": [{"name": "tmp", "mountPath": SCRATCH_DIR}],
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
 
 
 def resources(gpu: bool, scratch: int, settings: JobSettings) -> dict[str, Any]:

@@ -13,18 +13,25 @@ Rules:
 - progress only moves forward and is 1.0 exactly when completed;
 - the move into a terminal state happens once, with one `record` action, which writes the
   database row and its outbox event in one transaction.
+
+A chunked render (`chunks` observed: its plan has chunks) has two Jobs: first the Indexed Job
+of its chunks (`create_chunk_job`), then, once every chunk succeeded, the render's own Job,
+which joins them (`create_job`). Its progress is the share of chunks done, up to
+CHUNK_SHARE, then the join's. A chunk that fails for good fails the render; the join is
+observed exactly as a single Job is.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from roughy.encoder.protocol import EXIT_CODES
 
 TERMINAL = ("completed", "failed")
-
+#: The share of a chunked render's progress that its chunks take; the join has the rest.
+CHUNK_SHARE = 0.95
 
 
 @dataclass(frozen=True)
@@ -41,21 +48,34 @@ class JobObservation:
     encoder: str | None = None  # the encoder's `encoder` line
     progress: float | None = None  # the encoder's last progress line
     started: bool = True  # a pod of the Job has started (Running, or already finished)
+    completions: int = 1  # pods that must succeed (an Indexed Job: its chunks)
 
 
 @dataclass(frozen=True)
 class Decision:
     status: dict[str, Any]
-    actions: tuple[str, ...] = field(default_factory=tuple)  # "create_job", "record"
+    actions: tuple[str, ...] = field(default_factory=tuple)  # "create_chunk_job", "create_job", "record"
 
 
-def decide(status: dict[str, Any] | None, generation: int, job: JobObservation, now: datetime) -> Decision:
+def decide(
+    status: dict[str, Any] | None,
+    generation: int,
+    job: JobObservation,
+    now: datetime,
+    chunks: JobObservation | None = None,
+) -> Decision:
+    """`job`: the render's own Job (the join, for a chunked render); `chunks`: the Indexed Job
+    of a chunked render's chunks, None for a render that is not chunked."""
     current = dict(status or {})
     state = current.get("state", "pending")
     if state in TERMINAL:
         return Decision(current)
     stamp = now.isoformat().replace("+00:00", "Z")
     new = current | {"observedGeneration": generation}
+    if not job.exists and chunks is not None:
+        return _decide_chunks(current, new, chunks, stamp)
+    if chunks is not None and job.progress is not None:  # the join's own progress, after the chunks'
+        job = replace(job, progress=CHUNK_SHARE + (1 - CHUNK_SHARE) * job.progress)
     if not job.exists:
         new |= {"state": "pending", "progress": float(current.get("progress", 0.0))}
         return Decision(
@@ -74,6 +94,33 @@ def decide(status: dict[str, Any] | None, generation: int, job: JobObservation, 
     new |= {"state": "running", "progress": _forward(current.get("progress"), job.progress)}
     new.setdefault("startedAt", stamp)
     return Decision(_with_condition(new, "Running", "True", "Encoding", "the encode is running", stamp))
+
+
+def _decide_chunks(current: dict[str, Any], new: dict[str, Any], chunks: JobObservation, stamp: str) -> Decision:
+    """Before the join: the chunks' Job is created, runs, fails the render, or is done."""
+    state = current.get("state", "pending")
+    if not chunks.exists:
+        new |= {"state": "pending", "progress": float(current.get("progress", 0.0))}
+        message = "creating the Job of the render's chunks"
+        return Decision(_with_condition(new, "Running", "False", "JobPending", message, stamp), ("create_chunk_job",))
+    if chunks.encoder:
+        new["encoder"] = chunks.encoder
+    if chunks.failed_reason is not None:
+        return _finish_failed(new, _failure(chunks), stamp)
+    if chunks.complete or chunks.succeeded >= chunks.completions:
+        new |= {"state": "running", "progress": _forward(current.get("progress"), CHUNK_SHARE)}
+        new.setdefault("startedAt", stamp)
+        message = "every chunk is encoded: joining them"
+        return Decision(_with_condition(new, "Running", "True", "Joining", message, stamp), ("create_job",))
+    if not chunks.started and state != "running":
+        new |= {"state": "pending", "progress": float(current.get("progress", 0.0))}
+        message = "waiting for the chunks' pods to start (scheduling, image pull)"
+        return Decision(_with_condition(new, "Running", "False", "PodPending", message, stamp))
+    done = CHUNK_SHARE * chunks.succeeded / max(1, chunks.completions)
+    new |= {"state": "running", "progress": _forward(current.get("progress"), done)}
+    new.setdefault("startedAt", stamp)
+    message = f"encoding chunks: {chunks.succeeded} of {chunks.completions} done"
+    return Decision(_with_condition(new, "Running", "True", "Encoding", message, stamp))
 
 
 def _finish_completed(new: dict[str, Any], job: JobObservation, stamp: str) -> Decision:

@@ -53,8 +53,21 @@ from roughy.core.models import RenderResult, RenderState
 from roughy.core.ports import Outcome, PresignedStorage
 from roughy.encoder.protocol import Messages
 from roughy.kube import crd
-from roughy.kube.jobs import JobSettings, PresignedUrls, active_deadline_seconds, build_job, job_name
+from roughy.kube.jobs import (
+    JobSettings,
+    PresignedUrls,
+    active_deadline_seconds,
+    build_chunk_job,
+    build_job,
+    chunk_job_name,
+    chunk_keys,
+    chunk_prefix,
+    job_name,
+)
 from roughy.kube.reconcile import JobObservation, decide
+
+#: What a chunked render's chunks are known to be once its join Job exists: done.
+CHUNKS_DONE = JobObservation(exists=True, complete=True)
 
 if TYPE_CHECKING:  # the client's models come through the adapter; only their types are named here
     from kubernetes import client as k8s
@@ -118,11 +131,22 @@ class Controller:
             return status
         video = bool((spec.get("plan") or {}).get("video"))
         observation = self.observe(namespace, job_name(name), status, video=video)
-        decision = decide(status, int(meta.get("generation") or 1), observation, self.clock())
+        chunks = None
+        if (spec.get("plan") or {}).get("chunks"):  # a chunked render: the chunks' Job comes first
+            # Once the join exists the chunks are done: no need to read their Job again.
+            chunks = CHUNKS_DONE if observation.exists else self.observe(namespace, chunk_job_name(name), status,
+                                                                          chunks=True)  # fmt: skip
+        decision = decide(status, int(meta.get("generation") or 1), observation, self.clock(), chunks)
         new = dict(decision.status)
+        if "create_chunk_job" in decision.actions:
+            new |= self._create_chunk_job(render, new)
         if "create_job" in decision.actions:
             new |= self._create_job(render, new)
         if "record" in decision.actions:
+            if chunks is not None and new.get("state") == RenderState.COMPLETED.value:
+                # Joined: the chunks are spent. Removed before the render is seen completed, so
+                # that a completed render has nothing but its output (a failed one: nothing).
+                self.storage.delete_prefix(chunk_prefix(spec["outputKey"]))
             self._record(render_id, new)
         if new.get("state") == RenderState.RUNNING.value and new.get("progress"):
             self.renders.progress(render_id, float(new["progress"]))
@@ -131,8 +155,12 @@ class Controller:
             self._announce(render, status, new)
         return new
 
-    def observe(self, namespace: str, job: str, status: dict[str, Any], *, video: bool = True) -> JobObservation:
-        """What the Job and its pods say: counts, conditions, the outcome, progress."""
+    def observe(
+        self, namespace: str, job: str, status: dict[str, Any], *, video: bool = True, chunks: bool = False
+    ) -> JobObservation:
+        """What the Job and its pods say: counts, conditions, the outcome, progress. `chunks`:
+        the Indexed Job of a chunked render, whose progress is its count of chunks done (no pod
+        log is read) and whose outcome is that of the newest pod that failed, else the newest."""
         found = self._read_job(namespace, job)
         if found is None:
             return JobObservation(exists=False)
@@ -141,10 +169,13 @@ class Controller:
         failed = conditions.get("Failed")
         pods = job_pods(self.api, namespace, found)
         outcome, exit_code, _ = last_outcome(pods)
+        if chunks:
+            errors = [(o, code) for o, code, _ in map(last_outcome, ([p] for p in pods)) if "error" in o]
+            outcome, exit_code = errors[-1] if errors else (outcome, exit_code)
         progress, encoder = None, outcome.get("encoder")
         running = [p for p in pods if p.status and p.status.phase == "Running"]
         started = bool(running) or any(p.status and p.status.phase in ("Succeeded", "Failed") for p in pods)
-        if running and not conditions:
+        if running and not conditions and not chunks:
             progress, logged_encoder = self._read_progress(namespace, running[-1].metadata.name, status, video)
             encoder = encoder or logged_encoder
         result = outcome.get("result")
@@ -161,6 +192,7 @@ class Controller:
             encoder=encoder if isinstance(encoder, str) else None,
             progress=progress,
             started=started,
+            completions=(found.spec.completions if found.spec else None) or 1,
         )
 
     def _read_progress(
@@ -190,25 +222,56 @@ class Controller:
                 output_upload=None if single else target,
                 video=self.storage.source_url(sources["video"], ttl=ttl) if sources.get("video") else None,
                 audio=self.storage.source_url(sources["audio"], ttl=ttl) if sources.get("audio") else None,
+                chunks=self._chunk_sources(render, ttl),
             )
             job = build_job(render, self.config.jobs, urls)
         except (ValidationError, ValueError, KeyError) as exc:
             log.error("Render %s: no Job can be built for it: %s", meta["name"], exc)
             return self._fail_now(spec.get("renderId", ""), status, f"the render's Job could not be built: {exc}")
+        created, refused = False, None
         try:
-            self.api.create_job(meta["namespace"], job)
-            log.info("Render %s: created Job %s", meta["name"], job["metadata"]["name"])
-        except KubeError as exc:
-            if not single:  # this Job's upload will not be used: do not leave it open
+            created, refused = self._submit(render, job)
+        finally:
+            if not created and not single:  # this Job's upload will not be used: do not leave it open
                 self.storage.abort_multipart(spec["outputKey"], str(target["upload_id"]))
-            if isinstance(exc, KubeConflict):
-                pass  # created by an earlier attempt: it is running
-            elif isinstance(exc, KubeTemporaryError):
-                raise _retry_later(exc, "the Job cannot be created yet", delay=JOB_RETRY_DELAY) from exc
-            else:
-                log.error("Render %s: the API refused its Job: %s", meta["name"], exc)
-                return self._fail_now(spec.get("renderId", ""), status, f"the encode Job was refused ({exc.reason})")
+        if refused is not None:
+            return self._fail_now(spec.get("renderId", ""), status, f"the encode Job was refused ({refused.reason})")
         return {"jobName": job["metadata"]["name"]}
+
+    def _create_chunk_job(self, render: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+        """Create the Indexed Job of a chunked render's chunks, each pod with a presigned PUT for
+        its chunk; the status fields to add (chunkJobName, or a failure)."""
+        meta, spec = render["metadata"], render["spec"]
+        try:
+            ttl = self._url_ttl(render)
+            plan = crd.RenderSpec.model_validate(spec).plan.to_plan()
+            keys = chunk_keys(spec["outputKey"], len(plan.chunks or ()))
+            urls = tuple(self.storage.output_target(key, ttl=ttl) for key in keys)
+            video = self.storage.source_url(spec["sources"]["video"], ttl=ttl)
+            job = build_chunk_job(render, self.config.jobs, video_url=video, chunk_urls=urls)
+        except (ValidationError, ValueError, KeyError, TypeError) as exc:
+            log.error("Render %s: no chunk Job can be built for it: %s", meta["name"], exc)
+            return self._fail_now(spec.get("renderId", ""), status, f"the render's chunk Job could not be built: {exc}")
+        _, refused = self._submit(render, job)
+        if refused is not None:
+            return self._fail_now(spec.get("renderId", ""), status, f"the chunk Job was refused ({refused.reason})")
+        return {}
+
+    def _submit(self, render: dict[str, Any], job: dict[str, Any]) -> tuple[bool, KubeError | None]:
+        """Create `job`: (True, None) when this call created it, (False, None) when it exists
+        already (an earlier attempt made it: it runs), (False, error) when the API refuses it for
+        good. A temporary error is retried later (kopf.TemporaryError)."""
+        try:
+            self.api.create_job(render["metadata"]["namespace"], job)
+        except KubeConflict:
+            return False, None
+        except KubeTemporaryError as exc:
+            raise _retry_later(exc, "the Job cannot be created yet", delay=JOB_RETRY_DELAY) from exc
+        except KubeError as exc:
+            log.error("Render %s: the API refused Job %s: %s", render["metadata"]["name"], job["metadata"]["name"], exc)
+            return False, exc
+        log.info("Render %s: created Job %s", render["metadata"]["name"], job["metadata"]["name"])
+        return True, None
 
     def _output_target(self, key: str, max_size: int, ttl: int) -> dict[str, Any]:
         """The output's upload: one presigned PUT, or a multipart upload whose part URLs fit in
@@ -228,6 +291,12 @@ class Controller:
             if part_size > MAX_PART_SIZE:
                 break
         raise ValueError("the output's upload URLs do not fit in the encoder's environment")
+
+    def _chunk_sources(self, render: dict[str, Any], ttl: int) -> tuple[str, ...]:
+        """GETs of a chunked render's chunks, for its join (none for a render not chunked)."""
+        plan = crd.RenderSpec.model_validate(render["spec"]).plan.to_plan()
+        keys = chunk_keys(render["spec"]["outputKey"], len(plan.chunks or ()))
+        return tuple(self.storage.source_url(key, ttl=ttl) for key in keys)
 
     def _url_ttl(self, render: dict[str, Any]) -> int:
         """Presigned URLs must outlive every attempt of the Job: its whole deadline, plus a margin
@@ -265,12 +334,17 @@ class Controller:
         """Stop the Job, then settle the render and its outputs. Raises kopf.TemporaryError
         while the Job is still there (kopf calls again; the finalizer holds the Render)."""
         with _temporary_on_api_errors():
-            job = self._read_job(namespace, job_name(name))
-            if job is not None:
+            waiting = []
+            for job_name_ in (job_name(name), chunk_job_name(name)):  # a chunked render has both
+                job = self._read_job(namespace, job_name_)
+                if job is None:
+                    continue
                 if job.metadata.deletion_timestamp is None:
-                    self.api.delete_job(namespace, job_name(name), propagation="Foreground")  # False: gone
-                    log.info("Render %s deleted: stopping Job %s", name, job_name(name))
-                raise kopf.TemporaryError(f"waiting for Job {job_name(name)} to be gone", delay=1)
+                    self.api.delete_job(namespace, job_name_, propagation="Foreground")  # False: gone
+                    log.info("Render %s deleted: stopping Job %s", name, job_name_)
+                waiting.append(job_name_)
+            if waiting:
+                raise kopf.TemporaryError(f"waiting for Job {', '.join(waiting)} to be gone", delay=1)
         spec = body.get("spec") or {}
         meta = body.get("metadata") or {}
         reason = (meta.get("annotations") or {}).get(ANNOTATION_DELETION_REASON)

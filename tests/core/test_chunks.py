@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roughy.core.chunks import Chunking, chunk_segments
+from roughy.core.chunks import MAX_CHUNKS, Chunking, chunk_segments
 from roughy.core.models import Format, OutputSpec, Resolution, Segment, VideoInfo
 from roughy.core.planning import plan_render
 
@@ -26,6 +26,14 @@ def test_a_short_tail_joins_the_chunk_before() -> None:
     assert longer is not None and len(longer) == 6 and longer[-1] == Segment(300.0, 340.0)
 
 
+def test_a_very_long_render_gets_longer_chunks_not_more_of_them() -> None:
+    six_hours = chunk_segments(6 * 3600.0, 29.97, POLICY)
+    assert six_hours is not None and len(six_hours) == MAX_CHUNKS
+    assert all(c.end - c.start == pytest.approx(6 * 3600.0 / MAX_CHUNKS, abs=1.0) for c in six_hours)
+    fewer = chunk_segments(3600.0, 25.0, Chunking(60.0, 300.0, max_chunks=8))
+    assert fewer is not None and len(fewer) == 8 and fewer[0] == Segment(0.0, 450.0)
+
+
 @pytest.mark.parametrize(("duration", "policy"), [(299.0, POLICY), (600.0, None), (100.0, Chunking(60.0, 0.0))])
 def test_short_renders_and_no_policy_are_one_encode(duration: float, policy: Chunking | None) -> None:
     assert chunk_segments(duration, 30.0, policy) is None
@@ -41,6 +49,7 @@ def test_chunks_tile_the_output_on_whole_frames(duration: float, fps: float, sec
     chunks = chunk_segments(duration, fps, Chunking(seconds, 0.0))
     if chunks is None:
         return
+    assert len(chunks) <= MAX_CHUNKS
     assert chunks[0].start == 0.0 and chunks[-1].end == pytest.approx(duration, abs=1e-6)
     for before, after in zip(chunks, chunks[1:], strict=False):
         assert before.end == after.start  # no gap, no overlap

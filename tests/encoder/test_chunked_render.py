@@ -5,8 +5,11 @@ the seams are what is tested, not the length."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -92,3 +95,50 @@ def test_a_failed_chunk_fails_the_render_and_leaves_nothing(tmp_path: Path, sour
     with pytest.raises(EncoderError):
         render(plan, video_src=str(gone), audio_src=None, output=str(work / "out.mp4"), parallel=2)
     assert list(work.iterdir()) == []  # no output, no chunk, no list
+
+
+def encode_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "roughy.encoder", *args]
+    return subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120)
+
+
+def test_chunks_encoded_by_separate_processes_join_into_the_single_render(
+    tmp_path: Path, source: Path, plan_for: PlanFor
+) -> None:
+    """What the pods of a Kubernetes render do: `chunk --index I` per process (the index from
+    $JOB_COMPLETION_INDEX, as an Indexed Job sets it), then one `join`."""
+    plan = plan_for(source, resolution=Resolution.P720, audio_bitrate=128)
+    assert plan.video is not None
+    plan = replace(plan, video=replace(plan.video, bitrate_kbps=1500))
+    single = tmp_path / "single.mp4"
+    render(plan, video_src=str(source), audio_src=None, output=str(single))
+    split = chunked(plan, 4.0)
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(split.to_json()))
+    assert split.chunks is not None
+    parts = []
+    for index in range(len(split.chunks)):
+        part = tmp_path / f"chunk{index}.mov"
+        done = encode_cli("chunk", "--plan", str(plan_file), "--video", str(source), "--output", str(part),
+                          env={"JOB_COMPLETION_INDEX": str(index)})  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        lines = [json.loads(line) for line in done.stdout.splitlines()]
+        assert lines[-1] == {"result": {"chunk": index, "size_bytes": part.stat().st_size}}
+        parts.append(part)
+    out = tmp_path / "joined.mp4"
+    chunk_args = [arg for part in parts for arg in ("--chunk", str(part))]
+    done = encode_cli("join", "--plan", str(plan_file), "--video", str(source), *chunk_args, "--output", str(out))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])["result"]
+    assert result["size_bytes"] == out.stat().st_size and result["width"] == 1280
+    assert packet_times(out, "video") == packet_times(single, "video")
+    assert packet_times(out, "audio") == packet_times(single, "audio")
+    assert min_psnr(out, single) > 35
+
+    missing = encode_cli("chunk", "--plan", str(plan_file), "--video", str(source), "--index", "9",
+                         "--output", str(tmp_path / "x.mov"))  # fmt: skip
+    assert missing.returncode == 2 and "chunk 9 does not exist" in missing.stdout
+    short = encode_cli("join", "--plan", str(plan_file), "--video", str(source), "--chunk", str(parts[0]),
+                       "--output", str(tmp_path / "y.mp4"))  # fmt: skip
+    assert short.returncode == 2 and "were given to join" in short.stdout
+    assert not (tmp_path / "x.mov").exists() and not (tmp_path / "y.mp4").exists()

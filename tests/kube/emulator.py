@@ -27,7 +27,8 @@ DSL (`emulator['list renders'] << 500` still works), discovery and object store
   adds the `foregroundDeletion` finalizer and removes the owner only after its blocking
   dependents (`blockOwnerDeletion: true`) are gone, Orphan strips the owner references. The
   default is Background, except batch/v1 Jobs, whose API default is still Orphan (a Job deleted
-  without a policy leaves its pods: pass Background or Foreground);
+  without a policy leaves its pods: pass Background or Foreground). A dependent created while
+  its owner waits in the foreground (a controller racing the delete) is deleted at once;
 - **list/watch**: `labelSelector` and `fieldSelector`; the list's `metadata.resourceVersion` is
   the current one; a watch from a `resourceVersion` replays the events after it (then streams
   live), one without it starts with ADDED for what exists; objects moving into or out of a
@@ -384,7 +385,19 @@ class KubeEmulator(kmock.KubernetesEmulator):
         self._validate(obj)
         self._forget_log(key)
         await self._store(key, obj, "ADDED", None)
+        if self._owner_deleting_in_foreground(obj):  # a controller that had not seen the delete yet
+            await self._delete(key, "Foreground")
         return kmock.Response(status=201, payload=obj)  # type: ignore[attr-defined]  # exported, not in __all__
+
+    def _owner_deleting_in_foreground(self, obj: dict[str, Any]) -> bool:
+        """An owner of `obj` waits for its dependents (foreground deletion): the GC deletes a
+        dependent that appears meanwhile, as it does one that was there before."""
+        for ref in obj["metadata"].get("ownerReferences") or []:
+            owner_key = self._by_uid(ref.get("uid", ""))
+            owner = self._live(owner_key) if owner_key is not None else None
+            if owner is not None and FOREGROUND in (owner["metadata"].get("finalizers") or []):
+                return True
+        return False
 
     # --- update (PUT, PATCH; main resource or status) ---------------------------------------------
 

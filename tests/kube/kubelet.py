@@ -15,8 +15,8 @@ emulator's log storage (`EmulatorServer.append_log`), which `GET .../pods/NAME/l
 
 What is emulated:
 
-- **Job controller**, for Jobs with one completion and parallelism 1: for a Job that is not
-  finished, not suspended, not being deleted and has no active pod, a pod named
+- **Job controller**: for a Job that is not finished, not suspended and not being deleted,
+  pods up to `parallelism` (default 1) until `completions` (default 1) succeeded, each named
   `<job>-<5 random characters>` (generateName, as the controller does) with the template's
   labels and annotations plus `job-name`, `controller-uid` and their `batch.kubernetes.io/`
   forms, a controller ownerReference to the Job (`blockOwnerDeletion`), the
@@ -31,6 +31,15 @@ What is emulated:
   `PodFailurePolicy`, `BackoffLimitExceeded` (failed pods > `backoffLimit`, default 6) or
   `DeadlineExceeded` (`activeDeadlineSeconds` since `startTime`: the active pods are deleted).
   A failed pod under the limit is replaced by a new pod at once.
+- **Indexed Jobs** (`completionMode: Indexed`): one pod per index not yet succeeded or failed,
+  up to `parallelism` at once, named `<job>-<index>-<5 random characters>`, with the index in
+  the `batch.kubernetes.io/job-completion-index` annotation and label and in the container's
+  `JOB_COMPLETION_INDEX` (set as a plain value: the controller's downward-API reference is not
+  emulated); the Job succeeds when every index has; status `completedIndexes` ("0-2,4").
+  `backoffLimitPerIndex`: an index fails once its pods failed more than that many times (or a
+  `FailIndex` rule matched); `failedIndexes`; more failed indexes than `maxFailedIndexes` fail
+  the Job at once (`MaxFailedIndexesExceeded`, the active pods deleted), else it fails once
+  every index is done (`FailedIndexes`); `backoffLimit` then defaults to 2147483647.
 - **podFailurePolicy**: rules in order, the first match wins; `onExitCodes` (`In`/`NotIn`,
   optional `containerName`, exit code 0 never matches) and `onPodConditions` (type, status,
   default "True"; the pod's conditions as last read from the API, e.g. a `DisruptionTarget`
@@ -73,7 +82,7 @@ once on one node, `fake-node`), images (`image` is recorded, never pulled; a con
 `command` cannot run, as the image's entrypoint is unknown), init and sidecar containers and
 more than one container (only the first runs), `restartPolicy: OnFailure` (taken as Never:
 no restart in place), the retry back-off delay (10 s doubling on a cluster: a retry starts at
-once), `completions`/`parallelism` other than 1, indexed Jobs and `successPolicy`, `suspend`
+once), `successPolicy`, `suspend`
 beyond not starting pods (active pods are not stopped, no `Suspended` condition),
 `podReplacementPolicy` and the `terminating` count, `uncountedTerminatedPods`, Events, pod
 conditions (none is written: `PodScheduled`, `Ready` and the rest), the pod-level
@@ -123,6 +132,8 @@ TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"
 DEFAULT_TERMINATION_PATH = "/dev/termination-log"
 DEFAULT_GRACE_SECONDS = 30
 DEFAULT_BACKOFF_LIMIT = 6
+PER_INDEX_BACKOFF_LIMIT = 2147483647  # backoffLimit's default beside backoffLimitPerIndex
+INDEX_KEY = "batch.kubernetes.io/job-completion-index"
 MESSAGE_LIMIT = 4096  # bytes of the termination file the kubelet keeps
 FALLBACK_LINES, FALLBACK_BYTES = 80, 2048  # FallbackToLogsOnError: the log's tail, cut
 EXIT_START_ERROR = 128  # what containerd reports for a container whose process could not start
@@ -161,6 +172,7 @@ class _Run:
     written: dict[str, Any] | None = None  # the pod status last written
     counted: bool = False  # the Job controller has counted its outcome
     released: bool = False  # the tracking finalizer is gone
+    index: int | None = None  # its completion index, in an Indexed Job
 
     @property
     def alive(self) -> bool:
@@ -191,6 +203,21 @@ class _Job:
     written: dict[str, Any] | None = None
     ttl_deleted: bool = False
     gone: bool = False
+    completed_indexes: set[int] = field(default_factory=set)
+    failed_indexes: set[int] = field(default_factory=set)
+    index_failures: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return dict(self.obj.get("spec") or {})
+
+    @property
+    def indexed(self) -> bool:
+        return self.spec.get("completionMode") == "Indexed"
+
+    @property
+    def per_index(self) -> bool:
+        return self.indexed and self.spec.get("backoffLimitPerIndex") is not None
 
     @property
     def active(self) -> list[_Run]:
@@ -565,6 +592,8 @@ class FakeKubelet:
             target = next((c for c in state.conditions if c.get("type") == "FailureTarget"), None)
             if target is not None:
                 state.failure = (target.get("reason") or "", target.get("message") or "")
+            state.completed_indexes = _parse_indexes(status.get("completedIndexes"))
+            state.failed_indexes = _parse_indexes(status.get("failedIndexes"))
             state.written = _job_status(state)
             self._jobs[state.uid] = state
         state.obj = job
@@ -585,10 +614,12 @@ class FakeKubelet:
         self._expire(state, spec)
 
     def _decide(self, state: _Job, spec: dict[str, Any]) -> None:
-        """Success, failure (with its reason) or another pod."""
+        """Success, failure (with its reason) or more pods."""
         deadline = spec.get("activeDeadlineSeconds")
+        completions = int(spec.get("completions") or 1)
         if state.failure is None:
-            if state.succeeded >= 1:
+            done = len(state.completed_indexes) if state.indexed else state.succeeded
+            if done >= completions:
                 message = "Reached expected number of succeeded pods"
                 state.conditions += [
                     _condition("SuccessCriteriaMet", "CompletionsReached", message),
@@ -597,7 +628,15 @@ class FakeKubelet:
                 state.completion_time, state.finished = now_rfc3339(), time.time()
                 return
             backoff_limit = spec.get("backoffLimit")
-            if state.failed > (DEFAULT_BACKOFF_LIMIT if backoff_limit is None else int(backoff_limit)):
+            default_limit = PER_INDEX_BACKOFF_LIMIT if state.per_index else DEFAULT_BACKOFF_LIMIT
+            max_failed = spec.get("maxFailedIndexes")
+            settled = state.completed_indexes | state.failed_indexes
+            if state.per_index and max_failed is not None and len(state.failed_indexes) > int(max_failed):
+                state.failure = ("MaxFailedIndexesExceeded", "Job has exceeded the specified maximal number of "
+                                 "failed indexes")  # fmt: skip
+            elif state.failed_indexes and len(settled) >= completions and not state.active:
+                state.failure = ("FailedIndexes", "Job has failed indexes")
+            elif state.failed > (default_limit if backoff_limit is None else int(backoff_limit)):
                 state.failure = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
             elif deadline is not None and state.started is not None and time.time() - state.started >= deadline:
                 state.failure = ("DeadlineExceeded", "Job was active longer than specified deadline")
@@ -611,16 +650,27 @@ class FakeKubelet:
                 state.conditions.append(_condition("Failed", reason, message))
                 state.finished = time.time()
             return
-        if state.active or spec.get("suspend") or state.obj["metadata"].get("deletionTimestamp"):
+        if spec.get("suspend") or state.obj["metadata"].get("deletionTimestamp"):
             return
-        self._create_pod(state)
+        parallelism = int(spec.get("parallelism") or 1) if spec.get("parallelism") != 0 else 0
+        if state.indexed:
+            running = {run.index for run in state.active}
+            settled = state.completed_indexes | state.failed_indexes | running
+            waiting = [index for index in range(completions) if index not in settled]
+        else:
+            waiting = [None] * max(0, completions - state.succeeded - len(state.active))
+        for index in waiting[: max(0, parallelism - len(state.active))]:
+            self._create_pod(state, index)
 
     def _count(self, state: _Job, run: _Run) -> None:
         run.counted = True
         if run.exit_code == 0:
             state.succeeded += 1
+            if run.index is not None:
+                state.completed_indexes.add(run.index)
             return
         rules = ((state.obj.get("spec") or {}).get("podFailurePolicy") or {}).get("rules") or []
+        fail_index = False
         for index, rule in enumerate(rules):
             matched = _match_rule(rule, run)
             if matched is None:
@@ -630,14 +680,19 @@ class FakeKubelet:
                 return
             if action == "FailJob" and state.failure is None:
                 state.failure = ("PodFailurePolicy", f"{matched} matching FailJob rule at index {index}")
-            break  # Count, FailJob (and FailIndex, for indexed Jobs only) count the failure
+            fail_index = action == "FailIndex"
+            break  # Count, FailJob and FailIndex count the failure
         state.failed += 1
+        if state.per_index and run.index is not None:
+            failures = state.index_failures[run.index] = state.index_failures.get(run.index, 0) + 1
+            if fail_index or failures > int(state.spec["backoffLimitPerIndex"]):
+                state.failed_indexes.add(run.index)
 
-    def _create_pod(self, state: _Job) -> None:
+    def _create_pod(self, state: _Job, index: int | None = None) -> None:
         job = state.obj
         template = (job.get("spec") or {}).get("template") or {}
         template_meta, pod_spec = template.get("metadata") or {}, dict(template.get("spec") or {})
-        containers = pod_spec.get("containers") or []
+        containers = [dict(c) for c in pod_spec.get("containers") or []]
         if not containers:
             raise ValueError(f"job {state.namespace}/{state.name} has no container to run")
         labels = {
@@ -645,8 +700,17 @@ class FakeKubelet:
             "job-name": state.name, "batch.kubernetes.io/job-name": state.name,
             "controller-uid": state.uid, "batch.kubernetes.io/controller-uid": state.uid,
         }  # fmt: skip
+        annotations = dict(template_meta.get("annotations") or {})
+        prefix = f"{state.name}-"
+        if index is not None:
+            labels[INDEX_KEY] = annotations[INDEX_KEY] = str(index)
+            prefix = f"{state.name}-{index}-"
+            for container in containers:
+                env = [var for var in container.get("env") or [] if var.get("name") != "JOB_COMPLETION_INDEX"]
+                container["env"] = [{"name": "JOB_COMPLETION_INDEX", "value": str(index)}, *env]
+            pod_spec["containers"] = containers
         metadata: dict[str, Any] = {
-            "generateName": f"{state.name}-"[:GENERATED_NAME_PREFIX],
+            "generateName": prefix[:GENERATED_NAME_PREFIX],
             "namespace": state.namespace,
             "labels": labels,
             "ownerReferences": [{
@@ -655,8 +719,8 @@ class FakeKubelet:
             }],
             "finalizers": [TRACKING_FINALIZER],
         }  # fmt: skip
-        if template_meta.get("annotations"):
-            metadata["annotations"] = dict(template_meta["annotations"])
+        if annotations:
+            metadata["annotations"] = annotations
         pod_spec["nodeName"] = NODE_NAME
         body = {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}
         pod = self._call(self._core.create_namespaced_pod, state.namespace, body)
@@ -665,7 +729,7 @@ class FakeKubelet:
             namespace=state.namespace, name=pod["metadata"]["name"], uid=pod["metadata"]["uid"], job_uid=state.uid,
             image=str(containers[0].get("image") or ""), container=containers[0], pod=pod,
             directory=self.workdir / state.namespace / pod["metadata"]["name"],
-            grace=min(float(DEFAULT_GRACE_SECONDS if grace is None else grace), self.grace_cap),
+            grace=min(float(DEFAULT_GRACE_SECONDS if grace is None else grace), self.grace_cap), index=index,
         )  # fmt: skip
         with self._lock:
             self._runs[run.uid] = run
@@ -726,7 +790,7 @@ def _job_status(state: _Job) -> dict[str, Any]:
     """The Job's status as the controller writes it (zero counts omitted, as the API does)."""
     active = state.active
     ready = sum(1 for run in active if run.alive)
-    return {
+    status = {
         "startTime": state.start_time,
         "active": len(active) or None,
         "ready": ready,
@@ -735,6 +799,31 @@ def _job_status(state: _Job) -> dict[str, Any]:
         "completionTime": state.completion_time,
         "conditions": [dict(c) for c in state.conditions] or None,
     }
+    if state.indexed:
+        status["completedIndexes"] = _format_indexes(state.completed_indexes) or None
+    if state.per_index:
+        status["failedIndexes"] = _format_indexes(state.failed_indexes)
+    return status
+
+
+def _format_indexes(indexes: set[int]) -> str:
+    """The API's compressed form: "1,3-5,7"."""
+    ranges: list[list[int]] = []
+    for index in sorted(indexes):
+        if ranges and index == ranges[-1][1] + 1:
+            ranges[-1][1] = index
+        else:
+            ranges.append([index, index])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+
+
+def _parse_indexes(text: str | None) -> set[int]:
+    indexes: set[int] = set()
+    for part in (text or "").split(","):
+        if part:
+            first, _, last = part.partition("-")
+            indexes.update(range(int(first), int(last or first) + 1))
+    return indexes
 
 
 def _condition(kind: str, reason: str, message: str) -> dict[str, Any]:

@@ -258,6 +258,22 @@ def test_foreground_deletion_waits_for_blocking_dependents(http: httpx.Client) -
     assert http.get(f"{RENDERS_URL}/r").status_code == 404  # released by the GC once the job is gone
 
 
+def test_a_dependent_created_while_its_owner_waits_in_the_foreground_is_deleted(http: httpx.Client) -> None:
+    """A Job controller that creates one more pod before it sees its Job's delete: the GC
+    collects that pod too, or the Job would wait for it for ever."""
+    _, job, _ = _tree(http)
+    held = {"metadata": {"name": "r-job-y", "finalizers": ["test/hold"],
+                         "ownerReferences": [owner_ref(job, "Job")]}, "spec": {}}  # fmt: skip
+    create(http, PODS_URL, held)
+    assert http.request("DELETE", f"{JOBS_URL}/r-job", json={"propagationPolicy": "Foreground"}).status_code == 200
+    assert http.get(f"{JOBS_URL}/r-job").json()["metadata"]["finalizers"] == ["foregroundDeletion"]
+    late = {"metadata": {"name": "r-job-z", "ownerReferences": [owner_ref(job, "Job")]}, "spec": {}}
+    assert http.post(PODS_URL, json=late).status_code == 201
+    assert http.get(f"{PODS_URL}/r-job-z").status_code == 404  # collected at once
+    patch(http, f"{PODS_URL}/r-job-y", {"metadata": {"finalizers": None}})
+    assert http.get(f"{JOBS_URL}/r-job").status_code == 404
+
+
 def test_orphan_deletion_keeps_dependents_and_drops_their_references(http: httpx.Client) -> None:
     _tree(http)
     assert http.request("DELETE", f"{RENDERS_URL}/r", params={"propagationPolicy": "Orphan"}).status_code == 200

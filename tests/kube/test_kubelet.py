@@ -229,6 +229,63 @@ def test_failures_under_the_backoff_limit_are_retried_then_fail_the_job(
         assert (state["exitCode"], state["reason"], state["message"]) == (1, "Error", "boom\n")
 
 
+INDEXED = """
+import os, pathlib, sys, time
+index = os.environ["JOB_COMPLETION_INDEX"]
+marks = pathlib.Path(os.environ["MARKS"])
+(marks / f"start-{index}").touch()
+while not (marks / "go").exists():
+    time.sleep(0.01)
+(marks / f"end-{index}").touch()
+sys.exit(int(os.environ.get("FAIL_" + index, "0")))
+"""
+
+
+def test_an_indexed_job_runs_each_index_once_at_most_parallelism_at_a_time(
+    kube: EmulatorServer, kubelet: FakeKubelet, batch: k8s.BatchV1Api, core: k8s.CoreV1Api, tmp_path: Path
+) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    body = job_body("chunks", INDEXED, env={"MARKS": str(marks)}, completionMode="Indexed", completions=4,
+                    parallelism=2, backoffLimitPerIndex=1, maxFailedIndexes=0)  # fmt: skip
+    batch.create_namespaced_job(NAMESPACE, body)
+    assert eventually(lambda: len(kubelet.processes()) == 2)
+    time.sleep(0.3)  # a kubelet that ignored parallelism would have started more by now
+    assert sorted(kubelet.processes()) == sorted(p["metadata"]["name"] for p in pods_of(core, "chunks"))
+    assert len(kubelet.processes()) == 2
+    (marks / "go").touch()
+    job = eventually(lambda: finished(kube, "chunks"))
+    assert job is not None and conditions(job)[-1] == ("Complete", "True", "CompletionsReached")
+    assert job["status"]["completedIndexes"] == "0-3" and job["status"]["succeeded"] == 4
+    assert job["status"]["failedIndexes"] == ""
+    pods = pods_of(core, "chunks")
+    indexes = sorted(int(p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]) for p in pods)
+    assert indexes == [0, 1, 2, 3]  # each index once
+    for pod in pods:
+        index = pod["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"]
+        assert pod["metadata"]["name"].startswith(f"chunks-{index}-")
+    assert sorted(p.name for p in marks.glob("end-*")) == [f"end-{i}" for i in range(4)]
+
+
+def test_an_index_past_its_backoff_limit_fails_the_indexed_job_and_stops_the_rest(
+    kube: EmulatorServer, kubelet: FakeKubelet, batch: k8s.BatchV1Api, core: k8s.CoreV1Api, tmp_path: Path
+) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    fails_at_once = "import os, sys\nif os.environ['JOB_COMPLETION_INDEX'] == '1': sys.exit(1)\n" + INDEXED
+    body = job_body("chunks", fails_at_once, env={"MARKS": str(marks)}, completionMode="Indexed", completions=3,
+                    parallelism=3, backoffLimitPerIndex=1, maxFailedIndexes=0)  # fmt: skip
+    batch.create_namespaced_job(NAMESPACE, body)
+    job = eventually(lambda: finished(kube, "chunks"))
+    assert job is not None
+    reason = "MaxFailedIndexesExceeded"
+    assert conditions(job) == [("FailureTarget", "True", reason), ("Failed", "True", reason)]
+    assert job["status"]["failedIndexes"] == "1" and job["status"]["failed"] >= 2  # index 1 tried twice
+    assert "completedIndexes" not in job["status"]
+    assert not list(marks.glob("end-*"))  # the others never finished: they were stopped
+    assert kubelet.wait_idle(5) and not kubelet.processes()
+
+
 def test_a_command_that_cannot_start_fails_its_pod(
     kube: EmulatorServer, kubelet: FakeKubelet, batch: k8s.BatchV1Api, core: k8s.CoreV1Api
 ) -> None:

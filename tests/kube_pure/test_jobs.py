@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from roughy.core.chunks import Chunking, chunk_segments
 from roughy.core.models import Resolution
 from roughy.core.plan import EncodePlan
 from roughy.kube import jobs
@@ -310,3 +312,81 @@ def test_a_big_output_gets_a_multipart_upload_in_the_environment() -> None:
     assert json.loads(values["ROUGHY_OUTPUT_UPLOAD"]) == upload and "ROUGHY_OUTPUT_URL" not in values
     with pytest.raises(ValueError, match="not both or neither"):
         job_for(examples.video_plan(), urls=PresignedUrls(video="https://s3.example/video?sig=v"))
+
+
+# --- a chunked render: an Indexed Job of chunks, then the join --------------------------------
+
+
+def chunked_plan(duration: float = 600.0, width: int = 1920, height: int = 1080) -> EncodePlan:
+    plan = examples.video_plan(width=width, height=height, duration=duration)
+    assert plan.video is not None
+    chunks = chunk_segments(plan.duration, plan.video.fps, Chunking(60.0, 300.0))
+    assert chunks is not None
+    return replace(plan, chunks=chunks)
+
+
+def chunk_job_for(plan: EncodePlan, settings: JobSettings = SETTINGS, **kwargs: Any) -> dict[str, Any]:
+    count = len(plan.chunks or ())
+    urls = kwargs.pop("chunk_urls", tuple(f"https://s3.example/chunk{i}?sig=c{i}" for i in range(count)))
+    render = examples.render_object(examples.spec_for(plan, **kwargs))
+    return jobs.build_chunk_job(render, settings, video_url="https://s3.example/video?sig=v", chunk_urls=urls)
+
+
+def test_a_chunked_render_encodes_its_chunks_in_an_indexed_job_one_pod_per_chunk() -> None:
+    plan = chunked_plan()
+    assert plan.chunks is not None and len(plan.chunks) == 10
+    job = chunk_job_for(plan, JobSettings(image="img", chunk_parallelism=4))
+    assert unknown_fields(job, "V1Job") == []
+    spec = job["spec"]
+    assert job["metadata"]["name"] == examples.render_object(examples.spec_for(plan))["metadata"]["name"] + "-chunks"
+    assert job["metadata"]["ownerReferences"][0]["uid"] == examples.UID  # collected with its Render
+    assert job["metadata"]["labels"][jobs.LABEL_STEP] == "chunks"
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 10, 4)
+    # Retries are per chunk, and the first chunk that fails for good stops the others.
+    assert (spec["backoffLimitPerIndex"], spec["maxFailedIndexes"]) == (2, 0) and "backoffLimit" not in spec
+    assert spec["podFailurePolicy"] == jobs.pod_failure_policy()
+    c = container(job)
+    assert c["args"][:3] == ["chunk", "--output", jobs.CHUNK_OUTPUT]  # the index comes from JOB_COMPLETION_INDEX
+    limit = int(c["args"][-1])
+    assert limit == math.ceil(120 + 20 * 60.06) < jobs.encode_time_limit(plan, SETTINGS) / 5  # one chunk's
+    # Three waves of at most 4 pods, each allowed its deadline factor: the Job's whole budget.
+    assert spec["activeDeadlineSeconds"] == 3 * math.ceil(limit * 2.0) + 600
+    variables = env(job)
+    assert json.loads(variables["ROUGHY_CHUNK_URLS"])[3] == "https://s3.example/chunk3?sig=c3"
+    assert variables["ROUGHY_VIDEO_URL"].endswith("sig=v") and "ROUGHY_AUDIO_URL" not in variables
+    assert EncodePlan.from_json(json.loads(variables["ROUGHY_PLAN"])) == plan
+    assert not any("sig=" in word for word in c["args"])  # no URL in `ps`
+    # A chunk's scratch holds one chunk, not the whole render.
+    assert c["resources"]["requests"]["ephemeral-storage"] == f"{jobs.chunk_scratch_mib(plan, SETTINGS)}Mi"
+    assert jobs.chunk_scratch_mib(plan, SETTINGS) < jobs.scratch_mib(plan, SETTINGS)
+
+
+def test_the_chunks_of_a_gpu_tier_run_on_the_gpu_pool_and_their_join_on_cpu_nodes() -> None:
+    plan = chunked_plan(width=3840, height=2160)
+    chunk_pod = pod(chunk_job_for(plan, tier=Resolution.UHD4K))
+    assert chunk_pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert chunk_pod["nodeSelector"] == SETTINGS.gpu_node_selector
+    urls = PresignedUrls(output="https://s3.example/out?sig=o", video="https://s3.example/video?sig=v",
+                         chunks=tuple(f"https://s3.example/chunk{i}?sig=g" for i in range(10)))  # fmt: skip
+    join = job_for(plan, tier=Resolution.UHD4K, urls=urls)
+    assert unknown_fields(join, "V1Job") == []
+    assert join["metadata"]["labels"][jobs.LABEL_STEP] == "join" and "completionMode" not in join["spec"]
+    assert "nvidia.com/gpu" not in container(join)["resources"]["limits"]  # a copy and an audio encode
+    assert pod(join)["nodeSelector"] == SETTINGS.node_selector
+    assert container(join)["args"][0] == "join"
+    variables = env(join)
+    assert len(json.loads(variables["ROUGHY_CHUNK_URLS"])) == 10 and "ROUGHY_ENCODER" not in variables
+    assert variables["ROUGHY_OUTPUT_URL"].endswith("sig=o")
+    assert jobs.join_scratch_mib(plan, SETTINGS) > jobs.scratch_mib(plan, SETTINGS)  # the chunks and the output
+
+
+def test_chunk_urls_must_match_the_chunks_and_fit_in_the_environment() -> None:
+    plan = chunked_plan()
+    with pytest.raises(ValueError, match="10 chunks but 9 chunk URLs"):
+        chunk_job_for(plan, chunk_urls=("https://s3.example/c",) * 9)
+    with pytest.raises(ValueError, match="do not fit"):
+        chunk_job_for(plan, chunk_urls=("https://s3.example/c?" + "x" * 12_000,) * 10)
+    with pytest.raises(ValueError, match="10 chunks but 0 chunk URLs"):
+        job_for(plan)  # the join of a chunked plan needs the chunks' URLs
+    with pytest.raises(ValueError, match="only a chunked video plan"):
+        chunk_job_for(examples.video_plan())

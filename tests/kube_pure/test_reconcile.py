@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from roughy.kube.reconcile import JobObservation, decide
+from roughy.kube.reconcile import CHUNK_SHARE, JobObservation, decide
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 RESULT = {"format": "mp4", "width": 1280, "height": 720, "duration": 3.0, "sizeBytes": 1000}
@@ -95,3 +95,54 @@ def test_progress_never_goes_backwards_and_is_below_one_until_completed(reports)
     assert seen == sorted(seen) and all(x < 1.0 for x in seen)
     final = decide(status, 1, JobObservation(exists=True, complete=True, succeeded=1, result=RESULT), T0)
     assert final.status["progress"] == 1.0
+
+
+# --- a chunked render: the chunks' Indexed Job, then the join ----------------------------------
+
+NO_JOB = JobObservation(exists=False)
+
+
+def test_a_chunked_render_runs_its_chunks_then_its_join_then_completes():
+    d = decide(None, 1, NO_JOB, T0, chunks=NO_JOB)
+    assert d.actions == ("create_chunk_job",) and d.status["state"] == "pending"
+
+    waiting = JobObservation(exists=True, active=4, started=False, completions=8)
+    d = decide(d.status, 1, NO_JOB, T0, chunks=waiting)
+    assert d.actions == () and d.status["state"] == "pending"
+
+    half = JobObservation(exists=True, active=4, succeeded=4, completions=8, encoder="libx264")
+    d = decide(d.status, 1, NO_JOB, T0, chunks=half)
+    assert d.actions == () and d.status["state"] == "running" and d.status["encoder"] == "libx264"
+    assert d.status["progress"] == CHUNK_SHARE / 2  # from the Job's counts: no pod log is read
+
+    done = JobObservation(exists=True, succeeded=8, completions=8, complete=True)
+    d = decide(d.status, 1, NO_JOB, T0, chunks=done)
+    assert d.actions == ("create_job",) and d.status["progress"] == CHUNK_SHARE
+    [running] = [c for c in d.status["conditions"] if c["type"] == "Running"]
+    assert running["reason"] == "Joining"
+
+    join = JobObservation(exists=True, active=1, progress=0.5)
+    d = decide(d.status, 1, join, T0, chunks=done)
+    assert d.actions == () and d.status["progress"] == CHUNK_SHARE + (1 - CHUNK_SHARE) * 0.5
+
+    finished = JobObservation(exists=True, succeeded=1, complete=True, result=RESULT)
+    d = decide(d.status, 1, finished, T0, chunks=done)
+    assert d.actions == ("record",) and d.status["state"] == "completed" and d.status["progress"] == 1.0
+    assert d.status["encoder"] == "libx264"  # what the chunks ran, kept through the join
+
+
+def test_a_chunk_that_fails_for_good_fails_the_render_with_the_encoders_error():
+    running = decide({"state": "pending"}, 1, NO_JOB, T0,
+                     chunks=JobObservation(exists=True, active=2, succeeded=1, completions=3)).status  # fmt: skip
+    error = {"code": "invalid_media", "message": "the video stream cannot be decoded"}
+    failed = JobObservation(exists=True, failed=2, completions=3, failed_reason="MaxFailedIndexesExceeded", error=error)
+    d = decide(running, 1, NO_JOB, T0, chunks=failed)
+    assert d.actions == ("record",) and d.status["state"] == "failed" and d.status["error"] == error
+    deadline = JobObservation(exists=True, completions=3, failed_reason="DeadlineExceeded")
+    assert decide(running, 1, NO_JOB, T0, chunks=deadline).status["error"]["code"] == "encode_timeout"
+
+
+def test_a_chunked_renders_progress_only_moves_forward():
+    status = {"state": "running", "progress": 0.5}
+    fewer = JobObservation(exists=True, active=2, succeeded=1, completions=4)  # a view older than the status
+    assert decide(status, 1, NO_JOB, T0, chunks=fewer).status["progress"] == 0.5

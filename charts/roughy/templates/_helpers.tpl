@@ -151,6 +151,12 @@ Environment shared by the API and the operator (and the migration Job).
   value: {{ .Values.config.logFormat | quote }}
 - name: ROUGHY_RENDER_RETENTION
   value: {{ .Values.config.renderRetention | int | quote }}
+- name: ROUGHY_CHUNK_PARALLELISM
+  value: {{ .Values.encoder.chunks.parallelism | int | quote }}
+- name: ROUGHY_CHUNK_SECONDS
+  value: {{ .Values.encoder.chunks.seconds | quote }}
+- name: ROUGHY_CHUNK_MIN_SECONDS
+  value: {{ .Values.encoder.chunks.minSeconds | quote }}
 {{- /* Nothing should be written outside /tmp (an emptyDir): the root filesystem is read-only. */}}
 - name: ROUGHY_DATA_DIR
   value: /tmp/roughy
@@ -175,6 +181,7 @@ and validates the result with JobSettings, so a renamed value or field fails the
   "image_pull_policy" "encoder.image.pullPolicy"
   "priority_class_name" "encoder.priorityClassName"
   "backoff_limit" "encoder.backoffLimit"
+  "chunk_parallelism" "encoder.chunks.parallelism"
   "ttl_seconds_after_finished" "encoder.ttlSecondsAfterFinished"
   "time_limit_base" "encoder.timeLimit.base"
   "time_limit_per_second" "encoder.timeLimit.perSecond"
