@@ -11,9 +11,10 @@
   even though the demuxer then usually says "moov atom not found" or "Invalid data found" about
   the bytes it did not get. ffmpeg can also exit 0 after such a failure with a truncated output:
   that is `EncodeFailed` too, not a short render.
-- Every ffmpeg this process runs is registered while it runs: `kill_all` stops them, for a
-  chunked render whose chunks run on threads (a failed chunk, or SIGTERM in the main thread,
-  must not leave the others encoding).
+- The ffmpeg processes of one chunked render, which run on threads, share a `Scope`: its
+  `stop()` kills the ones running and refuses the ones about to start (a failed chunk, or
+  SIGTERM in the main thread, must not leave another chunk encoding, not even one whose thread
+  was between its start and its ffmpeg's).
 - No `start_new_session`: the embedded runtime starts `roughy-encode` in its own process group
   and kills the whole group on cancel, so ffmpeg must stay in ours. Whatever unwinds this
   function (an error, a callback raising, the CLI's SIGTERM handler) kills ffmpeg first.
@@ -72,6 +73,35 @@ NETWORK_FAILURE_MARKERS = (
 RECONNECT_NOTICE = "will reconnect at"
 
 
+class Scope:
+    """ffmpeg processes that stop together: `stop()` kills those running in it (from any
+    thread; each `run` then raises in its own) and makes every later `run` in it fail at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: set[subprocess.Popen[str]] = set()
+        self._stopped = False
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            procs = list(self._live)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+
+    def _admit(self, proc: subprocess.Popen[str]) -> bool:
+        with self._lock:
+            if self._stopped:
+                return False
+            self._live.add(proc)
+            return True
+
+    def _leave(self, proc: subprocess.Popen[str]) -> None:
+        with self._lock:
+            self._live.discard(proc)
+
+
 def run(
     argv: list[str],
     *,
@@ -79,6 +109,7 @@ def run(
     time_limit: float,
     on_progress: Callable[[float], None] | None = None,
     on_stderr: Callable[[str], None] | None = None,
+    scope: Scope | None = None,
 ) -> None:
     """Run ffmpeg to completion, reporting progress; raise an `EncoderError` on failure.
 
@@ -98,8 +129,9 @@ def run(
         errors="replace",
         bufsize=1,
     )
-    with _LIVE_LOCK:
-        _LIVE.add(proc)
+    if scope is not None and not scope._admit(proc):
+        _kill(proc)
+        raise EncodeFailed("stopped: another part of the render failed or was cancelled")
     timed_out = threading.Event()
     timer = threading.Timer(time_limit, _expire, args=(proc, timed_out))
     timer.daemon = True
@@ -112,8 +144,8 @@ def run(
     finally:
         timer.cancel()
         _kill(proc)
-        with _LIVE_LOCK:
-            _LIVE.discard(proc)
+        if scope is not None:
+            scope._leave(proc)
         reader.join(timeout=5)
     if timed_out.is_set():
         raise EncodeTimeout(with_tail(f"ffmpeg did not finish within {time_limit:g} s", tail))
@@ -180,20 +212,6 @@ def _expire(proc: subprocess.Popen[str], timed_out: threading.Event) -> None:
         timed_out.set()
         log.warning("ffmpeg pid %s hit its time limit; killing it", proc.pid)
         proc.kill()
-
-
-_LIVE: set[subprocess.Popen[str]] = set()
-_LIVE_LOCK = threading.Lock()
-
-
-def kill_all() -> None:
-    """Kill every ffmpeg `run` has running in this process (from any thread); each `run` then
-    raises in its own thread."""
-    with _LIVE_LOCK:
-        procs = list(_LIVE)
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
 
 
 def _kill(proc: subprocess.Popen[str]) -> None:

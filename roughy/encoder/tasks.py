@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from roughy.core.models import AudioInfo, RenderResult
@@ -257,18 +257,21 @@ def _render_chunked(
             for i in range(len(chunks))
         ]
 
+        scope = runner.Scope()
+
         def encode(index: int) -> None:
-            _encode_chunk(plan, chunks[index], video_src, parts[index], chunk_progress(index), deadline, encoder)
+            _encode_chunk(plan, chunks[index], video_src, parts[index], chunk_progress(index), deadline, encoder,
+                          scope)  # fmt: skip
 
         with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="chunk") as pool:
             futures = [pool.submit(encode, i) for i in range(len(chunks))]
             try:
-                for future in futures:
+                for future in as_completed(futures):
                     future.result()
             except BaseException:  # a failed chunk, or SIGTERM raised in this thread: stop the rest
+                scope.stop()
                 for future in futures:
                     future.cancel()
-                runner.kill_all()
                 raise
         joined = _scaled(on_progress, 1.0, 0.0, join=True)
         _join_chunks(plan, chunks, [str(p) for p in parts], video_src, audio_src, temp, joined, deadline)
@@ -282,10 +285,11 @@ def _encode_chunk(
     on_progress: ProgressCallback | None,
     deadline: float,
     encoder: str,
+    scope: runner.Scope | None = None,
 ) -> None:
     argv = build_chunk_args(plan, chunk, video_src=video_src, output=str(output), ffmpeg=ffmpeg_path(),
                             encoder=encoder)  # fmt: skip
-    _run(argv, chunk.length, deadline, on_progress)
+    _run(argv, chunk.length, deadline, on_progress, scope)
 
 
 def _join_chunks(
@@ -326,12 +330,18 @@ def _scaled(
     return report
 
 
-def _run(argv: list[str], duration: float, deadline: float, on_progress: ProgressCallback | None) -> None:
+def _run(
+    argv: list[str],
+    duration: float,
+    deadline: float,
+    on_progress: ProgressCallback | None,
+    scope: runner.Scope | None = None,
+) -> None:
     """One ffmpeg process with what is left of the render's time limit."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise EncodeTimeout("the render ran out of time before its last step")
-    runner.run(argv, duration=duration, time_limit=remaining, on_progress=on_progress)
+    runner.run(argv, duration=duration, time_limit=remaining, on_progress=on_progress, scope=scope)
 
 
 def extract_audio(

@@ -10,8 +10,10 @@ import os
 import re
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import av
 import pytest
@@ -19,6 +21,7 @@ import pytest
 from roughy.core.chunks import Chunking, chunk_segments
 from roughy.core.models import Format, Resolution
 from roughy.core.plan import EncodePlan
+from roughy.encoder import tasks
 from roughy.encoder.errors import EncoderError
 from roughy.encoder.tasks import render
 from roughy.encoder.tools import ffmpeg_path
@@ -142,3 +145,39 @@ def test_chunks_encoded_by_separate_processes_join_into_the_single_render(
                        "--output", str(tmp_path / "y.mp4"))  # fmt: skip
     assert short.returncode == 2 and "were given to join" in short.stdout
     assert not (tmp_path / "x.mov").exists() and not (tmp_path / "y.mp4").exists()
+
+
+def test_a_failed_chunk_kills_the_chunks_still_running(
+    tmp_path: Path, source: Path, plan_for: PlanFor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunk 0 fails at once while chunk 1 reads its source at half speed (6 s for its 3 s):
+    the render fails well before chunk 1 could have finished, and no chunk is left encoding."""
+    plan = chunked(plan_for(source, resolution=Resolution.P720, audio_bitrate=128), 3.0)
+    real = tasks.build_chunk_args
+    started: list[float] = []
+
+    def rigged(plan: EncodePlan, chunk: Any, **kwargs: Any) -> list[str]:
+        started.append(chunk.start)
+        if chunk.start == 0:
+            return real(plan, chunk, **{**kwargs, "video_src": str(tmp_path / "missing.mp4")})
+        argv = real(plan, chunk, **kwargs)
+        at = argv.index("-i")
+        return [*argv[:at], "-readrate", "0.5", *argv[at:]]
+
+    monkeypatch.setattr(tasks, "build_chunk_args", rigged)
+    work = tmp_path / "work"
+    work.mkdir()
+    begun = time.monotonic()
+    with pytest.raises(EncoderError):
+        tasks.render(plan, video_src=str(source), audio_src=None, output=str(work / "out.mp4"), parallel=2)
+    assert time.monotonic() - begun < 4.5  # chunk 1 was killed, not waited for
+    assert 3.0 in started  # chunk 1 was running (a queued chunk is refused or never taken)
+    assert list(work.iterdir()) == []
+    assert not [p for p in Path("/proc").glob("[0-9]*/cmdline") if str(work).encode() in _read(p)]
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
