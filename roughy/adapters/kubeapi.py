@@ -224,6 +224,10 @@ class KubeApi:
             if not token:
                 return items
 
+    def ping(self, namespace: str) -> None:
+        """The smallest call that proves the API answers and still accepts our credentials."""
+        self.call(self._objects.list_namespaced_custom_object, *_renders(namespace), limit=1)
+
     def patch_render(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """A merge patch; `metadata.uid`/`resourceVersion` in it make it conditional (409)."""
         return _dict(self.call(self._objects.patch_namespaced_custom_object, *_renders(namespace), name, patch))

@@ -6,7 +6,10 @@
   controller owner reference), so a finished Job is recorded at once;
 - a timer on unfinished Renders, every `interval` seconds: `sync`, which reads the encoder's
   progress from the pod's log and repairs anything a missed watch event left behind;
-- the delete handler, which makes kopf hold a finalizer on every Render: `finalize`.
+- the delete handler, which makes kopf hold a finalizer on every Render: `finalize`;
+- a liveness probe (kopf's `/healthz`): fails when the API server has not answered for minutes
+  (`health.ApiVitals`); watch streams are bounded and replaced when they go quiet (`configure`),
+  and the Job watch is filtered by the API server to roughy's Jobs.
 
 kopf keeps its own bookkeeping in annotations (`roughy.ai/...`), never in `status`, whose
 schema belongs to the Render (DESIGN.md). Handlers are plain functions: kopf runs them in
@@ -24,12 +27,30 @@ from roughy.adapters.executor.kube import LABEL_MANAGED_BY, MANAGED_BY
 from roughy.kube import crd
 from roughy.kube.reconcile import TERMINAL
 from roughy.operator.controller import Controller
+from roughy.operator.health import ApiVitals
 
 ANNOTATION_PREFIX = "roughy.ai"
 
 
+#: Watch streams: the API server ends each within WATCH_SERVER_TIMEOUT seconds (kopf then starts
+#: the next from the last resourceVersion), the client gives up on one after WATCH_CLIENT_TIMEOUT
+#: and on connecting after WATCH_CONNECT_TIMEOUT, and a stream that sends nothing, not even a
+#: bookmark (about one a minute), for WATCH_INACTIVITY seconds is taken as dead and replaced.
+WATCH_SERVER_TIMEOUT = 600
+WATCH_CLIENT_TIMEOUT = WATCH_SERVER_TIMEOUT + 60
+WATCH_CONNECT_TIMEOUT = 30
+WATCH_INACTIVITY = 90
+#: The Job watch is filtered by the API server: only Jobs roughy made reach the operator.
+JOB_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+
+
 def configure(settings: kopf.OperatorSettings, *, workers: int = 8) -> None:
     """kopf's settings for this operator (also applied by the startup handler)."""
+    settings.watching.server_timeout = WATCH_SERVER_TIMEOUT
+    settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT
+    settings.watching.connect_timeout = WATCH_CONNECT_TIMEOUT
+    settings.watching.inactivity_timeout = WATCH_INACTIVITY
+    settings.watching.label_selectors["batch", "jobs"] = JOB_SELECTOR
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=ANNOTATION_PREFIX)
     settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
@@ -39,10 +60,14 @@ def configure(settings: kopf.OperatorSettings, *, workers: int = 8) -> None:
     settings.posting.level = logging.WARNING  # kopf's own log lines as Events: warnings only
 
 
-def build_registry(controller: Controller, *, interval: float = 2.0, login: bool = True) -> kopf.OperatorRegistry:
+def build_registry(
+    controller: Controller, *, interval: float = 2.0, login: bool = True, vitals: ApiVitals | None = None
+) -> kopf.OperatorRegistry:
     """`login`: authenticate as the kubernetes client does (the pod's service account, else
-    KUBECONFIG). A registry of one's own has none of kopf's default logins; tests bring theirs."""
+    KUBECONFIG). A registry of one's own has none of kopf's default logins; tests bring theirs.
+    `vitals`: the liveness probe's record of the API server's word (`health.ApiVitals`)."""
     registry = kopf.OperatorRegistry()
+    vitals = vitals or ApiVitals()
     renders = (crd.GROUP, crd.VERSION, crd.PLURAL)
 
     if login:
@@ -60,8 +85,17 @@ def build_registry(controller: Controller, *, interval: float = 2.0, login: bool
     def _reconcile(**kwargs: Any) -> None:
         controller.sync(kwargs["namespace"], kwargs["name"])
 
+    @kopf.on.event(*renders, registry=registry)
+    def _render_seen(**_: Any) -> None:
+        vitals.heard()
+
+    @kopf.on.probe(id="kubernetes_api", errors=kopf.ErrorsMode.PERMANENT, registry=registry)  # fail now, no retry
+    def _api_alive(**_: Any) -> dict[str, float]:
+        return vitals.check(lambda: controller.api.ping(controller.config.namespace))
+
     @kopf.on.event("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGED_BY}, registry=registry)
     def _job_changed(**kwargs: Any) -> None:
+        vitals.heard()
         owner = _render_owner(kwargs["body"])
         if owner is None or kwargs.get("type") is None:  # type None: the initial listing, covered by resume
             return

@@ -230,6 +230,7 @@ def running_operator(
     namespaces: Iterable[str] = ("roughy",),
     settings: kopf.OperatorSettings | None = None,
     ready_timeout: float = 10.0,
+    liveness_endpoint: str | None = None,
 ) -> Iterator[None]:
     """Run the real kopf operator (`registry`'s handlers) against `server`, in a thread.
 
@@ -249,7 +250,7 @@ def running_operator(
             asyncio.run(
                 kopf.operator(
                     registry=registry, settings=settings, standalone=True, namespaces=list(namespaces),
-                    stop_flag=stop, ready_flag=ready,
+                    stop_flag=stop, ready_flag=ready, liveness_endpoint=liveness_endpoint,
                 )
             )  # fmt: skip
         except BaseException as exc:  # surfaced below
