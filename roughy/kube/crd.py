@@ -34,6 +34,7 @@ from pydantic.alias_generators import to_camel
 from roughy.core.chunks import MAX_CHUNKS
 from roughy.core.models import Format, RenderResult, RenderState, Resolution
 from roughy.core.plan import EncodePlan
+from roughy.core.segments import MAX_SEGMENTS
 
 GROUP = "roughy.ai"
 VERSION = "v1alpha1"
@@ -99,6 +100,14 @@ class AudioPlanSpec(ResourceModel):
     stream_copy: bool = Field(default=False, description="Copy the source's audio stream instead of encoding it.")
 
 
+#: Bounds of the spec's strings: an API id (`rnd_` and 16 characters today), an S3 key (1024
+#: bytes at most). Every string and list of the spec is bounded, which the CEL rule that keeps
+#: the spec immutable needs (the API server refuses rules whose cost it cannot bound).
+MAX_ID = 64
+MAX_KEY = 1024
+#: The spec is written once, by the API: a change is refused by the API server itself.
+IMMUTABLE_SPEC = {"rule": "self == oldSelf", "message": "spec is immutable: delete the Render and create another"}
+
 #: One of `roughy.encoder.sources.SOURCE_DEMUXERS` (the encoder checks which); the pattern keeps
 #: anything but a short name out of the resource.
 DEMUXER_PATTERN = "^[a-z0-9_]{1,32}$"
@@ -112,7 +121,10 @@ class PlanSpec(ResourceModel):
     video: VideoPlanSpec | None = Field(default=None, description="Absent for audio formats.")
     audio: AudioPlanSpec | None = Field(default=None, description="Absent when the source has no audio.")
     segments: list[SegmentSpec] | None = Field(
-        default=None, min_length=1, description="Kept segments of a cut, in order; absent: the whole source."
+        default=None,
+        min_length=1,
+        max_length=MAX_SEGMENTS,
+        description="Kept segments of a cut, in order; absent: the whole source.",
     )
     separate_audio: bool = Field(default=False, description="Audio comes from a separate source (a client audio part).")
     chunks: list[SegmentSpec] | None = Field(
@@ -124,11 +136,13 @@ class PlanSpec(ResourceModel):
     video_demuxer: str | None = Field(
         default=None,
         pattern=DEMUXER_PATTERN,
+        max_length=32,
         description="Demuxer probing found for the video source, forced when the encoder opens it.",
     )
     audio_demuxer: str | None = Field(
         default=None,
         pattern=DEMUXER_PATTERN,
+        max_length=32,
         description="Demuxer probing found for the audio source (separate audio, or an audio render's).",
     )
 
@@ -155,19 +169,22 @@ class PlanSpec(ResourceModel):
 class SourcesSpec(ResourceModel):
     """Object-storage keys of the asset's parts; the operator presigns them for the Job."""
 
-    video: str | None = Field(default=None, min_length=1, description="Key of the video part.")
+    video: str | None = Field(default=None, min_length=1, max_length=MAX_KEY, description="Key of the video part.")
     audio: str | None = Field(
-        default=None, min_length=1, description="Key of the audio part (client audio, or extracted)."
+        default=None,
+        min_length=1,
+        max_length=MAX_KEY,
+        description="Key of the audio part (client audio, or extracted).",
     )
 
 
 class RenderSpec(ResourceModel):
     """What to render. Written once by the API; the Job is built from it alone."""
 
-    render_id: str = Field(min_length=1, description="The render's id in the database (rnd_...).")
-    account_id: str = Field(min_length=1, description="The account that owns the render.")
-    asset_id: str = Field(min_length=1, description="The rendered asset.")
-    cut_id: str | None = Field(default=None, min_length=1, description="The cut applied, if any.")
+    render_id: str = Field(min_length=1, max_length=MAX_ID, description="The render's id in the database (rnd_...).")
+    account_id: str = Field(min_length=1, max_length=MAX_ID, description="The account that owns the render.")
+    asset_id: str = Field(min_length=1, max_length=MAX_ID, description="The rendered asset.")
+    cut_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID, description="The cut applied, if any.")
     tier: Resolution | None = Field(
         default=None,
         description="Output tier: the requested resolution, or for Auto the tier the plan's size falls in"
@@ -175,7 +192,9 @@ class RenderSpec(ResourceModel):
     )
     plan: PlanSpec
     sources: SourcesSpec
-    output_key: str = Field(min_length=1, description="Object-storage key the output is uploaded to.")
+    output_key: str = Field(
+        min_length=1, max_length=MAX_KEY, description="Object-storage key the output is uploaded to."
+    )
     encoder: VideoEncoder | None = Field(
         default=None, description="Force a video encoder; absent: h264_nvenc for GPU tiers, libx264 otherwise."
     )
@@ -241,6 +260,9 @@ class RenderStatus(ResourceModel):
     )
     state: RenderState | None = Field(default=None, description="pending -> running -> completed | failed.")
     progress: float | None = Field(default=None, ge=0, le=1, description="Fraction done, 0 to 1.")
+    progress_percent: int | None = Field(
+        default=None, ge=0, le=100, description="The progress in whole percent (for `kubectl get`)."
+    )
     encoder: VideoEncoder | None = Field(
         default=None, description="The video encoder actually used (after the NVENC probe)."
     )
@@ -287,15 +309,21 @@ def domain_labels(spec: RenderSpec) -> dict[str, str]:
 
 # --- the CRD --------------------------------------------------------------------------------
 
-PRINTER_COLUMNS: list[dict[str, str]] = [
+_RUNNING = '.status.conditions[?(@.type=="Running")]'
+PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Render", "type": "string", "jsonPath": ".metadata.labels.roughy\\.ai/render",
+     "description": "The API's render id."},
     {"name": "State", "type": "string", "jsonPath": ".status.state", "description": "pending, running, ..."},
-    {"name": "Asset", "type": "string", "jsonPath": ".spec.assetId"},
-    {"name": "Format", "type": "string", "jsonPath": ".spec.plan.format"},
-    {"name": "Resolution", "type": "string", "jsonPath": ".spec.tier", "description": "Output tier."},
-    {"name": "Progress", "type": "number", "jsonPath": ".status.progress", "description": "Fraction done."},
-    {"name": "Encoder", "type": "string", "jsonPath": ".status.encoder", "description": "Encoder used."},
+    {"name": "Progress", "type": "integer", "jsonPath": ".status.progressPercent", "description": "Percent done."},
+    {"name": "Reason", "type": "string", "jsonPath": f"{_RUNNING}.reason", "description": "Why it is in its state."},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-]
+    {"name": "Message", "type": "string", "jsonPath": f"{_RUNNING}.message", "priority": 1},
+    {"name": "Asset", "type": "string", "jsonPath": ".spec.assetId", "priority": 1},
+    {"name": "Format", "type": "string", "jsonPath": ".spec.plan.format", "priority": 1},
+    {"name": "Resolution", "type": "string", "jsonPath": ".spec.tier", "description": "Output tier.", "priority": 1},
+    {"name": "Encoder", "type": "string", "jsonPath": ".status.encoder", "description": "Encoder used.",
+     "priority": 1},
+]  # fmt: skip
 
 
 def render_crd() -> dict[str, Any]:
@@ -340,7 +368,7 @@ def resource_schema() -> dict[str, Any]:
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
             "metadata": {"type": "object"},
-            "spec": structural_schema(RenderSpec),
+            "spec": structural_schema(RenderSpec) | {"x-kubernetes-validations": [dict(IMMUTABLE_SPEC)]},
             "status": structural_schema(RenderStatus),
         },
     }

@@ -12,7 +12,10 @@ Rules:
 - a terminal Render never changes again: a late or repeated observation is ignored;
 - progress only moves forward and is 1.0 exactly when completed;
 - the move into a terminal state happens once, with one `record` action, which writes the
-  database row and its outbox event in one transaction.
+  database row and its outbox event in one transaction;
+- conditions follow the API conventions: `Running` while the encode runs, then `Complete` or
+  `Failed` set True (as a Job's: `kubectl wait --for=condition=Complete`), `Ready` True once
+  the output is stored; `progressPercent` mirrors `progress` for `kubectl get`.
 
 A chunked render (`chunks` observed: its plan has chunks) has two Jobs: first the Indexed Job
 of its chunks (`create_chunk_job`), then, once every chunk succeeded, the render's own Job,
@@ -66,6 +69,20 @@ def decide(
 ) -> Decision:
     """`job`: the render's own Job (the join, for a chunked render); `chunks`: the Indexed Job
     of a chunked render's chunks, None for a render that is not chunked."""
+    decision = _decide(status, generation, job, now, chunks)
+    progress = decision.status.get("progress")
+    if progress is None or (status or {}).get("state") in TERMINAL:  # a finished render never changes
+        return decision
+    return replace(decision, status=decision.status | {"progressPercent": int(float(progress) * 100)})
+
+
+def _decide(
+    status: dict[str, Any] | None,
+    generation: int,
+    job: JobObservation,
+    now: datetime,
+    chunks: JobObservation | None,
+) -> Decision:
     current = dict(status or {})
     state = current.get("state", "pending")
     if state in TERMINAL:
@@ -129,13 +146,27 @@ def _finish_completed(new: dict[str, Any], job: JobObservation, stamp: str) -> D
     new |= {"state": "completed", "progress": 1.0, "completedAt": stamp, "result": job.result, "error": None}
     new.setdefault("startedAt", stamp)
     new = _with_condition(new, "Running", "False", "Completed", "the encode finished", stamp)
+    new = _with_condition(new, "Complete", "True", "Completed", "the output is stored", stamp)
     return Decision(_with_condition(new, "Ready", "True", "Completed", "the output is stored", stamp), ("record",))
 
 
 def _finish_failed(new: dict[str, Any], error: dict[str, str], stamp: str) -> Decision:
-    new |= {"state": "failed", "completedAt": stamp, "error": error, "result": None}
+    return Decision(failed(new, error, stamp), ("record",))
+
+
+def failed(status: dict[str, Any], error: dict[str, str], stamp: str) -> dict[str, Any]:
+    """`status` moved to failed with `error`: the conditions say so (`Failed` True, as a Job's
+    do, so `kubectl wait --for=condition=Failed` returns); its progress stays where it was."""
+    new = status | {"state": "failed", "completedAt": stamp, "error": error, "result": None}
     new = _with_condition(new, "Running", "False", "Failed", error["message"], stamp)
-    return Decision(_with_condition(new, "Ready", "False", "Failed", error["message"], stamp), ("record",))
+    new = _with_condition(new, "Failed", "True", error.get("code") and _camel(error["code"]) or "Failed",
+                          error["message"], stamp)  # fmt: skip
+    return _with_condition(new, "Ready", "False", "Failed", error["message"], stamp)
+
+
+def _camel(code: str) -> str:
+    """A SPEC error code as a condition reason: `encode_timeout` -> `EncodeTimeout`."""
+    return "".join(part.capitalize() for part in code.split("_"))
 
 
 def _failure(job: JobObservation) -> dict[str, str]:

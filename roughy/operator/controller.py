@@ -64,7 +64,7 @@ from roughy.kube.jobs import (
     chunk_prefix,
     job_name,
 )
-from roughy.kube.reconcile import JobObservation, decide
+from roughy.kube.reconcile import JobObservation, decide, failed
 
 #: What a chunked render's chunks are known to be once its join Job exists: done.
 CHUNKS_DONE = JobObservation(exists=True, complete=True)
@@ -308,16 +308,9 @@ class Controller:
         return max(self.config.url_ttl, deadline + URL_MARGIN)
 
     def _fail_now(self, render_id: str, status: dict[str, Any], message: str) -> dict[str, Any]:
-        stamp = _stamp(self.clock())
-        failed = {"state": "failed", "completedAt": stamp, "error": {"code": "internal_error", "message": message}}
-        conditions = [c for c in status.get("conditions") or [] if c.get("type") not in ("Running", "Ready")]
-        for type_ in ("Running", "Ready"):
-            conditions.append(
-                {"type": type_, "status": "False", "reason": "Failed", "message": message, "lastTransitionTime": stamp}
-            )
-        failed["conditions"] = conditions
-        self._record(render_id, status | failed)
-        return failed
+        new = failed(status, {"code": "internal_error", "message": message}, _stamp(self.clock()))
+        self._record(render_id, new)
+        return {key: value for key, value in new.items() if status.get(key) != value}
 
     def _record(self, render_id: str, status: dict[str, Any]) -> None:
         """The outcome, through the render service (the same path as the embedded runtime's)."""

@@ -67,7 +67,8 @@ def test_a_render_runs_as_a_job_and_downloads_from_s3(
     status = resource["status"]
     assert status["state"] == "completed" and status["encoder"] == "libx264"
     assert status["result"]["sizeBytes"] == done["result"]["size_bytes"]
-    assert {c["type"]: c["status"] for c in status["conditions"]} == {"Running": "False", "Ready": "True"}
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    assert conditions == {"Running": "False", "Complete": "True", "Ready": "True"}  # kubectl wait --for=...Complete
     job = kube_service.kube.object("jobs", NAMESPACE, resource["metadata"]["name"])
     assert job is not None and job["metadata"]["ownerReferences"][0]["uid"] == resource["metadata"]["uid"]
 

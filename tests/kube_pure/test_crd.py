@@ -41,7 +41,8 @@ FORBIDDEN = {
     "prefixItems", "patternProperties", "dependencies", "additionalItems", "discriminator", "examples", "title",
 }  # fmt: skip
 COLUMN_TYPES = {"integer", "number", "string", "boolean", "date"}
-EXPECTED_COLUMNS = ["State", "Asset", "Format", "Resolution", "Progress", "Encoder", "Age"]
+EXPECTED_COLUMNS = ["Render", "State", "Progress", "Reason", "Age"]  # then, with -o wide:
+WIDE_COLUMNS = ["Message", "Asset", "Format", "Resolution", "Encoder"]
 
 
 def openapi_schema() -> dict[str, Any]:
@@ -207,17 +208,48 @@ def test_a_union_that_is_not_optional_is_refused() -> None:
 
 
 def test_printer_columns() -> None:
+    """`kubectl get renders`: the API's id, state, percent done, why; `-o wide` adds the rest."""
     columns = render_crd()["spec"]["versions"][0]["additionalPrinterColumns"]
-    assert [c["name"] for c in columns] == EXPECTED_COLUMNS
+    assert [c["name"] for c in columns if not c.get("priority")] == EXPECTED_COLUMNS
+    assert [c["name"] for c in columns if c.get("priority") == 1] == WIDE_COLUMNS
     schema = openapi_schema()
     for column in columns:
         assert column["type"] in COLUMN_TYPES, column
-        assert re.fullmatch(r"(\.[A-Za-z][A-Za-z0-9]*)+", column["jsonPath"]), column
-        node = resolve(schema, column["jsonPath"])
+        path = column["jsonPath"]
+        if path.startswith(".metadata.labels."):
+            assert path == ".metadata.labels." + crd.LABEL_RENDER.replace(".", "\\."), column  # escaped dots
+            continue
+        condition = re.fullmatch(r'\.status\.conditions\[\?\(@\.type=="(\w+)"\)\]\.(reason|message)', path)
+        if condition:
+            assert condition.group(1) == "Running", column  # a condition every Render has
+            continue
+        assert re.fullmatch(r"(\.[A-Za-z][A-Za-z0-9]*)+", path), column
+        node = resolve(schema, path)
         if column["type"] in {"number", "integer"}:
             assert node.get("type") == column["type"], column
     age = next(c for c in columns if c["name"] == "Age")
     assert age == {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+
+
+def test_the_spec_is_immutable_and_every_string_and_list_in_it_is_bounded() -> None:
+    """The API server keeps the spec as the API wrote it (CEL `self == oldSelf`), and can only
+    accept that rule when it can bound its cost: every string and list has a maximum."""
+    spec = openapi_schema()["properties"]["spec"]
+    assert spec["x-kubernetes-validations"] == [crd.IMMUTABLE_SPEC]
+
+    def unbounded(node: dict[str, Any], where: str) -> list[str]:
+        found = []
+        if node.get("type") == "string" and "maxLength" not in node and "enum" not in node and "format" not in node:
+            found.append(where)
+        if node.get("type") == "array":
+            if "maxItems" not in node:
+                found.append(where)
+            found += unbounded(node["items"], f"{where}[]")
+        for name, sub in (node.get("properties") or {}).items():
+            found += unbounded(sub, f"{where}.{name}")
+        return found
+
+    assert unbounded(spec, "spec") == []
 
 
 def resolve(schema: dict[str, Any], json_path: str) -> dict[str, Any]:

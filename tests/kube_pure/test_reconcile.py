@@ -146,3 +146,23 @@ def test_a_chunked_renders_progress_only_moves_forward():
     status = {"state": "running", "progress": 0.5}
     fewer = JobObservation(exists=True, active=2, succeeded=1, completions=4)  # a view older than the status
     assert decide(status, 1, NO_JOB, T0, chunks=fewer).status["progress"] == 0.5
+
+
+def conditions(status: dict) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+
+
+def test_conditions_follow_the_api_conventions_so_kubectl_wait_returns():
+    running = decide({"state": "pending"}, 1, JobObservation(exists=True, active=1, progress=0.424), T0).status
+    assert running["progressPercent"] == 42  # what `kubectl get renders` shows
+    assert conditions(running) == {"Running": ("True", "Encoding")}
+    done = decide(running, 1, JobObservation(exists=True, succeeded=1, complete=True, result=RESULT), T0).status
+    assert conditions(done) == {"Running": ("False", "Completed"), "Complete": ("True", "Completed"),
+                                "Ready": ("True", "Completed")}  # fmt: skip
+    assert done["progressPercent"] == 100
+    error = {"code": "encode_timeout", "message": "the render did not finish within its time limit"}
+    gone = decide(running, 1, JobObservation(exists=True, failed=1, failed_reason="BackoffLimitExceeded",
+                                             error=error), T0).status  # fmt: skip
+    assert conditions(gone) == {"Running": ("False", "Failed"), "Failed": ("True", "EncodeTimeout"),
+                                "Ready": ("False", "Failed")}  # fmt: skip
+    assert gone["progressPercent"] == 42  # where it stopped
