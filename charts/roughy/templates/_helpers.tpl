@@ -144,7 +144,6 @@ Environment shared by the API and the operator (and the migration Job).
 {{- if or .Values.adminKey.existingSecret .Values.adminKey.value }}
 {{ include "roughy.secretEnv" (dict "ctx" . "name" "ROUGHY_ADMIN_KEY" "from" .Values.adminKey "existingKey" .Values.adminKey.existingSecretKey "key" "admin-key") }}
 {{- end }}
-{{ include "roughy.secretEnv" (dict "ctx" . "name" "ROUGHY_SIGNING_KEY" "from" .Values.signingKey "existingKey" .Values.signingKey.existingSecretKey "key" "signing-key") }}
 - name: ROUGHY_PUBLIC_URL
   value: {{ include "roughy.publicUrl" . | quote }}
 - name: ROUGHY_LOG_FORMAT
