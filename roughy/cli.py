@@ -1,7 +1,7 @@
 """`roughy`: serve the embedded service, administer it, or render a file through it.
 
 roughy serve [--host H] [--port P] [--data-dir D]     (ROUGHY_RUNTIME=kubernetes: on a cluster)
-roughy operator [--namespace NS] [--liveness URL]       (the Kubernetes runtime's operator)
+roughy operator [--namespace NS] [--liveness URL] [--metrics-port N]   (the Kubernetes runtime's operator)
 roughy migrate                                          (apply database migrations)
 roughy drain [--wait S]                                 (delete every Render; before uninstall)
 roughy admin create-account NAME | create-key ACCOUNT_ID | revoke-key KEY_ID
@@ -89,6 +89,10 @@ def cmd_operator(args: argparse.Namespace) -> int:
     settings = Settings(**({"namespace": args.namespace} if args.namespace else {}))
     setup_logging(settings.log_format)
     operator = build_operator(settings)
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port)  # encodes, reconciles, webhook deliveries of this process
     operator.service.start()
     try:
         kopf.run(
@@ -236,6 +240,9 @@ def parser() -> argparse.ArgumentParser:
     operator.add_argument("--namespace", help="namespace of Renders and Jobs (ROUGHY_NAMESPACE)")
     operator.add_argument(
         "--liveness", default="http://0.0.0.0:8080/healthz", help="kopf's liveness endpoint ('' for none)"
+    )
+    operator.add_argument(
+        "--metrics-port", type=int, default=9090, help="port of the operator's Prometheus /metrics (0: none)"
     )
     operator.set_defaults(func=cmd_operator)
 

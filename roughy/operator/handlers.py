@@ -7,6 +7,9 @@
 - a timer on unfinished Renders, every `interval` seconds: `sync`, which reads the encoder's
   progress from the pod's log and repairs anything a missed watch event left behind;
 - the delete handler, which makes kopf hold a finalizer on every Render: `finalize`;
+- reconciles are counted (`roughy_operator_reconciles_total{trigger, outcome}`), served with
+  the encode and webhook metrics on the operator's own `/metrics` (`roughy operator
+  --metrics-port`);
 - a liveness probe (kopf's `/healthz`): fails when the API server has not answered for minutes
   (`health.ApiVitals`); watch streams are bounded and replaced when they go quiet (`configure`),
   and the Job watch is filtered by the API server to roughy's Jobs.
@@ -18,10 +21,13 @@ its thread pool, and the controller's Kubernetes client, store and storage are s
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import kopf
+from prometheus_client import Counter
 
 from roughy.adapters.executor.kube import LABEL_MANAGED_BY, MANAGED_BY
 from roughy.kube import crd
@@ -30,6 +36,9 @@ from roughy.operator.controller import Controller
 from roughy.operator.health import ApiVitals
 
 ANNOTATION_PREFIX = "roughy.ai"
+RECONCILES = Counter(
+    "roughy_operator_reconciles_total", "Reconciles of Renders by the operator", ["trigger", "outcome"]
+)
 
 
 #: Watch streams: the API server ends each within WATCH_SERVER_TIMEOUT seconds (kopf then starts
@@ -83,7 +92,8 @@ def build_registry(
     @kopf.on.create(*renders, registry=registry)
     @kopf.on.resume(*renders, registry=registry)
     def _reconcile(**kwargs: Any) -> None:
-        controller.sync(kwargs["namespace"], kwargs["name"])
+        with counted("resume"):
+            controller.sync(kwargs["namespace"], kwargs["name"])
 
     @kopf.on.event(*renders, registry=registry)
     def _render_seen(**_: Any) -> None:
@@ -100,19 +110,37 @@ def build_registry(
         if owner is None or kwargs.get("type") is None:  # type None: the initial listing, covered by resume
             return
         try:
-            controller.sync(kwargs["namespace"], owner)
+            with counted("job_event"):
+                controller.sync(kwargs["namespace"], owner)
         except kopf.TemporaryError:
             pass  # event handlers are not retried: the timer comes back to this Render
 
     @kopf.timer(*renders, interval=interval, when=_unfinished, registry=registry)
     def _poll(**kwargs: Any) -> None:
-        controller.sync(kwargs["namespace"], kwargs["name"])
+        with counted("timer"):
+            controller.sync(kwargs["namespace"], kwargs["name"])
 
     @kopf.on.delete(*renders, registry=registry)
     def _finalize(**kwargs: Any) -> None:
-        controller.finalize(kwargs["namespace"], kwargs["name"], dict(kwargs["body"]))
+        with counted("finalize"):
+            controller.finalize(kwargs["namespace"], kwargs["name"], dict(kwargs["body"]))
 
     return registry
+
+
+@contextlib.contextmanager
+def counted(trigger: str) -> Iterator[None]:
+    """Count one reconcile of a Render by what triggered it and how it ended: `ok`, `retry` (a
+    temporary error: kopf calls again) or `error` (anything else: a bug, or a permanent error)."""
+    try:
+        yield
+    except kopf.TemporaryError:
+        RECONCILES.labels(trigger, "retry").inc()
+        raise
+    except BaseException:
+        RECONCILES.labels(trigger, "error").inc()
+        raise
+    RECONCILES.labels(trigger, "ok").inc()
 
 
 def _unfinished(status: kopf.Status, **_: Any) -> bool:

@@ -153,9 +153,11 @@ def test_operator_is_one_replica_recreated_with_kopf_liveness(objects: list[dict
     deployment = find(objects, "Deployment", "roughy-operator")
     assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"] == ["operator", "--namespace", NAMESPACE, "--liveness", "http://0.0.0.0:8080/healthz"]
+    assert container["args"] == ["operator", "--namespace", NAMESPACE, "--liveness", "http://0.0.0.0:8080/healthz",
+                                 "--metrics-port", "9090"]  # fmt: skip
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
-    assert container["ports"] == [{"name": "liveness", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["ports"] == [{"name": "liveness", "containerPort": 8080, "protocol": "TCP"},
+                                  {"name": "metrics", "containerPort": 9090, "protocol": "TCP"}]  # fmt: skip
     env = {e["name"]: e for e in container["env"]}
     assert env["ROUGHY_JOBS_CONFIG"]["value"] == "/etc/roughy/jobs.json"
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
@@ -279,12 +281,21 @@ def test_hooks_order_secret_then_migrations_and_drain_before_deletion(objects: l
 def test_optional_objects() -> None:
     objects = render(
         "metrics.serviceMonitor.enabled=true",
+        "metrics.podMonitor.enabled=true",
         "api.ingress.enabled=true",
         "api.ingress.hosts[0].host=renders.example.com",
         "api.replicas=1",
     )
     monitor = find(objects, "ServiceMonitor", "roughy-api")
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    # The operator has no Service: a PodMonitor scrapes its metrics port.
+    pods = find(objects, "PodMonitor", "roughy-operator")
+    assert pods["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    operator = find(objects, "Deployment", "roughy-operator")
+    assert pods["spec"]["selector"]["matchLabels"].items() <= operator["spec"]["template"]["metadata"]["labels"].items()
+    [container] = operator["spec"]["template"]["spec"]["containers"]
+    assert {"name": "metrics", "containerPort": 9090, "protocol": "TCP"} in container["ports"]
+    assert container["args"][container["args"].index("--metrics-port") + 1] == "9090"
     ingress = find(objects, "Ingress", "roughy-api")
     assert ingress["spec"]["rules"][0]["host"] == "renders.example.com"
     assert not [o for o in objects if o["kind"] == "PodDisruptionBudget"], "no PDB for a single replica"

@@ -5,6 +5,7 @@ liveness endpoint), `ROUGHY_RUNTIME=kubernetes roughy serve`, and `roughy drain`
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -102,7 +103,9 @@ def test_the_commands_run_the_runtime_from_environment_alone(
 
     operator_log, api_log = tmp_path / "operator.log", tmp_path / "api.log"
     liveness = f"http://127.0.0.1:{free_port()}/healthz"
-    operator = roughy("operator", "--liveness", liveness, env=environment, log=operator_log)
+    metrics = free_port()
+    operator = roughy("operator", "--liveness", liveness, "--metrics-port", str(metrics), env=environment,
+                      log=operator_log)  # fmt: skip
     processes.append(operator)
     port = free_port()
     api = roughy("serve", "--port", str(port), env=environment, log=api_log)
@@ -123,6 +126,11 @@ def test_the_commands_run_the_runtime_from_environment_alone(
         done = wait_for(lambda: client.get(f"/v1/renders/{render['id']}").json(),
                         lambda r: r["state"] in ("completed", "failed"), timeout=60)  # fmt: skip
         assert done["state"] == "completed", (done, operator_log.read_text()[-3000:])
+
+    # The operator's own /metrics: its reconciles, and the outcome it recorded.
+    scraped = httpx.get(f"http://127.0.0.1:{metrics}/metrics", timeout=10).text
+    assert re.search(r'^roughy_operator_reconciles_total\{outcome="ok",trigger="\w+"\} [1-9]', scraped, re.M), scraped
+    assert re.search(r'^roughy_renders_finished_total\{state="completed"\} 1\.0$', scraped, re.M), scraped
 
     # The uninstall hook: stop the API (here: SIGTERM, as a scale-down does), drain the Renders.
     api.send_signal(signal.SIGTERM)
