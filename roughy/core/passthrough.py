@@ -11,8 +11,10 @@ already is what the output asks for. The rules (each a reason not to copy when i
 - audio: the output format's codec (AAC-LC for MP4/MOV/M4A, MP3 for MP3), the channel count and
   sample rate the encode would produce (mono or stereo, a rate the codec carries), and its
   bitrate known and within the cap (the explicit `audio_bitrate`, else Auto);
-- cuts are encoded: every kept segment's audio is faded at its edges, and a cut point inside a
-  GOP cannot be copied frame-exactly.
+- a cut's audio is encoded (every kept segment's audio is faded at its edges); its video is
+  copied only when every kept segment starts and ends on a keyframe of a closed GOP, which the
+  encoder checks in the file itself (`VideoPlan.cut_copy`; a cut point inside a GOP cannot be
+  copied frame-exactly), and is encoded otherwise.
 
 A fact an older probe did not record (None) is a reason: nothing is copied on a guess. The
 signature, credits and every SPEC rule are the same whether a stream is copied or encoded; the

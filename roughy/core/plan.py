@@ -22,6 +22,9 @@ class VideoPlan:
     bitrate_kbps: int
     hdr: bool = False  # source is PQ/HLG: tone-map to SDR BT.709
     stream_copy: bool = False  # the source's stream already is this output: copy it (`core.passthrough`)
+    # A cut of a source that is already this output: the encoder copies its video when every
+    # kept segment starts and ends on a keyframe (it checks the file), and encodes it otherwise.
+    cut_copy: bool = False
 
 
 @dataclass(frozen=True)

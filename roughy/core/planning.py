@@ -138,8 +138,8 @@ def plan_render(
             hdr=video.hdr,
         )
         cap = asked_video_kbps(spec, min(width, height))
-        if not segments and not video_copy_refusals(video, video_plan, cap):  # a cut is always encoded
-            video_plan = replace(video_plan, stream_copy=True)
+        if not video_copy_refusals(video, video_plan, cap):  # a cut: copied where its keyframes allow
+            video_plan = replace(video_plan, cut_copy=True) if segments else replace(video_plan, stream_copy=True)
     audio_plan = None
     if audio is not None:
         audio_plan = AudioPlan(

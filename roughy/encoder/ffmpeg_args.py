@@ -236,6 +236,30 @@ def build_chunk_join_args(
     return [*argv, *maps, *_tail(plan.format, container_args(plan.format), output)]
 
 
+def cut_audio_plan(plan: EncodePlan, cuts: Sequence[Cut]) -> EncodePlan:
+    """The audio of a cut whose video is copied (`roughy.encoder.cutcopy`), as an M4A: the same
+    cuts as the video's (on its frame grid, so the two stay in sync), the same audio settings
+    and edge fades as an encode of the whole cut."""
+    if plan.audio is None:
+        raise PlanError("the plan has no audio")
+    segments = tuple(Segment(c.start, round(c.start + c.length, 6)) for c in cuts)
+    demuxer = plan.audio_demuxer if plan.separate_audio else plan.video_demuxer
+    return EncodePlan(Format.M4A, plan.duration, None, plan.audio, segments, audio_demuxer=demuxer)
+
+
+def build_cut_mux_args(
+    plan: EncodePlan, *, video: str, audio: str | None, output: str, ffmpeg: str = "ffmpeg"
+) -> list[str]:
+    """A copied cut into the plan's container: its video (a MOV of the kept packets) and its
+    audio (the M4A of `cut_audio_plan`), both copied."""
+    argv = [*_head(ffmpeg), *input_args(video, "mov")]
+    maps = ["-map", "0:v:0"]
+    if audio is not None:
+        argv += input_args(audio, "mov")
+        maps += ["-map", "1:a:0"]
+    return [*argv, *maps, "-c", "copy", *_tail(plan.format, container_args(plan.format), output)]
+
+
 def plan_chunks(plan: EncodePlan) -> list[Cut] | None:
     """The plan's chunks on the output frame grid (whole frames each, none lost or repeated)."""
     if not plan.chunks or plan.video is None:

@@ -8,6 +8,7 @@ file, and any failure (or a SIGTERM unwinding through here) removes the temp.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import tempfile
@@ -15,12 +16,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import replace
 from pathlib import Path
 
 from roughy.core.models import AudioInfo, RenderResult
 from roughy.core.passthrough import copied_streams
 from roughy.core.plan import EncodePlan
 from roughy.encoder import runner
+from roughy.encoder.cutcopy import NotAligned, copy_cut_video
 from roughy.encoder.errors import EncodeFailed, EncodeTimeout, InvalidMedia
 from roughy.encoder.ffmpeg_args import (
     BATCH_SEGMENTS,
@@ -31,8 +34,10 @@ from roughy.encoder.ffmpeg_args import (
     build_batch_args,
     build_chunk_args,
     build_chunk_join_args,
+    build_cut_mux_args,
     build_ffmpeg_args,
     build_join_args,
+    cut_audio_plan,
     ffconcat_text,
     input_args,
     plan_chunks,
@@ -42,6 +47,7 @@ from roughy.encoder.probe import MediaInfo, probe
 from roughy.encoder.tools import ffmpeg_path
 
 ProgressCallback = Callable[[float], None]
+log = logging.getLogger(__name__)
 
 
 def render(
@@ -65,10 +71,11 @@ def render(
     limit = plan.time_limit() if time_limit is None else time_limit
     deadline = time.monotonic() + limit
     try:
-        produced = _render_to(plan, video_src, audio_src, output, on_progress, deadline, encoder, parallel)
+        produced, copied = _render_to(plan, video_src, audio_src, output, on_progress, deadline, encoder, parallel)
     except EncodeTimeout:
         raise EncodeTimeout(f"the render did not finish within its time limit of {limit:g} s") from None
-    return _result(plan, produced, output)
+    result = _result(plan, produced, output)
+    return replace(result, copied=copied) if copied is not None else result
 
 
 def render_chunk(
@@ -154,12 +161,19 @@ def _render_to(
     deadline: float,
     encoder: str,
     parallel: int = 1,
-) -> MediaInfo:
-    """Encode into a temp file beside `output`, probe it, move it into place."""
+) -> tuple[MediaInfo, list[str] | None]:
+    """Encode into a temp file beside `output`, probe it, move it into place. The streams
+    copied, when that differs from the plan's (a cut whose video could be copied)."""
     cuts = plan_cuts(plan)
     chunks = plan_chunks(plan)
+    copied: list[str] | None = None
     with _temp_beside(output) as temp:
-        if chunks is not None:
+        if cuts is not None and plan.video is not None and plan.video.cut_copy and video_src is not None:
+            if _render_cut_copy(plan, cuts, video_src, audio_src, temp, on_progress, deadline):
+                copied = ["video"]
+        if copied is not None:
+            pass
+        elif chunks is not None:
             _render_chunked(plan, chunks, video_src, audio_src, temp, on_progress, deadline, encoder, parallel)
         elif cuts is not None and len(cuts) > BATCH_SEGMENTS:
             groups = batches(cuts, BATCH_SEGMENTS)
@@ -176,7 +190,51 @@ def _render_to(
             _run(argv, plan.duration, deadline, on_progress)
         produced = _probe_output(temp)
         os.replace(temp, output)
-    return produced
+    return produced, copied
+
+
+#: Share of a copied cut's progress that encoding its audio takes; the final mux has the rest.
+CUT_AUDIO_SHARE = 0.9
+
+
+def _render_cut_copy(
+    plan: EncodePlan,
+    cuts: list[Cut],
+    video_src: str,
+    audio_src: str | None,
+    temp: Path,
+    on_progress: ProgressCallback | None,
+    deadline: float,
+) -> bool:
+    """A cut whose every segment starts and ends on a keyframe: its video packets copied
+    (`cutcopy`), its audio encoded on the same cuts as an encode would (faded edges), both
+    muxed into `temp`. False, having written nothing, when the cut points are not keyframes."""
+    assert plan.video is not None
+    with contextlib.ExitStack() as stack:
+        video = stack.enter_context(_temp_beside(str(temp.with_suffix(".mov")), tag="video"))
+        try:
+            copy_cut_video(video_src, plan.video_demuxer, cuts, plan.video.fps, str(video))
+        except NotAligned as exc:
+            log.info("the cut's video is encoded: %s", exc)
+            return False
+        audio: Path | None = None
+        if plan.audio is not None:
+            audio = stack.enter_context(_temp_beside(str(temp.with_suffix(".m4a")), tag="audio"))
+            source = audio_src if plan.separate_audio and audio_src is not None else video_src
+            argv = build_ffmpeg_args(cut_audio_plan(plan, cuts), video_src=None, audio_src=source, output=str(audio),
+                                     ffmpeg=ffmpeg_path())  # fmt: skip
+            _run(argv, plan.duration, deadline, _share(on_progress, 0.0, CUT_AUDIO_SHARE))
+        argv = build_cut_mux_args(plan, video=str(video), audio=str(audio) if audio else None, output=str(temp),
+                                  ffmpeg=ffmpeg_path())  # fmt: skip
+        _run(argv, plan.duration, deadline, _share(on_progress, CUT_AUDIO_SHARE, 1 - CUT_AUDIO_SHARE))
+    return True
+
+
+def _share(on_progress: ProgressCallback | None, offset: float, share: float) -> ProgressCallback | None:
+    if on_progress is None:
+        return None
+    callback: ProgressCallback = on_progress
+    return lambda fraction: callback(min(offset + share * fraction, 0.999))
 
 
 #: Share of the progress bar the batches take; the join (a copy and an audio encode) the rest.

@@ -89,6 +89,9 @@ class VideoPlanSpec(ResourceModel):
     bitrate_kbps: int = Field(ge=1, description="Average video bitrate in kbit/s.")
     hdr: bool = Field(default=False, description="The source is PQ/HLG: tone-map to SDR BT.709.")
     stream_copy: bool = Field(default=False, description="Copy the source's video stream instead of encoding it.")
+    cut_copy: bool = Field(
+        default=False, description="A cut: copy the video when every segment starts and ends on a keyframe."
+    )
 
 
 class AudioPlanSpec(ResourceModel):

@@ -99,7 +99,13 @@ def test_each_reason_an_audio_stream_is_encoded(change: dict[str, object], spec:
     assert plan.video is not None and plan.video.stream_copy  # the other stream is still copied
 
 
-def test_a_cut_is_encoded() -> None:
-    plan = planned(OutputSpec(Format.MP4), segments=[Segment(0.0, 10.0), Segment(20.0, 30.0)])
+def test_a_cut_may_copy_its_video_where_the_keyframes_allow_and_always_encodes_its_audio() -> None:
+    segments = [Segment(0.0, 10.0), Segment(20.0, 30.0)]
+    plan = planned(OutputSpec(Format.MP4), segments=segments)
     assert plan.video is not None and plan.audio is not None
-    assert not plan.video.stream_copy and not plan.audio.stream_copy
+    assert plan.video.cut_copy  # the encoder checks the cut points against the file's keyframes
+    assert not plan.video.stream_copy and not plan.audio.stream_copy  # the edges' audio is faded
+    smaller = planned(OutputSpec(Format.MP4, resolution=Resolution.P720), segments=segments)
+    assert smaller.video is not None and not smaller.video.cut_copy  # a copy could not be the output
+    whole = planned(OutputSpec(Format.MP4))
+    assert whole.video is not None and whole.video.stream_copy and not whole.video.cut_copy

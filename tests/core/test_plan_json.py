@@ -30,7 +30,7 @@ def test_plan_json_is_plain_data() -> None:
     assert data["format"] == "mp4"
     assert data["segments"] == [[0.0, 1.5], [2.0, 4.0]]
     assert data["video"] == {"width": 1280, "height": 720, "fps": 29.97, "bitrate_kbps": 5000, "hdr": True,
-                             "stream_copy": False}  # fmt: skip
+                             "stream_copy": False, "cut_copy": False}  # fmt: skip
     assert EncodePlan.from_json(data) == plan
 
 
