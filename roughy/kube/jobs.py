@@ -72,6 +72,8 @@ SCRATCH_MARGIN = 2.0  # the average bitrate is a target, not a cap: the same mar
 
 NVIDIA_DRIVER_CAPABILITIES = "compute,video,utility"  # `video` mounts libnvidia-encode (NVENC)
 
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 
 
@@ -100,6 +102,19 @@ class JobSettings(BaseModel):
         default=None, description="ServiceAccount of encoder pods (needs no API rights)."
     )
     priority_class_name: str | None = None
+    tier_priority_classes: dict[Resolution, str] = Field(
+        default_factory=dict, description="PriorityClass of a tier's encodes (e.g. 4k lower); else priority_class_name."
+    )
+    queue_seconds: int = Field(
+        default=3600,
+        ge=0,
+        description="How long a render may wait for capacity (no pod of its Job started: unschedulable, a node"
+        " pool scaling up, a Kueue queue) before it fails with no_capacity; 0: no limit.",
+    )
+    kueue_queue: str | None = Field(
+        default=None,
+        description="A Kueue LocalQueue: Jobs are created suspended with kueue.x-k8s.io/queue-name, Kueue admits them.",
+    )
     instance: str = Field(default="roughy", description="app.kubernetes.io/instance of the Jobs (the Helm release).")
     backoff_limit: int = Field(default=2, ge=0, le=6, description="Retries of a transient failure.")
     ttl_seconds_after_finished: int = Field(default=3600, ge=60, description="Finished Jobs are deleted after this.")
@@ -176,13 +191,17 @@ def build_job(render: dict[str, Any], settings: JobSettings, urls: PresignedUrls
     }
     if render["metadata"].get("namespace"):
         metadata["namespace"] = render["metadata"]["namespace"]
+    queue_labels, queue_spec = queue_fields(spec, settings)
+    labels |= queue_labels
+    priority = priority_class(spec, settings)
     if plan.chunks:  # the chunks were encoded by the Indexed Job (`build_chunk_job`): join them
         labels[LABEL_STEP] = "join"
-        pod = pod_spec(plan, None, settings, join_container(plan, urls, settings, join_scratch_mib(plan, settings)))
+        main = join_container(plan, urls, settings, join_scratch_mib(plan, settings))
+        pod = pod_spec(plan, None, settings, main, priority)
     else:
         encoder = video_encoder(spec, settings)
         scratch = scratch_mib(plan, settings)
-        pod = pod_spec(plan, encoder, settings, container(plan, encoder, urls, settings, scratch))
+        pod = pod_spec(plan, encoder, settings, container(plan, encoder, urls, settings, scratch), priority)
     template = {
         "metadata": {"labels": dict(labels), "annotations": dict(settings.pod_annotations)},
         "spec": pod,
@@ -193,6 +212,7 @@ def build_job(render: dict[str, Any], settings: JobSettings, urls: PresignedUrls
         "ttlSecondsAfterFinished": settings.ttl_seconds_after_finished,
         "podFailurePolicy": pod_failure_policy(),
         "template": template,
+        **queue_spec,
     }
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
 
@@ -249,7 +269,28 @@ def encode_time_limit(plan: EncodePlan, settings: JobSettings) -> int:
 def active_deadline_seconds(plan: EncodePlan, settings: JobSettings) -> int:
     """The Job's limit over all attempts and the time spent pending: the encode limit scaled,
     plus a fixed allowance for scheduling, a node scale-up and the image pull."""
-    return math.ceil(encode_time_limit(plan, settings) * settings.deadline_factor) + settings.startup_seconds
+    return math.ceil(encode_time_limit(plan, settings) * settings.deadline_factor) + _waiting_allowance(settings)
+
+
+def _waiting_allowance(settings: JobSettings) -> int:
+    """The part of a Job's deadline for waiting: scheduling, pulls, retries' pods, and the queue
+    budget (the operator fails a render that waited longer with no_capacity, before this)."""
+    return settings.startup_seconds + settings.queue_seconds
+
+
+def queue_fields(spec: RenderSpec, settings: JobSettings) -> tuple[dict[str, str], dict[str, Any]]:
+    """Labels and Job spec fields of the capacity queue: Kueue's queue name and `suspend: true`
+    (Kueue admits the Job by resuming it) when a queue is configured."""
+    if not settings.kueue_queue:
+        return {}, {}
+    return {KUEUE_QUEUE_LABEL: _label_value(settings.kueue_queue)}, {"suspend": True}
+
+
+def priority_class(spec: RenderSpec, settings: JobSettings) -> str | None:
+    """The PriorityClass of the render's tier, else the one of every encode."""
+    tier = spec.tier or tier_of(spec.plan.to_plan())
+    chosen = settings.tier_priority_classes.get(tier) if tier is not None else None
+    return chosen or settings.priority_class_name
 
 
 def scratch_mib(plan: EncodePlan, settings: JobSettings) -> int:
@@ -276,7 +317,11 @@ def pod_failure_policy() -> dict[str, Any]:
 
 
 def pod_spec(
-    plan: EncodePlan, encoder: VideoEncoder | None, settings: JobSettings, main: dict[str, Any]
+    plan: EncodePlan,
+    encoder: VideoEncoder | None,
+    settings: JobSettings,
+    main: dict[str, Any],
+    priority: str | None = None,
 ) -> dict[str, Any]:
     """The pod: one encoder container (`main`), no API token (it needs none), the pool's placement."""
     gpu = encoder is VideoEncoder.H264_NVENC
@@ -293,7 +338,7 @@ def pod_spec(
     spec.update(_placement(gpu, settings))
     optional = {
         "serviceAccountName": settings.service_account,
-        "priorityClassName": settings.priority_class_name,
+        "priorityClassName": priority or settings.priority_class_name,
         "runtimeClassName": settings.gpu_runtime_class if gpu else None,
         "imagePullSecrets": [{"name": name} for name in settings.image_pull_secrets] or None,
     }
@@ -388,7 +433,8 @@ def build_chunk_job(
     urls_text = json.dumps(list(chunk_urls), separators=(",", ":"))
     if len(urls_text.encode()) > CHUNK_URLS_BUDGET:
         raise ValueError("the chunks' upload URLs do not fit in the encoder's environment")
-    labels = job_labels(spec, settings) | {LABEL_STEP: "chunks"}
+    queue_labels, queue_spec = queue_fields(spec, settings)
+    labels = job_labels(spec, settings) | {LABEL_STEP: "chunks"} | queue_labels
     encoder = video_encoder(spec, settings)
     limit = chunk_time_limit(plan, settings)
     scratch = chunk_scratch_mib(plan, settings)
@@ -420,13 +466,14 @@ def build_chunk_job(
         "parallelism": parallelism,
         "backoffLimitPerIndex": settings.backoff_limit,
         "maxFailedIndexes": 0,
-        "activeDeadlineSeconds": math.ceil(limit * settings.deadline_factor) * waves + settings.startup_seconds,
+        "activeDeadlineSeconds": math.ceil(limit * settings.deadline_factor) * waves + _waiting_allowance(settings),
         "ttlSecondsAfterFinished": settings.ttl_seconds_after_finished,
         "podFailurePolicy": pod_failure_policy(),
         "template": {
             "metadata": {"labels": dict(labels), "annotations": dict(settings.pod_annotations)},
-            "spec": pod_spec(plan, encoder, settings, main),
+            "spec": pod_spec(plan, encoder, settings, main, priority_class(spec, settings)),
         },
+        **queue_spec,
     }
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
 

@@ -7,8 +7,11 @@ observation of its Job, and returns the status to write and the actions to take.
 Rules:
 - no Job yet and not terminal: create it (the Job is named after the Render, so a repeat is an
   AlreadyExists, not a second encode);
-- a Job whose pod has not started (unschedulable, pulling its image) leaves the Render
-  pending; once running, a Render stays running through the Job's retries;
+- a Job whose pod has not started (unschedulable, pulling its image, queued) leaves the Render
+  pending, for at most `queue_seconds` from the Job's creation: then the render fails with
+  `no_capacity` and its Jobs are deleted (a Job that hit its own deadline with no pod ever
+  started fails so too, not as `encode_timeout`); once running, a Render stays running through
+  the Job's retries;
 - a terminal Render never changes again: a late or repeated observation is ignored;
 - progress only moves forward and is 1.0 exactly when completed;
 - the move into a terminal state happens once, with one `record` action, which writes the
@@ -52,12 +55,17 @@ class JobObservation:
     progress: float | None = None  # the encoder's last progress line
     started: bool = True  # a pod of the Job has started (Running, or already finished)
     completions: int = 1  # pods that must succeed (an Indexed Job: its chunks)
+    created_at: datetime | None = None  # the Job's creationTimestamp: the queue budget counts from it
 
 
 @dataclass(frozen=True)
 class Decision:
     status: dict[str, Any]
-    actions: tuple[str, ...] = field(default_factory=tuple)  # "create_chunk_job", "create_job", "record"
+    actions: tuple[str, ...] = field(default_factory=tuple)  # "create_chunk_job", "create_job", "record", "delete_jobs"
+
+
+#: The error of a render that waited for capacity longer than its budget.
+NO_CAPACITY = "no_capacity"
 
 
 def decide(
@@ -66,10 +74,12 @@ def decide(
     job: JobObservation,
     now: datetime,
     chunks: JobObservation | None = None,
+    queue_seconds: float = 0,
 ) -> Decision:
     """`job`: the render's own Job (the join, for a chunked render); `chunks`: the Indexed Job
-    of a chunked render's chunks, None for a render that is not chunked."""
-    decision = _decide(status, generation, job, now, chunks)
+    of a chunked render's chunks, None for a render that is not chunked. `queue_seconds`: how
+    long a render may wait for its first pod to start (0: no limit)."""
+    decision = _decide(status, generation, job, now, chunks, queue_seconds)
     progress = decision.status.get("progress")
     if progress is None or (status or {}).get("state") in TERMINAL:  # a finished render never changes
         return decision
@@ -82,6 +92,7 @@ def _decide(
     job: JobObservation,
     now: datetime,
     chunks: JobObservation | None,
+    queue_seconds: float,
 ) -> Decision:
     current = dict(status or {})
     state = current.get("state", "pending")
@@ -90,6 +101,8 @@ def _decide(
     stamp = now.isoformat().replace("+00:00", "Z")
     new = current | {"observedGeneration": generation}
     if not job.exists and chunks is not None:
+        if state != "running" and _queued_too_long(chunks, now, queue_seconds):
+            return _no_capacity(new, queue_seconds, stamp)
         return _decide_chunks(current, new, chunks, stamp)
     if chunks is not None and job.progress is not None:  # the join's own progress, after the chunks'
         job = replace(job, progress=CHUNK_SHARE + (1 - CHUNK_SHARE) * job.progress)
@@ -105,8 +118,10 @@ def _decide(
     if job.failed_reason is not None:
         return _finish_failed(new, _failure(job), stamp)
     if not job.started and state != "running":
+        if _queued_too_long(job, now, queue_seconds):
+            return _no_capacity(new, queue_seconds, stamp)
         new |= {"state": "pending", "progress": float(current.get("progress", 0.0))}
-        message = "waiting for the encoder's pod to start (scheduling, image pull)"
+        message = "waiting for the encoder's pod to start (capacity, scheduling, image pull)"
         return Decision(_with_condition(new, "Running", "False", "PodPending", message, stamp))
     new |= {"state": "running", "progress": _forward(current.get("progress"), job.progress)}
     new.setdefault("startedAt", stamp)
@@ -138,6 +153,20 @@ def _decide_chunks(current: dict[str, Any], new: dict[str, Any], chunks: JobObse
     new.setdefault("startedAt", stamp)
     message = f"encoding chunks: {chunks.succeeded} of {chunks.completions} done"
     return Decision(_with_condition(new, "Running", "True", "Encoding", message, stamp))
+
+
+def _queued_too_long(job: JobObservation, now: datetime, queue_seconds: float) -> bool:
+    """No pod of `job` has started, and it was created more than `queue_seconds` ago."""
+    if queue_seconds <= 0 or not job.exists or job.started or job.created_at is None:
+        return False
+    return (now - job.created_at).total_seconds() > queue_seconds
+
+
+def _no_capacity(new: dict[str, Any], queue_seconds: float, stamp: str) -> Decision:
+    """Waiting for capacity is not an encode that timed out: its own error, and its Jobs go
+    (their pods would start some day, for nobody)."""
+    message = f"no capacity: the encode did not start within {queue_seconds:g} s (no node could run it)"
+    return Decision(failed(new, {"code": NO_CAPACITY, "message": message}, stamp), ("record", "delete_jobs"))
 
 
 def _finish_completed(new: dict[str, Any], job: JobObservation, stamp: str) -> Decision:
@@ -173,6 +202,8 @@ def _failure(job: JobObservation) -> dict[str, str]:
     """The client-facing error of a failed Job: the encoder's own words first."""
     if job.error:
         return {"code": job.error.get("code", "encode_failed"), "message": job.error.get("message", "")}
+    if job.failed_reason == "DeadlineExceeded" and not job.started:
+        return {"code": NO_CAPACITY, "message": "no capacity: no pod of the encode Job started before its deadline"}
     if job.failed_reason == "DeadlineExceeded":
         return {"code": "encode_timeout", "message": "the encode Job ran past its deadline"}
     if job.exit_code in EXIT_CODES:

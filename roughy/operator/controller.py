@@ -136,7 +136,8 @@ class Controller:
             # Once the join exists the chunks are done: no need to read their Job again.
             chunks = CHUNKS_DONE if observation.exists else self.observe(namespace, chunk_job_name(name), status,
                                                                           chunks=True)  # fmt: skip
-        decision = decide(status, int(meta.get("generation") or 1), observation, self.clock(), chunks)
+        queue = self.config.jobs.queue_seconds
+        decision = decide(status, int(meta.get("generation") or 1), observation, self.clock(), chunks, queue)
         new = dict(decision.status)
         if "create_chunk_job" in decision.actions:
             new |= self._create_chunk_job(render, new)
@@ -148,6 +149,9 @@ class Controller:
                 # that a completed render has nothing but its output (a failed one: nothing).
                 self.storage.delete_prefix(chunk_prefix(spec["outputKey"]))
             self._record(render_id, new)
+        if "delete_jobs" in decision.actions:  # their pods would start some day, for nobody
+            for job in (job_name(name), chunk_job_name(name)):
+                self.api.delete_job(namespace, job, propagation="Background")
         if new.get("state") == RenderState.RUNNING.value and new.get("progress"):
             self.renders.progress(render_id, float(new["progress"]))
         if new != status:
@@ -193,6 +197,7 @@ class Controller:
             progress=progress,
             started=started,
             completions=(found.spec.completions if found.spec else None) or 1,
+            created_at=found.metadata.creation_timestamp if found.metadata else None,
         )
 
     def _read_progress(

@@ -4,6 +4,7 @@ through the finalizer."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from kubernetes.client.exceptions import ApiException
 from roughy.encoder.probe import probe
 from roughy.kube import crd
 from tests.conftest import ready_asset, wait_for
-from tests.kube.stack import NAMESPACE, KubeService, start_kube_service
+from tests.kube.stack import ENCODER_IMAGE, NAMESPACE, KubeService, start_kube_service
 from tests.media import make_video
 from tests.storage.s3server import StrictS3Server
 
@@ -125,3 +126,26 @@ def test_the_stack_refuses_a_status_the_crd_would_not_keep(
             )
         assert refused.value.status == 422, bad
     assert render["id"]
+
+
+def test_a_render_that_finds_no_capacity_fails_with_no_capacity_and_leaves_nothing(
+    tmp_path: Path, s3_server: StrictS3Server, s3: Any, clip: Path
+) -> None:
+    """Jobs go to a Kueue queue that never admits them (the FakeKubelet starts no pod of a
+    suspended Job): past the queue budget the render fails as waiting, not as an encode timeout."""
+    config = tmp_path / "jobs.json"
+    config.write_text(json.dumps({"image": ENCODER_IMAGE, "queue_seconds": 2, "kueue_queue": "renders"}))
+    with start_kube_service(tmp_path, s3_server.url, jobs_config=config) as service, service.client() as api:
+        asset = ready_asset(api, clip)
+        assert asset["state"] == "ready", asset
+        render = api.post("/v1/renders", json={"asset_id": asset["id"], "output": {"format": "mp3"}}).json()
+        (resource,) = wait_for(lambda: {"r": renders_in_cluster(service)}, lambda d: len(d["r"]) == 1)["r"]
+        job = wait_for(lambda: {"j": service.kube.object("jobs", NAMESPACE, resource["metadata"]["name"])},
+                       lambda d: d["j"] is not None)["j"]  # fmt: skip
+        assert job["spec"]["suspend"] is True and job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "renders"
+        done = wait_for(lambda: api.get(f"/v1/renders/{render['id']}").json(),
+                        lambda r: r["state"] in ("completed", "failed"), timeout=30)  # fmt: skip
+        assert done["state"] == "failed" and done["error"]["code"] == "no_capacity", done
+        assert wait_for(lambda: {"j": service.kube.object("jobs", NAMESPACE, resource["metadata"]["name"])},
+                        lambda d: d["j"] is None)["j"] is None  # fmt: skip
+        assert service.stored_keys(f"renders/{render['id']}") == []

@@ -145,14 +145,15 @@ def test_deadline_scales_with_the_plan_duration() -> None:
     for plan, deadline in zip((short, long), deadlines, strict=True):
         limit = int(container(job_for(plan))["args"][-1])  # the encoder's own, per attempt
         assert limit == math.ceil(plan.time_limit())
-        assert deadline == math.ceil(limit * SETTINGS.deadline_factor) + SETTINGS.startup_seconds
+        waiting = SETTINGS.startup_seconds + SETTINGS.queue_seconds
+        assert deadline == math.ceil(limit * SETTINGS.deadline_factor) + waiting
 
 
 def test_deadline_follows_the_configured_time_limit() -> None:
     settings = SETTINGS.model_copy(update={"time_limit_base": 10.0, "time_limit_per_second": 2.0})
     job = job_for(examples.video_plan(duration=100.0), settings)
     assert container(job)["args"][-1] == "210"
-    assert job["spec"]["activeDeadlineSeconds"] == 420 + settings.startup_seconds
+    assert job["spec"]["activeDeadlineSeconds"] == 420 + settings.startup_seconds + settings.queue_seconds
 
 
 def test_command_is_an_argument_list_not_a_shell_string() -> None:
@@ -350,7 +351,7 @@ def test_a_chunked_render_encodes_its_chunks_in_an_indexed_job_one_pod_per_chunk
     limit = int(c["args"][-1])
     assert limit == math.ceil(120 + 20 * 60.06) < jobs.encode_time_limit(plan, SETTINGS) / 5  # one chunk's
     # Three waves of at most 4 pods, each allowed its deadline factor: the Job's whole budget.
-    assert spec["activeDeadlineSeconds"] == 3 * math.ceil(limit * 2.0) + 600
+    assert spec["activeDeadlineSeconds"] == 3 * math.ceil(limit * 2.0) + 600 + 3600  # + the queue budget
     variables = env(job)
     assert json.loads(variables["ROUGHY_CHUNK_URLS"])[3] == "https://s3.example/chunk3?sig=c3"
     assert variables["ROUGHY_VIDEO_URL"].endswith("sig=v") and "ROUGHY_AUDIO_URL" not in variables
@@ -390,3 +391,25 @@ def test_chunk_urls_must_match_the_chunks_and_fit_in_the_environment() -> None:
         job_for(plan)  # the join of a chunked plan needs the chunks' URLs
     with pytest.raises(ValueError, match="only a chunked video plan"):
         chunk_job_for(examples.video_plan())
+
+
+def test_with_a_kueue_queue_jobs_are_created_suspended_for_kueue_to_admit() -> None:
+    settings = JobSettings(image="img", kueue_queue="renders")
+    for job in (job_for(examples.video_plan(), settings), chunk_job_for(chunked_plan(), settings)):
+        assert job["spec"]["suspend"] is True
+        assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "renders"
+        assert unknown_fields(job, "V1Job") == []
+    assert "suspend" not in job_for(examples.video_plan())["spec"]  # no queue: runs at once
+
+
+def test_each_tier_can_have_its_own_priority_class() -> None:
+    settings = JobSettings(image="img", priority_class_name="encodes", tier_priority_classes={Resolution.UHD4K: "bulk"})
+    assert pod(job_for(examples.video_plan(3840, 2160), settings))["priorityClassName"] == "bulk"
+    assert pod(job_for(examples.video_plan(1920, 1080), settings))["priorityClassName"] == "encodes"
+
+
+def test_the_job_deadline_leaves_room_for_the_queue_budget() -> None:
+    plan = examples.video_plan()
+    quick = JobSettings(image="img", queue_seconds=0)
+    patient = JobSettings(image="img", queue_seconds=7200)
+    assert jobs.active_deadline_seconds(plan, patient) - jobs.active_deadline_seconds(plan, quick) == 7200

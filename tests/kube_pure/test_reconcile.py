@@ -166,3 +166,30 @@ def test_conditions_follow_the_api_conventions_so_kubectl_wait_returns():
     assert conditions(gone) == {"Running": ("False", "Failed"), "Failed": ("True", "EncodeTimeout"),
                                 "Ready": ("False", "Failed")}  # fmt: skip
     assert gone["progressPercent"] == 42  # where it stopped
+
+
+# --- waiting for capacity ---------------------------------------------------------------------
+
+
+def test_a_render_that_waits_for_capacity_past_its_budget_fails_with_no_capacity_and_its_jobs_go():
+    waiting = JobObservation(exists=True, active=1, started=False, created_at=T0)
+    early = decide({"state": "pending"}, 1, waiting, T0 + timedelta(seconds=3599), queue_seconds=3600)
+    assert early.status["state"] == "pending" and early.actions == ()
+    late = decide({"state": "pending"}, 1, waiting, T0 + timedelta(seconds=3601), queue_seconds=3600)
+    assert late.actions == ("record", "delete_jobs")
+    assert late.status["state"] == "failed" and late.status["error"]["code"] == "no_capacity"
+    assert "3600 s" in late.status["error"]["message"]
+    # No budget: it waits; a render that already ran waits for a retry's pod without a budget.
+    assert decide({"state": "pending"}, 1, waiting, T0 + timedelta(days=1), queue_seconds=0).actions == ()
+    assert decide({"state": "running"}, 1, waiting, T0 + timedelta(days=1), queue_seconds=60).actions == ()
+    # The chunks of a chunked render wait under the same budget.
+    chunks = JobObservation(exists=True, active=8, started=False, completions=8, created_at=T0)
+    late = decide({"state": "pending"}, 1, NO_JOB, T0 + timedelta(seconds=61), chunks=chunks, queue_seconds=60)
+    assert late.actions == ("record", "delete_jobs") and late.status["error"]["code"] == "no_capacity"
+
+
+def test_a_job_past_its_deadline_that_never_started_a_pod_is_no_capacity_not_a_timeout():
+    never = JobObservation(exists=True, failed_reason="DeadlineExceeded", started=False)
+    assert decide({"state": "pending"}, 1, never, T0).status["error"]["code"] == "no_capacity"
+    ran = JobObservation(exists=True, failed_reason="DeadlineExceeded", started=True)
+    assert decide({"state": "running"}, 1, ran, T0).status["error"]["code"] == "encode_timeout"

@@ -179,6 +179,9 @@ and validates the result with JobSettings, so a renamed value or field fails the
 {{- $paths := dict
   "image_pull_policy" "encoder.image.pullPolicy"
   "priority_class_name" "encoder.priorityClassName"
+  "tier_priority_classes" "encoder.tierPriorityClassNames"
+  "queue_seconds" "encoder.queueSeconds"
+  "kueue_queue" "encoder.kueueQueueName"
   "backoff_limit" "encoder.backoffLimit"
   "chunk_parallelism" "encoder.chunks.parallelism"
   "ttl_seconds_after_finished" "encoder.ttlSecondsAfterFinished"
