@@ -49,6 +49,9 @@ CRD_NAME = f"{PLURAL}.{GROUP}"
 LABEL_RENDER = "roughy.ai/render"  # the render's database id: find its Render and Job by it
 LABEL_ACCOUNT = "roughy.ai/account"
 LABEL_ASSET = "roughy.ai/asset"
+#: Set ("true") by the operator once the render completed or failed: lists of what still runs
+#: (`!=true`) and of what may be pruned (`=true`) are filtered by the API server.
+LABEL_FINISHED = "roughy.ai/finished"
 
 REGENERATE = "python -m roughy.kube.crd > crds/render.yaml"
 

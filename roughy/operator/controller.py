@@ -157,6 +157,10 @@ class Controller:
         if new != status:
             self._patch_status(namespace, name, new, status)
             self._announce(render, status, new)
+        finished = new.get("state") in (RenderState.COMPLETED.value, RenderState.FAILED.value)
+        if finished and (meta.get("labels") or {}).get(crd.LABEL_FINISHED) != "true":
+            # Recorded: lists of what still runs leave it out from now on (and pruning finds it).
+            self.api.patch_render(namespace, name, {"metadata": {"labels": {crd.LABEL_FINISHED: "true"}}})
         return new
 
     def observe(

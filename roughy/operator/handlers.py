@@ -1,7 +1,8 @@
 """The kopf handlers of the operator: thin calls into `Controller`.
 
 - create and resume of a Render: `sync` (creates the Job; on resume, catches up on whatever
-  happened while no operator ran);
+  happened while no operator ran). Resume skips finished Renders: a restart costs one list,
+  then calls for the unfinished ones only;
 - every event of a Job this operator manages: `sync` of the Render that owns it (its
   controller owner reference), so a finished Job is recorded at once;
 - a timer on unfinished Renders, every `interval` seconds: `sync`, which reads the encoder's
@@ -90,7 +91,7 @@ def build_registry(
         configure(settings)
 
     @kopf.on.create(*renders, registry=registry)
-    @kopf.on.resume(*renders, registry=registry)
+    @kopf.on.resume(*renders, when=_unfinished, registry=registry)  # a restart costs nothing per finished one
     def _reconcile(**kwargs: Any) -> None:
         with counted("resume"):
             controller.sync(kwargs["namespace"], kwargs["name"])

@@ -60,9 +60,13 @@ def patch(api: k8s.ApiClient, body: dict[str, Any], name: str = NAME) -> dict[st
 
 
 def set_status(api: k8s.ApiClient, status: dict[str, Any], name: str = NAME) -> None:
+    """The status, and for a finished render the label the operator then adds."""
     objects(api).patch_namespaced_custom_object_status(
         crd.GROUP, crd.VERSION, NAMESPACE, crd.PLURAL, name, {"status": status}
     )
+    if status.get("state") in ("completed", "failed"):
+        labels = {"metadata": {"labels": {crd.LABEL_FINISHED: "true"}}}
+        objects(api).patch_namespaced_custom_object(crd.GROUP, crd.VERSION, NAMESPACE, crd.PLURAL, name, labels)
 
 
 def controller(kube: EmulatorServer, action: Callable[[], Any], delay: float = 0.3) -> threading.Thread:
@@ -256,7 +260,7 @@ def test_prune_deletes_only_old_terminal_resources(
     assert kube.object("renders", NAMESPACE, foreign["metadata"]["name"]) is not None
 
     lists = [r for r in kube.emulator or [] if r.action == kmock.action.LIST and r.resource == RENDERS]
-    assert lists[-1].params["labelSelector"] == "app.kubernetes.io/managed-by=roughy"
+    assert lists[-1].params["labelSelector"] == "app.kubernetes.io/managed-by=roughy,roughy.ai/finished=true"
     # A shorter retention prunes the recent one too; the reason is recorded before the delete.
     assert executor.prune_terminal(60) == [signatures["completed-new"]]
     assert kube.emulator is not None
@@ -270,6 +274,19 @@ def test_prune_skips_resources_already_being_deleted(executor: KubeExecutor, kub
     patch(kube_api, {"metadata": {"finalizers": ["roughy.ai/cleanup"]}})
     objects(kube_api).delete_namespaced_custom_object(crd.GROUP, crd.VERSION, NAMESPACE, crd.PLURAL, NAME)
     assert executor.prune_terminal() == []
+
+
+def test_what_is_executing_is_listed_without_the_finished_renders(
+    executor: KubeExecutor, kube: EmulatorServer, kube_api: k8s.ApiClient
+) -> None:
+    """The API's lost-claim sweep asks this every 30 s: the API server filters out the finished
+    Renders kept for their retention, so the answer grows with the work in flight only."""
+    submit(executor, "rnd_running", "01" * 32)
+    submit(executor, "rnd_done", "02" * 32)
+    set_status(kube_api, {"state": "completed", "completedAt": iso(datetime.now(UTC))}, resource_name("02" * 32))
+    assert executor.executing() == {"rnd_running"}
+    lists = [r for r in kube.emulator or [] if r.action == kmock.action.LIST and r.resource == RENDERS]
+    assert lists[-1].params["labelSelector"] == "app.kubernetes.io/managed-by=roughy,roughy.ai/finished!=true"
 
 
 # --- errors at the edge -------------------------------------------------------------------------

@@ -4,6 +4,7 @@ operator restarts mid-encode, and what a platform engineer sees with kubectl."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -238,3 +239,22 @@ def test_webhooks_are_delivered_by_the_operator_process(kube_service: KubeServic
         assert payload["type"] == "render.completed" and payload["data"]["id"] == render["id"]
     finally:
         receiver.close()
+
+
+def test_a_restart_costs_nothing_for_a_finished_render(kube_service: KubeService, api: httpx.Client, asset):
+    """On start, kopf lists every Render once; a finished one gets no handler and no API call of
+    its own (no read of it, of its Job, of its pods), and it carries the finished label the
+    lists of work in flight leave out."""
+    render = api.post("/v1/renders", json={"asset_id": asset["id"], "output": {"format": "mp3"}}).json()
+    assert finished(api, render["id"])["state"] == "completed"
+    def labelled(seen: dict[str, Any]) -> bool:
+        return (seen["r"]["metadata"].get("labels") or {}).get(crd.LABEL_FINISHED) == "true"
+
+    resource = wait_for(lambda: {"r": the_render_resource(kube_service, render["id"])}, labelled)["r"]
+    name = resource["metadata"]["name"]
+    kube_service.operator_stop()
+    seen = kube_service.kube.call(lambda emulator: len(emulator._requests))
+    with running_operator(kube_service.kube, kube_service.operator.registry, namespaces=[NAMESPACE]):
+        time.sleep(1.5)  # kopf has listed and watched; the handlers it would call have run
+        calls = kube_service.kube.call(lambda emulator: [str(r.url) for r in emulator._requests[seen:]])
+    assert calls and not [url for url in calls if name in url]

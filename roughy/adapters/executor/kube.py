@@ -54,6 +54,10 @@ LABEL_RENDER = crd.LABEL_RENDER
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "roughy"
 MANAGED_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+#: Only Renders still pending or running: a list whose size follows the work in flight, not
+#: the history kept (finished Renders stay for `retention`).
+UNFINISHED_SELECTOR = f"{MANAGED_SELECTOR},{crd.LABEL_FINISHED}!=true"
+FINISHED_SELECTOR = f"{MANAGED_SELECTOR},{crd.LABEL_FINISHED}=true"
 ANNOTATION_DELETION_REASON = "roughy.ai/deletion-reason"
 TERMINAL_STATES = frozenset({"completed", "failed"})
 
@@ -272,10 +276,12 @@ class KubeExecutor:
         return False
 
     def render_ids(self) -> set[str]:
-        """The render ids of every Render this release manages, being deleted or not."""
+        """The render ids of the unfinished Renders this release manages, being deleted or not
+        (a finished one's outcome is in the database already: the operator records it before it
+        labels the Render finished)."""
         return {
             str((item.get("spec") or {}).get("renderId"))
-            for item in self._list(MANAGED_SELECTOR)
+            for item in self._list(UNFINISHED_SELECTOR)
             if (item.get("spec") or {}).get("renderId")
         }
 
@@ -286,7 +292,7 @@ class KubeExecutor:
         retention = self.retention if older_than_seconds is None else older_than_seconds
         cutoff = (now or datetime.now(UTC)) - timedelta(seconds=retention)
         pruned: list[str] = []
-        for item in self._list(MANAGED_SELECTOR):
+        for item in self._list(FINISHED_SELECTOR):
             meta, status = item.get("metadata") or {}, item.get("status") or {}
             if meta.get("deletionTimestamp") or status.get("state") not in TERMINAL_STATES:
                 continue
