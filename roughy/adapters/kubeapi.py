@@ -224,9 +224,11 @@ class KubeApi:
             if not token:
                 return items
 
-    def ping(self, namespace: str) -> None:
-        """The smallest call that proves the API answers and still accepts our credentials."""
-        self.call(self._objects.list_namespaced_custom_object, *_renders(namespace), limit=1)
+    def ping(self, namespace: str, *, timeout: float = 5.0) -> None:
+        """The smallest call that proves the API answers and still accepts our credentials,
+        with a short timeout (a liveness probe must answer within its own)."""
+        with translated():
+            self._objects.list_namespaced_custom_object(*_renders(namespace), limit=1, _request_timeout=timeout)
 
     def patch_render(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """A merge patch; `metadata.uid`/`resourceVersion` in it make it conditional (409)."""

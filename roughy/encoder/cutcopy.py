@@ -50,10 +50,17 @@ def copy_cut_video(src: str, demuxer: str | None, cuts: Sequence[Cut], fps: floa
     try:
         with source, av.open(output, mode="w", format="mov") as target:
             return _copy(source, target, cuts, tolerance)
+    except av.error.FFmpegError as exc:  # a read or a mux that failed: the encode reads it again, and says
+        _remove(output)
+        raise NotAligned(f"the copy failed ({exc}): encoding instead") from None
     except BaseException:
-        if os.path.exists(output):
-            os.unlink(output)
+        _remove(output)
         raise
+
+
+def _remove(path: str) -> None:
+    if os.path.exists(path):
+        os.unlink(path)
 
 
 def _copy(source: av.container.InputContainer, target: av.container.OutputContainer, cuts: Sequence[Cut],
@@ -90,7 +97,7 @@ def _copy_segment(
     def seconds(ts: int) -> float:
         return float((ts - origin) * time_base)
 
-    source.seek(origin + int(start / time_base), stream=stream, backward=True, any_frame=False)
+    source.seek(origin + round(start / time_base), stream=stream, backward=True, any_frame=False)
     shift = round((offset - start) / time_base)
     kept = 0
     gop: float | None = None  # the pts of the current GOP's keyframe, once inside the segment

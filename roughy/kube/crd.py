@@ -273,6 +273,9 @@ class RenderStatus(ResourceModel):
         default=None, description="The video encoder actually used (after the NVENC probe)."
     )
     job_name: str | None = Field(default=None, description="The Job running the encode.")
+    chunks_done: bool | None = Field(
+        default=None, description="A chunked render's chunks are all encoded (its chunk Job may be gone since)."
+    )
     started_at: datetime | None = Field(default=None, description="When the encoder started.")
     completed_at: datetime | None = Field(default=None, description="When the render completed or failed.")
     error: ErrorStatus | None = Field(default=None, description="Set when the render failed.")

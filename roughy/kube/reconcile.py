@@ -106,6 +106,12 @@ def _decide(
         return _decide_chunks(current, new, chunks, stamp)
     if chunks is not None and job.progress is not None:  # the join's own progress, after the chunks'
         job = replace(job, progress=CHUNK_SHARE + (1 - CHUNK_SHARE) * job.progress)
+    if job.failed_reason is not None and (state == "running" or current.get("startedAt")):
+        # It ran: a Job past its deadline whose pods are gone (the Job controller deletes them)
+        # timed out encoding; it did not wait for capacity.
+        job = replace(job, started=True)
+    if chunks is not None and job.exists and _queued_too_long(job, now, queue_seconds):
+        return _no_capacity(new, queue_seconds, stamp)  # the join waits under the same budget
     if not job.exists:
         new |= {"state": "pending", "progress": float(current.get("progress", 0.0))}
         return Decision(
@@ -138,9 +144,10 @@ def _decide_chunks(current: dict[str, Any], new: dict[str, Any], chunks: JobObse
     if chunks.encoder:
         new["encoder"] = chunks.encoder
     if chunks.failed_reason is not None:
-        return _finish_failed(new, _failure(chunks), stamp)
+        ran = chunks.started or state == "running" or bool(current.get("startedAt"))
+        return _finish_failed(new, _failure(replace(chunks, started=ran)), stamp)
     if chunks.complete or chunks.succeeded >= chunks.completions:
-        new |= {"state": "running", "progress": _forward(current.get("progress"), CHUNK_SHARE)}
+        new |= {"state": "running", "progress": _forward(current.get("progress"), CHUNK_SHARE), "chunksDone": True}
         new.setdefault("startedAt", stamp)
         message = "every chunk is encoded: joining them"
         return Decision(_with_condition(new, "Running", "True", "Joining", message, stamp), ("create_job",))

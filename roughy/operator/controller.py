@@ -82,6 +82,7 @@ OUTPUT_UPLOAD_BUDGET = 96 * 1024  # bytes of ROUGHY_OUTPUT_UPLOAD (one env strin
 MAX_PART_SIZE = 5 * 2**30  # S3's largest part
 URL_MARGIN = 3600  # presigned URLs outlive the Job's deadline by this much
 MAX_URL_TTL = 7 * 24 * 3600  # what SigV4 allows
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"  # a pod's index in an Indexed Job
 
 
 @dataclass(frozen=True)
@@ -133,9 +134,10 @@ class Controller:
         observation = self.observe(namespace, job_name(name), status, video=video)
         chunks = None
         if (spec.get("plan") or {}).get("chunks"):  # a chunked render: the chunks' Job comes first
-            # Once the join exists the chunks are done: no need to read their Job again.
-            chunks = CHUNKS_DONE if observation.exists else self.observe(namespace, chunk_job_name(name), status,
-                                                                          chunks=True)  # fmt: skip
+            # Once they are done (the join exists, or the status says so: their Job may have been
+            # deleted by its TTL since) the chunks' Job is not read again, nor made again.
+            done = observation.exists or bool(status.get("chunksDone"))
+            chunks = CHUNKS_DONE if done else self.observe(namespace, chunk_job_name(name), status, chunks=True)
         queue = self.config.jobs.queue_seconds
         decision = decide(status, int(meta.get("generation") or 1), observation, self.clock(), chunks, queue)
         new = dict(decision.status)
@@ -177,8 +179,10 @@ class Controller:
         failed = conditions.get("Failed")
         pods = job_pods(self.api, namespace, found)
         outcome, exit_code, _ = last_outcome(pods)
-        if chunks:
-            errors = [(o, code) for o, code, _ in map(last_outcome, ([p] for p in pods)) if "error" in o]
+        if chunks:  # the error of a chunk that failed for good, not of one a retry got past
+            failed_indexes = _indexes(getattr(job_status, "failed_indexes", None))
+            candidates = [p for p in pods if not failed_indexes or _pod_index(p) in failed_indexes]
+            errors = [(o, code) for o, code, _ in map(last_outcome, ([p] for p in candidates)) if "error" in o]
             outcome, exit_code = errors[-1] if errors else (outcome, exit_code)
         progress, encoder = None, outcome.get("encoder")
         running = [p for p in pods if p.status and p.status.phase == "Running"]
@@ -222,6 +226,7 @@ class Controller:
         """Create the encoder Job; the status fields to add (jobName, or a failure)."""
         meta, spec = render["metadata"], render["spec"]
         sources = spec.get("sources") or {}
+        target: dict[str, Any] | None = None
         try:
             ttl = self._url_ttl(render)
             target = self._output_target(spec["outputKey"], _max_output_bytes(render), ttl)
@@ -235,6 +240,8 @@ class Controller:
             )
             job = build_job(render, self.config.jobs, urls)
         except (ValidationError, ValueError, KeyError) as exc:
+            if target is not None and str(target["method"]).upper() != "PUT":  # opened for nothing
+                self.storage.abort_multipart(spec["outputKey"], str(target["upload_id"]))
             log.error("Render %s: no Job can be built for it: %s", meta["name"], exc)
             return self._fail_now(spec.get("renderId", ""), status, f"the render's Job could not be built: {exc}")
         created, refused = False, None
@@ -249,7 +256,7 @@ class Controller:
 
     def _create_chunk_job(self, render: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
         """Create the Indexed Job of a chunked render's chunks, each pod with a presigned PUT for
-        its chunk; the status fields to add (chunkJobName, or a failure)."""
+        its chunk; the status fields to add (none, or a failure)."""
         meta, spec = render["metadata"], render["spec"]
         try:
             ttl = self._url_ttl(render)
@@ -330,12 +337,17 @@ class Controller:
             code, message = str(error.get("code") or "encode_failed"), str(error.get("message") or "")
             self.renders.finished(render_id, Outcome.failed(code, message))
 
+    def label_finished(self, namespace: str, name: str) -> None:
+        """Label a finished Render that lacks it (one finished before the label existed)."""
+        with _temporary_on_api_errors():
+            self.api.patch_render(namespace, name, {"metadata": {"labels": {crd.LABEL_FINISHED: "true"}}})
+
     # --- finalize ----------------------------------------------------------------------------
 
     def finalize(self, namespace: str, name: str, body: dict[str, Any]) -> None:
         """Stop the Job, then settle the render and its outputs. Raises kopf.TemporaryError
         while the Job is still there (kopf calls again; the finalizer holds the Render)."""
-        with _temporary_on_api_errors():
+        with self._locks[f"{namespace}/{name}"], _temporary_on_api_errors():  # no sync creates a Job meanwhile
             waiting = []
             for job_name_ in (job_name(name), chunk_job_name(name)):  # a chunked render has both
                 job = self._read_job(namespace, job_name_)
@@ -427,6 +439,21 @@ def _max_output_bytes(render: dict[str, Any]) -> int:
     # x264's rate control allows peaks (maxrate 1.5x, a 2x buffer): room for a short output's
     # whole buffer on top of twice the average.
     return int(plan.duration * bytes_per_second * 2 + bytes_per_second * 4) + 2**20
+
+
+def _indexes(text: str | None) -> set[int]:
+    """A Job status' compressed index list ("1,3-5") as a set."""
+    indexes: set[int] = set()
+    for part in (text or "").split(","):
+        first, _, last = part.partition("-")
+        if first.strip().isdigit():
+            indexes.update(range(int(first), int(last or first) + 1))
+    return indexes
+
+
+def _pod_index(pod: k8s.V1Pod) -> int | None:
+    value = ((pod.metadata.annotations if pod.metadata else None) or {}).get(COMPLETION_INDEX)
+    return int(value) if value is not None and str(value).isdigit() else None
 
 
 def _camel_result(result: dict[str, Any]) -> dict[str, Any] | None:

@@ -104,6 +104,10 @@ def build_registry(
     def _api_alive(**_: Any) -> dict[str, float]:
         return vitals.check(lambda: controller.api.ping(controller.config.namespace))
 
+    @kopf.on.resume(*renders, when=_finished_unlabelled, registry=registry)
+    def _label_finished(**kwargs: Any) -> None:  # finished before the label existed: pruning finds it
+        controller.label_finished(kwargs["namespace"], kwargs["name"])
+
     @kopf.on.event("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGED_BY}, registry=registry)
     def _job_changed(**kwargs: Any) -> None:
         vitals.heard()
@@ -146,6 +150,10 @@ def counted(trigger: str) -> Iterator[None]:
 
 def _unfinished(status: kopf.Status, **_: Any) -> bool:
     return status.get("state") not in TERMINAL
+
+
+def _finished_unlabelled(status: kopf.Status, labels: kopf.Labels, **_: Any) -> bool:
+    return status.get("state") in TERMINAL and labels.get(crd.LABEL_FINISHED) != "true"
 
 
 def _render_owner(body: kopf.Body) -> str | None:

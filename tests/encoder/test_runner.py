@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -103,3 +104,31 @@ def _is_zombie_free(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except FileNotFoundError:
         return True
+
+
+def test_a_stopped_scope_kills_its_running_ffmpeg_and_refuses_the_next(stereo_clip: Path) -> None:
+    """The chunks of one render share a Scope: once it is stopped (a chunk failed), an ffmpeg
+    that starts afterwards, from a thread that was between its start and its ffmpeg's, is killed
+    at once instead of running its chunk out."""
+    argv = [ffmpeg_path(), "-nostdin", "-re", "-i", str(stereo_clip), "-f", "null", "-progress", "pipe:1",
+            "-nostats", "-"]  # fmt: skip
+    scope = runner.Scope()
+    failures: list[BaseException] = []
+
+    def running() -> None:
+        try:
+            runner.run(argv, duration=2.0, time_limit=30, scope=scope)
+        except EncodeFailed as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=running)
+    thread.start()
+    time.sleep(0.5)  # its ffmpeg runs in real time: 2 s
+    begun = time.monotonic()
+    scope.stop()
+    thread.join(timeout=10)
+    assert failures and time.monotonic() - begun < 1.0  # killed, not waited for
+    begun = time.monotonic()
+    with pytest.raises(EncodeFailed, match="stopped"):
+        runner.run(argv, duration=2.0, time_limit=30, scope=scope)  # refused: it would run 2 s
+    assert time.monotonic() - begun < 1.0

@@ -60,6 +60,8 @@ def test_watches_are_bounded_and_the_job_watch_is_filtered_by_the_server() -> No
     assert settings.watching.server_timeout == WATCH_SERVER_TIMEOUT
     assert settings.watching.client_timeout is not None and settings.watching.client_timeout > WATCH_SERVER_TIMEOUT
     assert settings.watching.connect_timeout and settings.watching.inactivity_timeout == WATCH_INACTIVITY
+    jobs = kopf.Resource("batch", "v1", "jobs")
+    assert list(settings.watching.label_selectors.collect(jobs)) == [JOB_SELECTOR]
 
 
 @pytest.fixture

@@ -258,3 +258,12 @@ def test_a_restart_costs_nothing_for_a_finished_render(kube_service: KubeService
         time.sleep(1.5)  # kopf has listed and watched; the handlers it would call have run
         calls = kube_service.kube.call(lambda emulator: [str(r.url) for r in emulator._requests[seen:]])
     assert calls and not [url for url in calls if name in url]
+
+    # A Render that finished before the label existed gets it on the next start (pruning lists
+    # labelled Renders only), and nothing more.
+    kube_service.operator_stop()
+    objects = k8s.CustomObjectsApi(kube_service.kube.api_client())
+    unlabel = {"metadata": {"labels": {crd.LABEL_FINISHED: None}}}
+    objects.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, NAMESPACE, crd.PLURAL, name, unlabel)
+    with running_operator(kube_service.kube, kube_service.operator.registry, namespaces=[NAMESPACE]):
+        wait_for(lambda: {"r": the_render_resource(kube_service, render["id"])}, labelled, timeout=10)

@@ -193,3 +193,16 @@ def test_a_job_past_its_deadline_that_never_started_a_pod_is_no_capacity_not_a_t
     assert decide({"state": "pending"}, 1, never, T0).status["error"]["code"] == "no_capacity"
     ran = JobObservation(exists=True, failed_reason="DeadlineExceeded", started=True)
     assert decide({"state": "running"}, 1, ran, T0).status["error"]["code"] == "encode_timeout"
+    # The Job controller deletes a timed-out Job's pods: none left to show it ran, but the render did.
+    gone = JobObservation(exists=True, failed_reason="DeadlineExceeded", started=False)
+    assert decide({"state": "running", "startedAt": "x"}, 1, gone, T0).status["error"]["code"] == "encode_timeout"
+
+
+def test_the_join_waits_under_the_queue_budget_too_and_the_chunks_are_remembered_done():
+    done = JobObservation(exists=True, succeeded=4, completions=4, complete=True)
+    joining = decide({"state": "running", "progress": 0.5}, 1, NO_JOB, T0, chunks=done)
+    assert joining.actions == ("create_job",) and joining.status["chunksDone"] is True  # its Job may go (TTL)
+    waiting = JobObservation(exists=True, active=1, started=False, created_at=T0)  # a join never admitted
+    assert decide(joining.status, 1, waiting, T0 + timedelta(seconds=30), chunks=done, queue_seconds=60).actions == ()
+    late = decide(joining.status, 1, waiting, T0 + timedelta(seconds=61), chunks=done, queue_seconds=60)
+    assert late.actions == ("record", "delete_jobs") and late.status["error"]["code"] == "no_capacity"
