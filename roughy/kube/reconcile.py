@@ -13,7 +13,9 @@ Rules:
   started fails so too, not as `encode_timeout`); once running, a Render stays running through
   the Job's retries;
 - a terminal Render never changes again: a late or repeated observation is ignored;
-- progress only moves forward and is 1.0 exactly when completed;
+- progress only moves forward and is 1.0 exactly when completed; the status shows it in steps
+  of STATUS_PROGRESS_STEP (so the Render is written ~10 times for it, not on every tick), and
+  `Decision.progress` carries the value observed, which goes to the database;
 - the move into a terminal state happens once, with one `record` action, which writes the
   database row and its outbox event in one transaction;
 - conditions follow the API conventions: `Running` while the encode runs, then `Complete` or
@@ -29,6 +31,7 @@ observed exactly as a single Job is.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -36,6 +39,9 @@ from typing import Any
 from roughy.encoder.protocol import EXIT_CODES
 
 TERMINAL = ("completed", "failed")
+#: The Render's status moves in steps of this much progress: at most ~10 status writes for the
+#: progress of one render (the database, which the API reads, gets every value).
+STATUS_PROGRESS_STEP = 0.1
 #: The share of a chunked render's progress that its chunks take; the join has the rest.
 CHUNK_SHARE = 0.95
 
@@ -62,6 +68,9 @@ class JobObservation:
 class Decision:
     status: dict[str, Any]
     actions: tuple[str, ...] = field(default_factory=tuple)  # "create_chunk_job", "create_job", "record", "delete_jobs"
+    #: The encode's progress as observed, for the database (the API's `progress`); the status
+    #: keeps it in STATUS_PROGRESS_STEP steps only.
+    progress: float | None = None
 
 
 #: The error of a render that waited for capacity longer than its budget.
@@ -83,7 +92,11 @@ def decide(
     progress = decision.status.get("progress")
     if progress is None or (status or {}).get("state") in TERMINAL:  # a finished render never changes
         return decision
-    return replace(decision, status=decision.status | {"progressPercent": int(float(progress) * 100)})
+    exact = float(progress)
+    shown = exact if exact >= 1.0 else math.floor(round(exact / STATUS_PROGRESS_STEP, 6)) * STATUS_PROGRESS_STEP
+    shown = round(max(shown, float((status or {}).get("progress") or 0.0)), 6)
+    fields = {"progress": shown, "progressPercent": int(round(shown * 100))}
+    return replace(decision, status=decision.status | fields, progress=exact)
 
 
 def _decide(

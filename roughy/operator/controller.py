@@ -154,8 +154,8 @@ class Controller:
         if "delete_jobs" in decision.actions:  # their pods would start some day, for nobody
             for job in (job_name(name), chunk_job_name(name)):
                 self.api.delete_job(namespace, job, propagation="Background")
-        if new.get("state") == RenderState.RUNNING.value and new.get("progress"):
-            self.renders.progress(render_id, float(new["progress"]))
+        if new.get("state") == RenderState.RUNNING.value and decision.progress:
+            self.renders.progress(render_id, decision.progress)  # every value: the status has steps
         if new != status:
             self._patch_status(namespace, name, new, status)
             self._announce(render, status, new)

@@ -113,17 +113,18 @@ def test_a_chunked_render_runs_its_chunks_then_its_join_then_completes():
     half = JobObservation(exists=True, active=4, succeeded=4, completions=8, encoder="libx264")
     d = decide(d.status, 1, NO_JOB, T0, chunks=half)
     assert d.actions == () and d.status["state"] == "running" and d.status["encoder"] == "libx264"
-    assert d.status["progress"] == CHUNK_SHARE / 2  # from the Job's counts: no pod log is read
+    assert d.progress == CHUNK_SHARE / 2  # from the Job's counts: no pod log is read
+    assert d.status["progress"] == 0.4  # the status moves in tenths
 
     done = JobObservation(exists=True, succeeded=8, completions=8, complete=True)
     d = decide(d.status, 1, NO_JOB, T0, chunks=done)
-    assert d.actions == ("create_job",) and d.status["progress"] == CHUNK_SHARE
+    assert d.actions == ("create_job",) and d.progress == CHUNK_SHARE
     [running] = [c for c in d.status["conditions"] if c["type"] == "Running"]
     assert running["reason"] == "Joining"
 
     join = JobObservation(exists=True, active=1, progress=0.5)
     d = decide(d.status, 1, join, T0, chunks=done)
-    assert d.actions == () and d.status["progress"] == CHUNK_SHARE + (1 - CHUNK_SHARE) * 0.5
+    assert d.actions == () and d.progress == CHUNK_SHARE + (1 - CHUNK_SHARE) * 0.5
 
     finished = JobObservation(exists=True, succeeded=1, complete=True, result=RESULT)
     d = decide(d.status, 1, finished, T0, chunks=done)
@@ -154,7 +155,7 @@ def conditions(status: dict) -> dict[str, tuple[str, str]]:
 
 def test_conditions_follow_the_api_conventions_so_kubectl_wait_returns():
     running = decide({"state": "pending"}, 1, JobObservation(exists=True, active=1, progress=0.424), T0).status
-    assert running["progressPercent"] == 42  # what `kubectl get renders` shows
+    assert running["progressPercent"] == 40  # what `kubectl get renders` shows: tenths
     assert conditions(running) == {"Running": ("True", "Encoding")}
     done = decide(running, 1, JobObservation(exists=True, succeeded=1, complete=True, result=RESULT), T0).status
     assert conditions(done) == {"Running": ("False", "Completed"), "Complete": ("True", "Completed"),
@@ -165,7 +166,7 @@ def test_conditions_follow_the_api_conventions_so_kubectl_wait_returns():
                                              error=error), T0).status  # fmt: skip
     assert conditions(gone) == {"Running": ("False", "Failed"), "Failed": ("True", "EncodeTimeout"),
                                 "Ready": ("False", "Failed")}  # fmt: skip
-    assert gone["progressPercent"] == 42  # where it stopped
+    assert gone["progressPercent"] == 40  # where it stopped
 
 
 # --- waiting for capacity ---------------------------------------------------------------------
@@ -206,3 +207,18 @@ def test_the_join_waits_under_the_queue_budget_too_and_the_chunks_are_remembered
     assert decide(joining.status, 1, waiting, T0 + timedelta(seconds=30), chunks=done, queue_seconds=60).actions == ()
     late = decide(joining.status, 1, waiting, T0 + timedelta(seconds=61), chunks=done, queue_seconds=60)
     assert late.actions == ("record", "delete_jobs") and late.status["error"]["code"] == "no_capacity"
+
+
+def test_the_render_status_moves_in_tenths_while_the_database_gets_every_value():
+    """A 2 s poll of a long encode: the Render is written ~10 times for its progress, not on
+    every tick; the API (which reads the database) still sees every value."""
+    status: dict = {"state": "pending"}
+    written, recorded = [], []
+    for tick in range(1, 200):
+        d = decide(status, 1, JobObservation(exists=True, active=1, progress=tick / 200), T0)
+        if d.status != status:
+            written.append(d.status["progress"])
+        recorded.append(d.progress)
+        status = d.status
+    assert len(written) <= 11 and written == sorted(written) and written[-1] == 0.9
+    assert recorded == [tick / 200 for tick in range(1, 200)]
