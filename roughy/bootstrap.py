@@ -188,6 +188,7 @@ def build_operator(
     storage: PresignedStorage | None = None,
     api: ApiClient | None = None,
     interval: float = 2.0,
+    pending_interval: float = 30.0,
     login: bool = True,
 ) -> Operator:
     from roughy.adapters.executor.kube_tasks import KubeTasks
@@ -215,9 +216,8 @@ def build_operator(
     )
     assets = AssetWork(processor, workers=workers, on_done=signal.wake)
     service = OperatorService(assets, executor, dispatcher, signal=signal)
-    return Operator(
-        settings, executor.namespace, controller, build_registry(controller, interval=interval, login=login), service
-    )
+    registry = build_registry(controller, interval=interval, pending_interval=pending_interval, login=login)
+    return Operator(settings, executor.namespace, controller, registry, service)
 
 
 def job_settings(settings: Settings) -> JobSettings:

@@ -5,8 +5,10 @@
   then calls for the unfinished ones only;
 - every event of a Job this operator manages: `sync` of the Render that owns it (its
   controller owner reference), so a finished Job is recorded at once;
-- a timer on unfinished Renders, every `interval` seconds: `sync`, which reads the encoder's
-  progress from the pod's log and repairs anything a missed watch event left behind;
+- a timer on running Renders, every `interval` seconds: `sync`, which reads the encoder's
+  progress from the pod's log and repairs anything a missed watch event left behind; pending
+  ones (waiting for their pod: Job events move them on) are looked at every
+  `pending_interval` seconds only, to enforce the queue budget (`no_capacity`);
 - the delete handler, which makes kopf hold a finalizer on every Render: `finalize`;
 - reconciles are counted (`roughy_operator_reconciles_total{trigger, outcome}`), served with
   the encode and webhook metrics on the operator's own `/metrics` (`roughy operator
@@ -71,7 +73,12 @@ def configure(settings: kopf.OperatorSettings, *, workers: int = 8) -> None:
 
 
 def build_registry(
-    controller: Controller, *, interval: float = 2.0, login: bool = True, vitals: ApiVitals | None = None
+    controller: Controller,
+    *,
+    interval: float = 2.0,
+    pending_interval: float = 30.0,
+    login: bool = True,
+    vitals: ApiVitals | None = None,
 ) -> kopf.OperatorRegistry:
     """`login`: authenticate as the kubernetes client does (the pod's service account, else
     KUBECONFIG). A registry of one's own has none of kopf's default logins; tests bring theirs.
@@ -120,8 +127,13 @@ def build_registry(
         except kopf.TemporaryError:
             pass  # event handlers are not retried: the timer comes back to this Render
 
-    @kopf.timer(*renders, interval=interval, when=_unfinished, registry=registry)
+    @kopf.timer(*renders, interval=interval, when=_running, registry=registry)
     def _poll(**kwargs: Any) -> None:
+        with counted("timer"):
+            controller.sync(kwargs["namespace"], kwargs["name"])
+
+    @kopf.timer(*renders, interval=pending_interval, when=_pending, registry=registry)
+    def _check_waiting(**kwargs: Any) -> None:  # Job events move it on; this enforces the queue budget
         with counted("timer"):
             controller.sync(kwargs["namespace"], kwargs["name"])
 
@@ -150,6 +162,14 @@ def counted(trigger: str) -> Iterator[None]:
 
 def _unfinished(status: kopf.Status, **_: Any) -> bool:
     return status.get("state") not in TERMINAL
+
+
+def _running(status: kopf.Status, **_: Any) -> bool:
+    return status.get("state") == "running"
+
+
+def _pending(status: kopf.Status, **_: Any) -> bool:
+    return status.get("state") not in (*TERMINAL, "running")
 
 
 def _finished_unlabelled(status: kopf.Status, labels: kopf.Labels, **_: Any) -> bool:

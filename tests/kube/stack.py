@@ -163,7 +163,7 @@ def start_kube_service(tmp_path: Path, s3_url: str, **overrides: Any) -> Iterato
         account_id, key = created
 
         operator = build_operator(
-            settings, store=store, storage=storage, api=operator_client, interval=0.3, login=False
+            settings, store=store, storage=storage, api=operator_client, interval=0.3, pending_interval=0.3, login=False
         )
         operator.service.poll_interval = 0.1
         operator.service.assets.processor.tasks.poll_interval = 0.05
