@@ -335,3 +335,12 @@ def test_the_network_policy_names_a_private_object_store_or_is_off() -> None:
     assert store["ports"] == [{"protocol": "TCP", "port": 9000}]
     off = render("encoder.networkPolicy.enabled=false")
     assert not [o for o in off if o["kind"] == "NetworkPolicy"]
+
+
+def test_an_older_values_file_with_a_signing_key_still_installs() -> None:
+    """`signingKey` is no longer used (nothing on Kubernetes signs URLs with it): accepted and
+    ignored, so an upgrade with last release's values file does not fail on the schema."""
+    objects = render("signingKey.value=kept-from-an-older-release")
+    secret = find(objects, "Secret", "roughy-secrets")
+    assert "signing-key" not in secret["data"]
+    assert "ROUGHY_SIGNING_KEY" not in api_env(objects)

@@ -135,3 +135,25 @@ def test_an_open_gop_is_not_copied() -> None:
         _copy_segment(FakeSource(frames), *args)  # type: ignore[arg-type]
     closed = [FakePacket(50, 49, True)] + [FakePacket(n, n, False) for n in range(51, 75)] + [FakePacket(75, 74, True)]
     assert _copy_segment(FakeSource(closed), *args) == 25  # type: ignore[arg-type]
+
+
+def test_a_copy_that_libav_cannot_finish_falls_back_to_the_encode(
+    tmp_path: Path, source: Path, plan_for: PlanFor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read or a mux that fails while copying (a dropped connection, timestamps the muxer
+    refuses) is not the render's failure: the cut is encoded instead, from the source again."""
+    import av.error
+
+    from roughy.encoder import cutcopy
+
+    def broken(*args: object, **kwargs: object) -> int:
+        raise av.error.ArgumentError(22, "non monotonically increasing dts")
+
+    monkeypatch.setattr(cutcopy, "_copy", broken)
+    plan = plan_for(source, segments=[Segment(1.0, 3.0)])
+    out = tmp_path / "cut.mp4"
+    result = render(plan, video_src=str(source), audio_src=None, output=str(out))
+    assert result.copied == []
+    with av.open(str(out)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 50
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.mp4"]

@@ -138,3 +138,18 @@ def test_a_chunk_that_cannot_read_its_source_fails_the_render_and_leaves_nothing
     assert kube_service.kube.object("jobs", NAMESPACE, name) is None  # no join for a failed chunk
     assert kube_service.stored_keys(f"renders/{render['id']}") == []
     assert wait_for(lambda: {"p": kube_service.kubelet.processes()}, lambda d: not d["p"], timeout=10)
+
+
+def test_the_error_of_a_failed_chunk_render_comes_from_an_index_that_failed_for_good() -> None:
+    """A chunk Job's pods include those of indexes a retry got past: their errors are stale."""
+    from kubernetes import client as k8s
+
+    from roughy.operator.controller import _indexes, _pod_index
+
+    assert _indexes("1,3-5,7") == {1, 3, 4, 5, 7} and _indexes("") == set() and _indexes(None) == set()
+
+    def pod(index: str | None) -> k8s.V1Pod:
+        annotations = {INDEX_KEY: index} if index is not None else None
+        return k8s.V1Pod(metadata=k8s.V1ObjectMeta(name="p", annotations=annotations))
+
+    assert [_pod_index(pod(i)) for i in ("3", None, "x")] == [3, None, None]
