@@ -21,7 +21,7 @@ from roughy.core.models import Segment
 
 #: The most chunks of one render: a longer render gets longer chunks. It bounds what one render
 #: asks of a cluster at once and the size of its Jobs (a presigned URL per chunk, in one
-#: environment variable of ~96 KiB at most, `roughy.kube.jobs.CHUNK_URLS_BUDGET`).
+#: environment variable of ~96 KiB at most, `roughy.kube.jobs.ENV_VALUE_BUDGET`).
 MAX_CHUNKS = 32
 
 

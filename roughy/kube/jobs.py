@@ -73,6 +73,9 @@ SCRATCH_MARGIN = 2.0  # the average bitrate is a target, not a cap: the same mar
 NVIDIA_DRIVER_CAPABILITIES = "compute,video,utility"  # `video` mounts libnvidia-encode (NVENC)
 
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+#: Bytes one environment value of the encoder may take (Linux caps one at 128 KiB): a list of
+#: presigned URLs (a multipart upload's parts, the chunks') must fit in it.
+ENV_VALUE_BUDGET = 96 * 1024
 
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 
@@ -183,16 +186,8 @@ def build_job(render: dict[str, Any], settings: JobSettings, urls: PresignedUrls
     spec = RenderSpec.model_validate(render["spec"])
     plan = spec.plan.to_plan()
     _check_urls(spec, urls)
-    labels = job_labels(spec, settings)
-    metadata: dict[str, Any] = {
-        "name": job_name(name),
-        "labels": labels,
-        "ownerReferences": [owner_reference(render)],
-    }
-    if render["metadata"].get("namespace"):
-        metadata["namespace"] = render["metadata"]["namespace"]
     queue_labels, queue_spec = queue_fields(spec, settings)
-    labels |= queue_labels
+    labels = job_labels(spec, settings) | queue_labels
     priority = priority_class(spec, settings)
     if plan.chunks:  # the chunks were encoded by the Indexed Job (`build_chunk_job`): join them
         labels[LABEL_STEP] = "join"
@@ -214,7 +209,16 @@ def build_job(render: dict[str, Any], settings: JobSettings, urls: PresignedUrls
         "template": template,
         **queue_spec,
     }
+    metadata = _metadata(render, job_name(name), labels)
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
+
+
+def _metadata(render: dict[str, Any], name: str, labels: dict[str, str]) -> dict[str, Any]:
+    """A Job's metadata: its name and labels, owned by the Render, in the Render's namespace."""
+    metadata: dict[str, Any] = {"name": name, "labels": labels, "ownerReferences": [owner_reference(render)]}
+    if render["metadata"].get("namespace"):
+        metadata["namespace"] = render["metadata"]["namespace"]
+    return metadata
 
 
 def job_name(render_name: str) -> str:
@@ -382,8 +386,6 @@ def encoder_env(plan: EncodePlan, encoder: VideoEncoder | None, urls: PresignedU
 #: The label that tells a chunked render's two Jobs apart (`chunks`, `join`).
 LABEL_STEP = "roughy.ai/step"
 CHUNK_OUTPUT = f"{SCRATCH_DIR}/chunk.mov"
-#: Bytes of ROUGHY_CHUNK_URLS (one environment string: Linux caps one at 128 KiB).
-CHUNK_URLS_BUDGET = 96 * 1024
 
 
 def chunk_job_name(render_name: str) -> str:
@@ -404,8 +406,11 @@ def chunk_keys(output_key: str, count: int) -> list[str]:
 
 def chunk_time_limit(plan: EncodePlan, settings: JobSettings) -> int:
     """The encoder's limit for one attempt at one chunk: scaled to the longest chunk."""
-    longest = max(chunk.end - chunk.start for chunk in plan.chunks or ())
-    return math.ceil(settings.time_limit_base + settings.time_limit_per_second * longest)
+    return math.ceil(settings.time_limit_base + settings.time_limit_per_second * _longest_chunk(plan))
+
+
+def _longest_chunk(plan: EncodePlan) -> float:
+    return max(chunk.end - chunk.start for chunk in plan.chunks or ())
 
 
 def chunk_parallelism(plan: EncodePlan, settings: JobSettings) -> int:
@@ -428,36 +433,19 @@ def build_chunk_job(
     plan = spec.plan.to_plan()
     if not plan.chunks or plan.video is None:
         raise ValueError("only a chunked video plan has a chunk Job")
-    if len(chunk_urls) != len(plan.chunks):
-        raise ValueError(f"{len(plan.chunks)} chunks but {len(chunk_urls)} chunk URLs")
-    urls_text = json.dumps(list(chunk_urls), separators=(",", ":"))
-    if len(urls_text.encode()) > CHUNK_URLS_BUDGET:
-        raise ValueError("the chunks' upload URLs do not fit in the encoder's environment")
+    urls_text = _chunk_urls_value(plan, chunk_urls)
     queue_labels, queue_spec = queue_fields(spec, settings)
     labels = job_labels(spec, settings) | {LABEL_STEP: "chunks"} | queue_labels
     encoder = video_encoder(spec, settings)
     limit = chunk_time_limit(plan, settings)
     scratch = chunk_scratch_mib(plan, settings)
-    env = {
-        "ROUGHY_PLAN": json.dumps(plan.to_json(), separators=(",", ":"), sort_keys=True),
-        "ROUGHY_VIDEO_URL": video_url,
-        "ROUGHY_CHUNK_URLS": urls_text,
-        "ROUGHY_ENCODER": encoder.value if encoder else None,
-        "NVIDIA_DRIVER_CAPABILITIES": NVIDIA_DRIVER_CAPABILITIES if encoder is VideoEncoder.H264_NVENC else None,
-        "ROUGHY_TERMINATION_LOG": TERMINATION_LOG,
-        "HOME": SCRATCH_DIR,
-    }
+    env: dict[str, str | None] = {item["name"]: item["value"] for item in
+                                  encoder_env(plan, encoder, PresignedUrls(video=video_url))}  # fmt: skip
+    env |= {"ROUGHY_CHUNK_URLS": urls_text, "ROUGHY_OUTPUT_CONTENT_TYPE": None}  # a chunk is not the output
     main = _encoder_container(
         ["chunk", "--output", CHUNK_OUTPUT, "--time-limit", str(limit)], env,
         resources(encoder is VideoEncoder.H264_NVENC, scratch, settings), settings,
     )  # fmt: skip
-    metadata: dict[str, Any] = {
-        "name": chunk_job_name(name),
-        "labels": labels,
-        "ownerReferences": [owner_reference(render)],
-    }
-    if render["metadata"].get("namespace"):
-        metadata["namespace"] = render["metadata"]["namespace"]
     parallelism = chunk_parallelism(plan, settings)
     waves = math.ceil(len(plan.chunks) / parallelism)
     job_spec = {
@@ -475,14 +463,14 @@ def build_chunk_job(
         },
         **queue_spec,
     }
+    metadata = _metadata(render, chunk_job_name(name), labels)
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
 
 
 def chunk_scratch_mib(plan: EncodePlan, settings: JobSettings) -> int:
     """/tmp of a chunk's pod: the longest chunk at the video's rate, with the usual margin."""
     assert plan.video is not None
-    longest = max(chunk.end - chunk.start for chunk in plan.chunks or ())
-    megabytes = longest * plan.video.bitrate_kbps * SCRATCH_MARGIN * 1000 / 8 / 2**20
+    megabytes = _longest_chunk(plan) * plan.video.bitrate_kbps * SCRATCH_MARGIN * 1000 / 8 / 2**20
     return settings.scratch_min_mib + math.ceil(megabytes)
 
 
@@ -495,17 +483,23 @@ def join_scratch_mib(plan: EncodePlan, settings: JobSettings) -> int:
 
 def join_container(plan: EncodePlan, urls: PresignedUrls, settings: JobSettings, scratch: int) -> dict[str, Any]:
     """`roughy-encode join`: the chunks' GET URLs in `ROUGHY_CHUNK_URLS`, the rest as `render`'s."""
-    if len(urls.chunks) != len(plan.chunks or ()):
-        raise ValueError(f"{len(plan.chunks or ())} chunks but {len(urls.chunks)} chunk URLs")
-    urls_text = json.dumps(list(urls.chunks), separators=(",", ":"))
-    if len(urls_text.encode()) > CHUNK_URLS_BUDGET:
-        raise ValueError("the chunks' URLs do not fit in the encoder's environment")
+    urls_text = _chunk_urls_value(plan, urls.chunks)
     env = [item for item in encoder_env(plan, None, urls) if item["name"] != "ROUGHY_VIDEO_URL" or plan.audio]
     env.append({"name": "ROUGHY_CHUNK_URLS", "value": urls_text})
     output = f"{SCRATCH_DIR}/output.{plan.format.extension}"
     args = ["join", "--output", output, "--time-limit", str(encode_time_limit(plan, settings))]
     return _encoder_container(args, {item["name"]: item["value"] for item in env},
                               resources(False, scratch, settings), settings)  # fmt: skip
+
+
+def _chunk_urls_value(plan: EncodePlan, urls: tuple[str, ...]) -> str:
+    """`ROUGHY_CHUNK_URLS`: one URL per chunk, as a JSON list that fits in one environment value."""
+    if len(urls) != len(plan.chunks or ()):
+        raise ValueError(f"{len(plan.chunks or ())} chunks but {len(urls)} chunk URLs")
+    text = json.dumps(list(urls), separators=(",", ":"))
+    if len(text.encode()) > ENV_VALUE_BUDGET:
+        raise ValueError("the chunks' URLs do not fit in the encoder's environment")
+    return text
 
 
 def _encoder_container(

@@ -54,6 +54,7 @@ from roughy.core.ports import Outcome, PresignedStorage
 from roughy.encoder.protocol import Messages
 from roughy.kube import crd
 from roughy.kube.jobs import (
+    ENV_VALUE_BUDGET,
     JobSettings,
     PresignedUrls,
     active_deadline_seconds,
@@ -78,7 +79,7 @@ LOG_TAIL_LINES = 20
 LOG_HEAD_BYTES = 512  # the encoder's first line names the encoder used
 RETRY_DELAY = 2.0  # seconds before kopf calls again after a temporary API error
 JOB_RETRY_DELAY = 10.0  # ... when the Job cannot be created yet (a quota, an overloaded API)
-OUTPUT_UPLOAD_BUDGET = 96 * 1024  # bytes of ROUGHY_OUTPUT_UPLOAD (one env string: 128 KiB at most)
+OUTPUT_UPLOAD_BUDGET = ENV_VALUE_BUDGET  # bytes of ROUGHY_OUTPUT_UPLOAD (one environment value)
 MAX_PART_SIZE = 5 * 2**30  # S3's largest part
 URL_MARGIN = 3600  # presigned URLs outlive the Job's deadline by this much
 MAX_URL_TTL = 7 * 24 * 3600  # what SigV4 allows
@@ -161,8 +162,7 @@ class Controller:
             self._announce(render, status, new)
         finished = new.get("state") in (RenderState.COMPLETED.value, RenderState.FAILED.value)
         if finished and (meta.get("labels") or {}).get(crd.LABEL_FINISHED) != "true":
-            # Recorded: lists of what still runs leave it out from now on (and pruning finds it).
-            self.api.patch_render(namespace, name, {"metadata": {"labels": {crd.LABEL_FINISHED: "true"}}})
+            self.label_finished(namespace, name)
         return new
 
     def observe(
@@ -338,7 +338,8 @@ class Controller:
             self.renders.finished(render_id, Outcome.failed(code, message))
 
     def label_finished(self, namespace: str, name: str) -> None:
-        """Label a finished Render that lacks it (one finished before the label existed)."""
+        """Label a recorded Render finished: lists of what still runs leave it out from now on,
+        and pruning finds it (also run on resume for one finished before the label existed)."""
         with _temporary_on_api_errors():
             self.api.patch_render(namespace, name, {"metadata": {"labels": {crd.LABEL_FINISHED: "true"}}})
 
