@@ -79,8 +79,6 @@ def audio_copy_refusals(fmt: Format, audio: AudioInfo, plan: AudioPlan, cap_kbps
     return reasons
 
 
-
-
 def copied_streams(fmt: Format, video: VideoPlan | None, audio: AudioPlan | None) -> list[str]:
     """What a render's `result.copied` lists for a plan."""
     streams = []

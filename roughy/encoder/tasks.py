@@ -68,12 +68,8 @@ def render(
     chunked plan's chunks are encoded `parallel` at a time, then joined.
     `encoder`: the video encoder (`ffmpeg_args.ENCODERS`), used as given (the CLI checks NVENC).
     """
-    limit = plan.time_limit() if time_limit is None else time_limit
-    deadline = time.monotonic() + limit
-    try:
+    with _time_limited(plan, time_limit, "the render") as deadline:
         produced, copied = _render_to(plan, video_src, audio_src, output, on_progress, deadline, encoder, parallel)
-    except EncodeTimeout:
-        raise EncodeTimeout(f"the render did not finish within its time limit of {limit:g} s") from None
     result = _result(plan, produced, output)
     return replace(result, copied=copied) if copied is not None else result
 
@@ -94,14 +90,9 @@ def render_chunk(
     chunks = _chunks_of(plan)
     if not 0 <= index < len(chunks):
         raise PlanError(f"chunk {index} does not exist: the plan has {len(chunks)} chunks (0 to {len(chunks) - 1})")
-    limit = plan.time_limit() if time_limit is None else time_limit
-    deadline = time.monotonic() + limit
-    try:
-        with _temp_beside(output) as temp:
-            _encode_chunk(plan, chunks[index], video_src, temp, on_progress, deadline, encoder)
-            os.replace(temp, output)
-    except EncodeTimeout:
-        raise EncodeTimeout(f"chunk {index} did not finish within its time limit of {limit:g} s") from None
+    with _time_limited(plan, time_limit, f"chunk {index}") as deadline, _temp_beside(output) as temp:
+        _encode_chunk(plan, chunks[index], video_src, temp, on_progress, deadline, encoder)
+        os.replace(temp, output)
     return os.path.getsize(output)
 
 
@@ -120,16 +111,22 @@ def join_chunks(
     chunks = _chunks_of(plan)
     if len(parts) != len(chunks):
         raise PlanError(f"the plan has {len(chunks)} chunks, {len(parts)} were given to join")
-    limit = plan.time_limit() if time_limit is None else time_limit
-    deadline = time.monotonic() + limit
-    try:
-        with _temp_beside(output) as temp:
-            _join_chunks(plan, chunks, [str(p) for p in parts], video_src, audio_src, temp, on_progress, deadline)
-            produced = _probe_output(temp)
-            os.replace(temp, output)
-    except EncodeTimeout:
-        raise EncodeTimeout(f"the join did not finish within its time limit of {limit:g} s") from None
+    with _time_limited(plan, time_limit, "the join") as deadline, _temp_beside(output) as temp:
+        _join_chunks(plan, chunks, [str(p) for p in parts], video_src, audio_src, temp, on_progress, deadline)
+        produced = _probe_output(temp)
+        os.replace(temp, output)
     return _result(plan, produced, output)
+
+
+@contextlib.contextmanager
+def _time_limited(plan: EncodePlan, time_limit: float | None, what: str) -> Iterator[float]:
+    """The deadline of one task (`time_limit` seconds, else the plan's own); a timeout inside
+    is reported as the whole task's."""
+    limit = plan.time_limit() if time_limit is None else time_limit
+    try:
+        yield time.monotonic() + limit
+    except EncodeTimeout:
+        raise EncodeTimeout(f"{what} did not finish within its time limit of {limit:g} s") from None
 
 
 def _chunks_of(plan: EncodePlan) -> list[Cut]:
@@ -168,11 +165,11 @@ def _render_to(
     chunks = plan_chunks(plan)
     copied: list[str] | None = None
     with _temp_beside(output) as temp:
-        if cuts is not None and plan.video is not None and plan.video.cut_copy and video_src is not None:
-            if _render_cut_copy(plan, cuts, video_src, audio_src, temp, on_progress, deadline):
-                copied = ["video"]
-        if copied is not None:
-            pass
+        if (
+            cuts is not None and plan.video is not None and plan.video.cut_copy and video_src is not None
+            and _render_cut_copy(plan, cuts, video_src, audio_src, temp, on_progress, deadline)
+        ):  # fmt: skip
+            copied = ["video"]
         elif chunks is not None:
             _render_chunked(plan, chunks, video_src, audio_src, temp, on_progress, deadline, encoder, parallel)
         elif cuts is not None and len(cuts) > BATCH_SEGMENTS:

@@ -119,9 +119,7 @@ def _decide(
         return _decide_chunks(current, new, chunks, stamp)
     if chunks is not None and job.progress is not None:  # the join's own progress, after the chunks'
         job = replace(job, progress=CHUNK_SHARE + (1 - CHUNK_SHARE) * job.progress)
-    if job.failed_reason is not None and (state == "running" or current.get("startedAt")):
-        # It ran: a Job past its deadline whose pods are gone (the Job controller deletes them)
-        # timed out encoding; it did not wait for capacity.
+    if job.failed_reason is not None and _ran(current):
         job = replace(job, started=True)
     if chunks is not None and job.exists and _queued_too_long(job, now, queue_seconds):
         return _no_capacity(new, queue_seconds, stamp)  # the join waits under the same budget
@@ -157,8 +155,7 @@ def _decide_chunks(current: dict[str, Any], new: dict[str, Any], chunks: JobObse
     if chunks.encoder:
         new["encoder"] = chunks.encoder
     if chunks.failed_reason is not None:
-        ran = chunks.started or state == "running" or bool(current.get("startedAt"))
-        return _finish_failed(new, _failure(replace(chunks, started=ran)), stamp)
+        return _finish_failed(new, _failure(replace(chunks, started=chunks.started or _ran(current))), stamp)
     if chunks.complete or chunks.succeeded >= chunks.completions:
         new |= {"state": "running", "progress": _forward(current.get("progress"), CHUNK_SHARE), "chunksDone": True}
         new.setdefault("startedAt", stamp)
@@ -173,6 +170,12 @@ def _decide_chunks(current: dict[str, Any], new: dict[str, Any], chunks: JobObse
     new.setdefault("startedAt", stamp)
     message = f"encoding chunks: {chunks.succeeded} of {chunks.completions} done"
     return Decision(_with_condition(new, "Running", "True", "Encoding", message, stamp))
+
+
+def _ran(current: dict[str, Any]) -> bool:
+    """The render was seen running: a Job past its deadline whose pods are gone (the Job
+    controller deletes them) timed out encoding; it did not wait for capacity."""
+    return current.get("state") == "running" or bool(current.get("startedAt"))
 
 
 def _queued_too_long(job: JobObservation, now: datetime, queue_seconds: float) -> bool:
@@ -208,8 +211,7 @@ def failed(status: dict[str, Any], error: dict[str, str], stamp: str) -> dict[st
     do, so `kubectl wait --for=condition=Failed` returns); its progress stays where it was."""
     new = status | {"state": "failed", "completedAt": stamp, "error": error, "result": None}
     new = _with_condition(new, "Running", "False", "Failed", error["message"], stamp)
-    new = _with_condition(new, "Failed", "True", error.get("code") and _camel(error["code"]) or "Failed",
-                          error["message"], stamp)  # fmt: skip
+    new = _with_condition(new, "Failed", "True", _camel(error.get("code") or "failed"), error["message"], stamp)
     return _with_condition(new, "Ready", "False", "Failed", error["message"], stamp)
 
 
