@@ -57,13 +57,25 @@ def pods_of(service: KubeService, job: str) -> list[dict[str, Any]]:
     return list(service.kube.call(read))
 
 
+def ready_source(api: httpx.Client, tmp_path: Path, duration: float) -> dict[str, Any]:
+    """An asset of `duration` seconds of MPEG-4 Part 2 at 640x360, 25 fps: rendered to MP4 it
+    is encoded (never copied), so it is chunked."""
+    source = make_video(tmp_path / "source.mp4", duration=duration, width=640, height=360, fps=25, codec="mpeg4")
+    asset = ready_asset(api, source)
+    assert asset["state"] == "ready", asset
+    return asset
+
+
+def start_render(api: httpx.Client, asset: dict[str, Any]) -> dict[str, Any]:
+    resp = api.post("/v1/renders", json={"asset_id": asset["id"], "output": ENCODED})
+    assert resp.status_code == 201, resp.text
+    return dict(resp.json())
+
+
 def test_a_long_render_is_encoded_by_an_indexed_job_then_joined(
     kube_service: KubeService, api: httpx.Client, tmp_path: Path
 ) -> None:
-    source = make_video(tmp_path / "four.mp4", duration=4.0, width=640, height=360, fps=25, codec="mpeg4")
-    asset = ready_asset(api, source)
-    assert asset["state"] == "ready", asset
-    render = api.post("/v1/renders", json={"asset_id": asset["id"], "output": ENCODED}).json()
+    render = start_render(api, ready_source(api, tmp_path, 4.0))
     progress: list[float] = []
 
     def poll() -> dict[str, Any]:
@@ -103,10 +115,7 @@ def test_a_long_render_is_encoded_by_an_indexed_job_then_joined(
 def test_cancel_during_the_chunks_stops_every_chunk_pod_and_leaves_nothing(
     kube_service: KubeService, api: httpx.Client, tmp_path: Path
 ) -> None:
-    source = make_video(tmp_path / "long.mp4", duration=24.0, width=640, height=360, fps=25, codec="mpeg4")
-    asset = ready_asset(api, source)
-    assert asset["state"] == "ready", asset
-    render = api.post("/v1/renders", json={"asset_id": asset["id"], "output": ENCODED}).json()
+    render = start_render(api, ready_source(api, tmp_path, 24.0))
     wait_for(lambda: {"pods": kube_service.kubelet.processes()}, lambda d: len(d["pods"]) == 2, timeout=60)
     name = the_render_resource(kube_service)["metadata"]["name"]
     assert all(pod.startswith(jobs.chunk_job_name(name)) for pod in kube_service.kubelet.processes())
@@ -123,11 +132,9 @@ def test_cancel_during_the_chunks_stops_every_chunk_pod_and_leaves_nothing(
 def test_a_chunk_that_cannot_read_its_source_fails_the_render_and_leaves_nothing(
     kube_service: KubeService, api: httpx.Client, tmp_path: Path
 ) -> None:
-    source = make_video(tmp_path / "four.mp4", duration=4.0, width=640, height=360, fps=25, codec="mpeg4")
-    asset = ready_asset(api, source)
-    assert asset["state"] == "ready", asset
+    asset = ready_source(api, tmp_path, 4.0)
     kube_service.write_media(f"assets/{asset['id']}/video", b"not a video any more" * 100)  # probed, then broken
-    render = api.post("/v1/renders", json={"asset_id": asset["id"], "output": ENCODED}).json()
+    render = start_render(api, asset)
     done = wait_for(lambda: api.get(f"/v1/renders/{render['id']}").json(),
                     lambda r: r["state"] in ("completed", "failed"), timeout=120)  # fmt: skip
     assert done["state"] == "failed", done
