@@ -25,9 +25,13 @@ def test_deployments_are_available_and_never_restarted() -> None:
                 assert status["ready"] and status["restartCount"] == 0, (component, status)
 
 
-def test_the_operator_runs_alone_and_recreates() -> None:
+def test_two_operators_run_and_one_holds_the_leader_lease() -> None:
     deployment = kubectl_json("get", "deployment", f"{RELEASE}-operator")
-    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert deployment["spec"]["replicas"] == 2 and deployment["spec"]["strategy"]["type"] == "Recreate"
+    lease = kubectl_json("get", "lease", f"{RELEASE}-operator")["spec"]
+    pods = items("pods", "--selector", f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=operator")
+    assert lease["holderIdentity"] in {pod["metadata"]["name"] for pod in pods}
+    assert lease["leaseDurationSeconds"] == 15
 
 
 def test_the_render_crd_is_served_with_its_short_name_and_category() -> None:
@@ -57,6 +61,8 @@ def test_the_migration_hook_ran_and_went_away() -> None:
         ("operator", "create", "pods", False),
         ("operator", "list", "secrets", False),
         ("operator", "list", "namespaces", False),
+        ("operator", "create", "leases.coordination.k8s.io", True),
+        ("operator", "list", "leases.coordination.k8s.io", False),
         ("encoder", "get", "pods", False),
         ("encoder", "list", "renders.roughy.ai", False),
     ],

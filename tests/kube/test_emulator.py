@@ -161,6 +161,28 @@ def test_the_official_client_sees_conflicts_as_api_exceptions(kube_api: k8s.ApiC
     assert caught.value.status == 409
 
 
+def test_leases_are_served_with_conflicts_on_a_stale_put(kube_api: k8s.ApiClient) -> None:
+    """What the operator's leader election relies on (roughy/operator/leader.py): a Lease is
+    created once (AlreadyExists after), and a PUT naming a stale resourceVersion is refused."""
+    leases = k8s.CoordinationV1Api(kube_api)
+    body = {"metadata": {"name": "op"}, "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}}
+    created = leases.create_namespaced_lease(NS, body)
+    assert created.kind == "Lease" and created.spec.holder_identity == "a"
+    with pytest.raises(k8s.ApiException) as caught:
+        leases.create_namespaced_lease(NS, body)
+    assert caught.value.status == 409 and json.loads(caught.value.body)["reason"] == "AlreadyExists"
+
+    version = created.metadata.resource_version
+    taken = {"metadata": {"name": "op", "resourceVersion": version}, "spec": {"holderIdentity": "b"}}
+    replaced = leases.replace_namespaced_lease("op", NS, taken)
+    assert replaced.spec.holder_identity == "b" and int(replaced.metadata.resource_version) > int(version)
+    stale = {"metadata": {"name": "op", "resourceVersion": version}, "spec": {"holderIdentity": "c"}}
+    with pytest.raises(k8s.ApiException) as caught:
+        leases.replace_namespaced_lease("op", NS, stale)
+    assert caught.value.status == 409 and json.loads(caught.value.body)["reason"] == "Conflict"
+    assert leases.read_namespaced_lease("op", NS).spec.holder_identity == "b"
+
+
 # --- generation -------------------------------------------------------------------------------
 
 
