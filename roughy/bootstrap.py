@@ -3,8 +3,8 @@
 - `build_embedded`: API + SQLite + local disk + in-process runner (`roughy serve`);
 - `build_kubernetes`: the same API over PostgreSQL, S3 and Render resources
   (`ROUGHY_RUNTIME=kubernetes roughy serve`);
-- `build_operator`: the kopf operator's controller, handlers and background service
-  (`roughy operator`).
+- `build_operator`: the kopf operator's controller, handlers and background service, and its
+  leader election when that is on (`roughy operator`).
 
 Tests pass in their own store, storage or Kubernetes client; everything else comes from settings.
 """
@@ -30,6 +30,7 @@ from roughy.api.app import create_app
 from roughy.api.deps import Services
 from roughy.app import Application, build_application
 from roughy.app.delivery import WebhookDispatcher
+from roughy.app.encoding import EncoderGateway
 from roughy.app.processing import AssetProcessor, AssetWork
 from roughy.app.scheduler import Scheduler
 from roughy.app.signal import Signal
@@ -43,8 +44,10 @@ if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
     from roughy.adapters.executor.kube import KubeExecutor
+    from roughy.adapters.kubeapi import KubeApi
     from roughy.kube.jobs import JobSettings
     from roughy.operator.controller import Controller
+    from roughy.operator.leader import LeaderElector
     from roughy.operator.service import OperatorService
     from roughy.runtime.kube import KubeRuntime
 
@@ -167,7 +170,10 @@ def build_kubernetes(
     sender = WebhookSender(allow_private=settings.webhook_allow_private, timeout=settings.webhook_timeout)
     application = build_application(settings, store, storage, executor, sender, signal=signal)
     runtime = KubeRuntime(Scheduler(store, application.renders, executor, signal=signal, poll_interval=1.0))
-    services = Services(settings=settings, app=application)
+    gateway = EncoderGateway(
+        application.renders, storage, url_ttl=settings.s3_encoder_url_ttl, show_progress=executor.show_progress
+    )
+    services = Services(settings=settings, app=application, encoder=gateway)
     app = create_app(services, on_startup=runtime.start, on_shutdown=runtime.stop)
     return Kubernetes(settings, store, storage, executor, application, runtime, app)
 
@@ -179,6 +185,7 @@ class Operator:
     controller: Controller
     registry: Any  # kopf.OperatorRegistry
     service: OperatorService
+    elector: LeaderElector | None = None  # with settings.leader_election
 
 
 def build_operator(
@@ -187,8 +194,7 @@ def build_operator(
     store: Store | None = None,
     storage: PresignedStorage | None = None,
     api: ApiClient | None = None,
-    interval: float = 2.0,
-    pending_interval: float = 30.0,
+    sweep_interval: float = 30.0,
     login: bool = True,
 ) -> Operator:
     from roughy.adapters.executor.kube_tasks import KubeTasks
@@ -203,9 +209,7 @@ def build_operator(
     sender = WebhookSender(allow_private=settings.webhook_allow_private, timeout=settings.webhook_timeout)
     signal = Signal()
     application = build_application(settings, store, storage, executor, sender, signal=signal)
-    config = ControllerConfig(
-        namespace=executor.namespace, jobs=job_settings(settings), url_ttl=settings.s3_encoder_url_ttl
-    )
+    config = ControllerConfig(namespace=executor.namespace, jobs=job_settings(settings))
     controller = Controller(application.renders, storage, executor.api, config)
     dispatcher = WebhookDispatcher(store, sender, retry_policy(settings), workers=settings.webhook_workers)
     tasks = KubeTasks(executor.api, namespace=executor.namespace, settings=config.jobs)
@@ -216,8 +220,27 @@ def build_operator(
     )
     assets = AssetWork(processor, workers=workers, on_done=signal.wake)
     service = OperatorService(assets, executor, dispatcher, signal=signal)
-    registry = build_registry(controller, interval=interval, pending_interval=pending_interval, login=login)
-    return Operator(settings, executor.namespace, controller, registry, service)
+    registry = build_registry(controller, sweep_interval=sweep_interval, login=login)
+    elector = leader_elector(settings, executor.api, executor.namespace) if settings.leader_election else None
+    return Operator(settings, executor.namespace, controller, registry, service, elector)
+
+
+def leader_elector(settings: Settings, api: KubeApi, namespace: str) -> LeaderElector:
+    """The operator's part in its leader election (roughy.operator.leader), as this pod."""
+    from roughy.operator.leader import LeaderElector, Timing, process_identity
+
+    timing = Timing(
+        lease_duration=settings.leader_election_lease_duration,
+        renew_deadline=settings.leader_election_renew_deadline,
+        retry_period=settings.leader_election_retry_period,
+    )
+    return LeaderElector(
+        api,
+        namespace=settings.leader_election_namespace or namespace,
+        name=settings.leader_election_lease,
+        identity=process_identity(),
+        timing=timing,
+    )
 
 
 def job_settings(settings: Settings) -> JobSettings:
@@ -230,6 +253,8 @@ def job_settings(settings: Settings) -> JobSettings:
         values = json.loads(Path(settings.jobs_config).read_text())
     if settings.encoder_image:
         values["image"] = settings.encoder_image
+    if not values.get("api_url"):  # where encoder pods reach the API: the chart names its Service
+        values["api_url"] = settings.encoder_api_url or settings.resolved_public_url()
     if not values.get("image"):
         raise ValueError("no encoder image: set ROUGHY_ENCODER_IMAGE or `image` in the ROUGHY_JOBS_CONFIG file")
     return JobSettings.model_validate(values)

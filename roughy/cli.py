@@ -1,7 +1,8 @@
 """`roughy`: serve the embedded service, administer it, or render a file through it.
 
 roughy serve [--host H] [--port P] [--data-dir D]     (ROUGHY_RUNTIME=kubernetes: on a cluster)
-roughy operator [--namespace NS] [--liveness URL] [--metrics-port N]   (the Kubernetes runtime's operator)
+roughy operator [--namespace NS] [--liveness URL] [--metrics-port N] [--[no-]leader-election]
+                                                        (the Kubernetes runtime's operator)
 roughy migrate                                          (apply database migrations)
 roughy drain [--wait S]                                 (delete every Render; before uninstall)
 roughy admin create-account NAME | create-key ACCOUNT_ID | revoke-key KEY_ID
@@ -85,23 +86,29 @@ def cmd_operator(args: argparse.Namespace) -> int:
     import kopf
 
     from roughy.bootstrap import build_operator
+    from roughy.operator.leader import wait_to_lead
 
-    settings = Settings(**({"namespace": args.namespace} if args.namespace else {}))
+    overrides = {"namespace": args.namespace or None, "leader_election": args.leader_election}
+    settings = Settings(**{key: value for key, value in overrides.items() if value is not None})
     setup_logging(settings.log_format)
     operator = build_operator(settings)
     if args.metrics_port:
         from prometheus_client import start_http_server
 
         start_http_server(args.metrics_port)  # encodes, reconciles, webhook deliveries of this process
+    if operator.elector is not None and not wait_to_lead(operator.elector, liveness=args.liveness):
+        return 0  # stopped while standing by
     operator.service.start()
     try:
         kopf.run(
             registry=operator.registry,
-            standalone=True,
+            standalone=True,  # one process reconciles: the only one, or the Lease's holder
             namespaces=[operator.namespace],
             liveness_endpoint=args.liveness or None,
         )
     finally:
+        if operator.elector is not None:
+            operator.elector.release()  # the standby takes over now; what stops below is safe twice
         operator.service.stop()
     return 0
 
@@ -243,6 +250,11 @@ def parser() -> argparse.ArgumentParser:
     )
     operator.add_argument(
         "--metrics-port", type=int, default=9090, help="port of the operator's Prometheus /metrics (0: none)"
+    )
+    operator.add_argument(
+        "--leader-election",
+        action=argparse.BooleanOptionalAction,
+        help="reconcile only while holding the leader Lease (ROUGHY_LEADER_ELECTION; the chart turns it on)",
     )
     operator.set_defaults(func=cmd_operator)
 

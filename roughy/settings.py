@@ -125,12 +125,35 @@ class Settings(BaseSettings):
     render_retention: float = Field(
         3600.0, ge=0, description="Seconds a finished Render resource is kept (the database keeps the render)."
     )
+    leader_election: bool = Field(
+        False,
+        description="`roughy operator` reconciles only while it holds a coordination.k8s.io Lease, so that several "
+        "replicas can run with one active and the others standing by (the Helm chart turns it on).",
+    )
+    leader_election_lease: str = Field("roughy-operator", description="Name of the operator's leader Lease.")
+    leader_election_namespace: str | None = Field(
+        None, description="Namespace of the leader Lease; default: the operator's namespace."
+    )
+    leader_election_lease_duration: int = Field(
+        15, ge=1, description="Seconds a standby waits, after the Lease last changed, before it takes it over."
+    )
+    leader_election_renew_deadline: float = Field(
+        10.0, gt=0, description="Seconds the leader keeps leading without a successful renewal (then it exits)."
+    )
+    leader_election_retry_period: float = Field(
+        2.0, gt=0, description="Seconds between a standby's reads of the Lease, and between renewal retries."
+    )
     jobs_config: Path | None = Field(
         None,
         description="JSON file of the operator's encoder Job settings (roughy.kube.jobs.JobSettings fields; the Helm "
         "chart renders it from its values).",
     )
     encoder_image: str | None = Field(None, description="Encoder image of Jobs; overrides the jobs config's `image`.")
+    encoder_api_url: str | None = Field(
+        None,
+        description="The API as encoder pods reach it (Kubernetes: its Service), for their presigned URLs and "
+        "progress; default: the jobs config's `api_url`, else public_url.",
+    )
     log_format: Literal["text", "json"] = Field("text", description="Log lines as text, or one JSON object each.")
     ffmpeg: str | None = Field(None, description="ffmpeg binary; default: the one shipped by imageio-ffmpeg.")
 

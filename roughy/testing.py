@@ -84,6 +84,7 @@ class _Tables:
     assets: dict[str, Asset] = field(default_factory=dict)
     cuts: dict[str, Cut] = field(default_factory=dict)
     renders: dict[str, Render] = field(default_factory=dict)
+    encoder_tokens: dict[str, str] = field(default_factory=dict)
     endpoints: dict[str, WebhookEndpoint] = field(default_factory=dict)
     events: dict[str, Event] = field(default_factory=dict)
     deliveries: dict[str, Delivery] = field(default_factory=dict)
@@ -392,7 +393,19 @@ class MemoryStore:
 
     def delete_render(self, render_id: str) -> bool:
         with self._lock:
+            self.t.encoder_tokens.pop(render_id, None)
             return self.t.renders.pop(render_id, None) is not None
+
+    def set_encoder_token(self, render_id: str, digest: str) -> bool:
+        with self._lock:
+            if render_id not in self.t.renders:
+                return False
+            self.t.encoder_tokens[render_id] = digest
+            return True
+
+    def encoder_token(self, render_id: str) -> str | None:
+        with self._lock:
+            return self.t.encoder_tokens.get(render_id) if render_id in self.t.renders else None
 
     def count_renders(self, state: RenderState) -> int:
         with self._lock:

@@ -32,9 +32,10 @@ re-authenticated one. Temporary, a token rotation keeps a render queued instead 
 for good; credentials that stay wrong show as repeated temporary errors, and the operator's
 kopf (same credentials) stops with its LoginError.
 
-Reads (`get_render`, `read_job`, `read_deployment`) and deletes answer None / False for an
-absent object: every caller wants "absent" as an answer there. Programming errors of the client
-(`ApiTypeError`, `ApiValueError`: a wrong argument) are not translated: they are bugs.
+Reads (`get_render`, `read_job`, `read_deployment`, `read_lease`) and deletes answer None /
+False for an absent object: every caller wants "absent" as an answer there. Programming errors
+of the client (`ApiTypeError`, `ApiValueError`: a wrong argument) are not translated: they are
+bugs.
 """
 
 from __future__ import annotations
@@ -173,6 +174,7 @@ class KubeApi:
         self._batch = k8s.BatchV1Api(client)
         self._core = k8s.CoreV1Api(client)
         self._apps = k8s.AppsV1Api(client)
+        self._coordination = k8s.CoordinationV1Api(client)
 
     @classmethod
     def from_environment(cls, *, timeout: float = DEFAULT_REQUEST_TIMEOUT) -> KubeApi:
@@ -196,8 +198,13 @@ class KubeApi:
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Call a client API method with our timeout; every failure leaves as a KubeError."""
+        return self.call_within(self.timeout, fn, *args, **kwargs)
+
+    def call_within(self, timeout: float, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`call` with another timeout (seconds for the whole request): the leader election's
+        requests must end before its renew deadline does."""
         with translated():
-            return fn(*args, _request_timeout=self.timeout, **kwargs)
+            return fn(*args, _request_timeout=timeout, **kwargs)
 
     # --- Render custom objects ------------------------------------------------------------------
 
@@ -268,6 +275,17 @@ class KubeApi:
             return False
         return True
 
+    def create_secret(self, namespace: str, body: dict[str, Any]) -> None:
+        self.call(self._core.create_namespaced_secret, namespace, body)
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Secret as a plain dict (`data` base64, as the API has it); None if there is none."""
+        try:
+            secret = self.call(self._core.read_namespaced_secret, name, namespace)
+        except KubeNotFound:
+            return None
+        return {"metadata": {"name": name}, "data": dict(secret.data or {})}
+
     def list_pods(self, namespace: str, label_selector: str) -> list[k8s.V1Pod]:
         pods: list[k8s.V1Pod] = self.call(
             self._core.list_namespaced_pod, namespace, label_selector=label_selector
@@ -299,6 +317,33 @@ class KubeApi:
             return self.call(self._apps.read_namespaced_deployment, name, namespace)
         except KubeNotFound:
             return None
+
+    # --- Leases (coordination.k8s.io/v1: the operator's leader election) ------------------------
+
+    def read_lease(self, namespace: str, name: str, *, timeout: float | None = None) -> dict[str, Any] | None:
+        """The Lease as the API serves it (camelCase JSON), or None when there is none."""
+        try:
+            lease = self.call_within(timeout or self.timeout, self._coordination.read_namespaced_lease, name, namespace)
+        except KubeNotFound:
+            return None
+        return self._json(lease)
+
+    def create_lease(self, namespace: str, body: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
+        """KubeConflict (AlreadyExists) when another process created it first."""
+        call = self._coordination.create_namespaced_lease
+        return self._json(self.call_within(timeout or self.timeout, call, namespace, body))
+
+    def replace_lease(
+        self, namespace: str, name: str, body: dict[str, Any], *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """A PUT: with `metadata.resourceVersion` in `body` it is conditional (KubeConflict when
+        another process wrote the Lease since that version was read)."""
+        call = self._coordination.replace_namespaced_lease
+        return self._json(self.call_within(timeout or self.timeout, call, name, namespace, body))
+
+    def _json(self, obj: Any) -> dict[str, Any]:
+        """A typed client object as the API's JSON (camelCase keys; times as ISO 8601 strings)."""
+        return _dict(self.client.sanitize_for_serialization(obj))
 
 
 def _renders(namespace: str) -> tuple[str, str, str, str]:

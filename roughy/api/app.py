@@ -13,7 +13,7 @@ from roughy import __version__
 from roughy.api import errors, schemas
 from roughy.api.deps import Services
 from roughy.api.middleware import EdgeMiddleware
-from roughy.api.routes import admin, assets, credits, cuts, files, health, renders, webhooks
+from roughy.api.routes import admin, assets, credits, cuts, encoder, files, health, renders, webhooks
 from roughy.core.events import EventType
 
 
@@ -51,6 +51,7 @@ def create_app(
         app.include_router(module.router, responses=_error_responses(400, 401, 404, 409, 413, 422, 429, 500))
     app.include_router(files.router, responses=_error_responses(403, 404, 409, 413, 422))
     app.include_router(health.router)
+    app.include_router(encoder.router)
     _document_webhooks(app)
     app.add_middleware(EdgeMiddleware, authenticate=services.app.accounts.authenticate, settings=services.settings)
     return app

@@ -9,6 +9,7 @@ from fastapi import Depends, Query, Request
 from fastapi.security import HTTPBearer
 
 from roughy.app import Application
+from roughy.app.encoding import EncoderGateway
 from roughy.core.models import Account
 from roughy.core.ports import ServedFiles
 from roughy.settings import Settings
@@ -23,6 +24,7 @@ class Services:
     settings: Settings
     app: Application
     files: ServedFiles | None = None  # the storage, when the API serves its signed URLs itself
+    encoder: EncoderGateway | None = None  # the encoder pods' channel (Kubernetes runtime)
 
 
 def get_services(request: Request) -> Services:

@@ -31,6 +31,7 @@ from roughy.core.models import AssetKind, AssetState, Cut, ErrorInfo, OutputSpec
 from roughy.core.planning import plan_render, validate_output
 from roughy.core.ports import EncodeJob, Executor, Outcome, Storage, Store
 from roughy.core.signature import render_signature
+from roughy.core.tokens import token_digest
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +200,10 @@ class RenderService:
 
     def progress(self, render_id: str, progress: float) -> None:
         self.store.set_progress(render_id, progress)
+
+    def set_encoder_token(self, render_id: str, token: str) -> None:
+        """Keep (the digest of) the token the render's encoder pods were given (Kubernetes)."""
+        self.store.set_encoder_token(render_id, token_digest(token))
 
     def finished(self, render_id: str, outcome: Outcome) -> None:
         """Record an encode's outcome with its event; a failed render's files are removed, and so

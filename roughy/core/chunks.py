@@ -23,6 +23,8 @@ from roughy.core.models import Segment
 #: asks of a cluster at once and the size of its Jobs (a presigned URL per chunk, in one
 #: environment variable of ~96 KiB at most, `roughy.kube.jobs.ENV_VALUE_BUDGET`).
 MAX_CHUNKS = 32
+#: The share of a chunked render's progress that its chunks take; the join has the rest.
+CHUNK_SHARE = 0.95
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,17 @@ def output_key(render: Render) -> str:
     return f"{render_prefix(render.id)}output.{render.output.format.extension}"
 
 
+def chunk_prefix(output_key: str) -> str:
+    """Where a chunked render's chunks are stored: beside its output, under the render's prefix
+    (so a failed or cancelled render's cleanup removes them with the rest)."""
+    directory, _, _ = output_key.rpartition("/")
+    return f"{directory}/chunks/" if directory else "chunks/"
+
+
+def chunk_keys(output_key: str, count: int) -> list[str]:
+    return [f"{chunk_prefix(output_key)}{index:04d}.mov" for index in range(count)]
+
+
 def asset_prefix(asset_id: str) -> str:
     """Everything stored for one asset: its parts and the audio extracted from its video."""
     return f"assets/{asset_id}/"

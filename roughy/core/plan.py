@@ -81,3 +81,13 @@ class EncodePlan:
     def time_limit(self, base: float = 120.0, per_second: float = 20.0) -> float:
         """Seconds an encode may take before it is killed: scaled to the output duration."""
         return base + per_second * self.duration
+
+
+def max_output_bytes(plan: EncodePlan) -> int:
+    """An upper bound of an output's size from its plan (what its upload is opened for): the
+    bitrates over the duration, twice over (an average bitrate is a target, not a cap: x264's
+    rate control allows peaks of 1.5x with a 2x buffer), plus a short output's whole buffer and
+    room for the container."""
+    kbps = (plan.video.bitrate_kbps if plan.video else 0) + (plan.audio.bitrate_kbps if plan.audio else 0)
+    bytes_per_second = kbps * 1000 / 8
+    return int(plan.duration * bytes_per_second * 2 + bytes_per_second * 4) + 2**20

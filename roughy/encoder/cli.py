@@ -49,6 +49,7 @@ neither a process nor a partial file (nor, once rendered, the local output it wa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -56,13 +57,15 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from roughy.core.chunks import CHUNK_SHARE
 from roughy.core.plan import EncodePlan
+from roughy.encoder.channel import Channel, ProgressSender
 from roughy.encoder.errors import EncoderError
 from roughy.encoder.ffmpeg_args import ENCODERS, LIBX264, PlanError
 from roughy.encoder.probe import probe
@@ -268,34 +271,73 @@ def exit_with_parent(interval: float = 0.5) -> None:
 def _cmd_render(args: argparse.Namespace) -> None:
     exit_with_parent()
     plan = _load_plan(args.plan)
+    channel = _channel_inputs(args)
     encoder = choose_video_encoder(args.encoder) if plan.video is not None else None
     _emit({"encoder": encoder})
-    reporter = ProgressReporter(_emit)
-    result = render(
-        plan,
-        video_src=args.video,
-        audio_src=args.audio,
-        output=args.output,
-        on_progress=reporter,
-        time_limit=args.time_limit,
-        encoder=encoder or LIBX264,
-        parallel=max(1, args.parallel),
-    )
-    _store_output(args, plan)
-    reporter.finish()
+    with _reporting(channel, encoder) as reporter:
+        result = render(
+            plan,
+            video_src=args.video,
+            audio_src=args.audio,
+            output=args.output,
+            on_progress=reporter,
+            time_limit=args.time_limit,
+            encoder=encoder or LIBX264,
+            parallel=max(1, args.parallel),
+        )
+        _store_output(args, plan, channel)
+        reporter.finish()
     _emit({"result": result.to_json()})
 
 
-def _store_output(args: argparse.Namespace, plan: EncodePlan) -> None:
-    """PUT the finished output where `--upload-to` or `$ROUGHY_OUTPUT_UPLOAD` says, if anywhere."""
+def _channel_inputs(args: argparse.Namespace, *, chunks: bool = False) -> Channel | None:
+    """On Kubernetes (`ROUGHY_API_URL`): the sources' URLs, signed now, where no flag gave one."""
+    channel = Channel.from_environment()
+    if channel is None:
+        return None
+    inputs = channel.inputs()
+    for part in ("video", "audio"):
+        if hasattr(args, part) and getattr(args, part) is None:
+            setattr(args, part, inputs.get(part))
+    if chunks and not args.chunk:
+        args.chunk = list(inputs.get("chunks") or [])
+    return channel
+
+
+@contextlib.contextmanager
+def _reporting(
+    channel: Channel | None, encoder: str | None, scale: tuple[float, float] = (0.0, 1.0)
+) -> Iterator[ProgressReporter]:
+    """Progress lines on stdout and, on Kubernetes, reports to the API (scaled: a join's
+    progress comes after its chunks')."""
+    sender = ProgressSender(channel, encoder, scale=scale) if channel is not None else None
+
+    def emit(line: Any) -> None:
+        _emit(line)
+        if sender is not None and isinstance(line, dict) and "progress" in line:
+            sender.update(float(line["progress"]))
+
+    try:
+        yield ProgressReporter(emit)
+    finally:
+        if sender is not None:
+            sender.close()
+
+
+def _store_output(args: argparse.Namespace, plan: EncodePlan, channel: Channel | None = None) -> None:
+    """PUT the finished output where `--upload-to` or `$ROUGHY_OUTPUT_UPLOAD` says, or where the
+    API says now (on Kubernetes), if anywhere."""
     multipart = _env(ENV_OUTPUT_UPLOAD)
-    if args.upload_to or multipart:
+    if args.upload_to or multipart or channel is not None:
         content_type = args.content_type or plan.format.mime_type
         try:
             if args.upload_to:
                 upload(args.output, args.upload_to, content_type)
-            else:
+            elif multipart:
                 upload_to_target(args.output, _upload_target(multipart), content_type)
+            else:
+                assert channel is not None
+                upload_to_target(args.output, channel.output(), content_type, abort_on_failure=True)
         finally:
             Path(args.output).unlink(missing_ok=True)  # uploaded, or a retry renders it again
 
@@ -311,6 +353,7 @@ def _cmd_chunk(args: argparse.Namespace) -> None:
         if not 0 <= args.index < len(urls):
             raise PlanError(f"{ENV_CHUNK_URLS} has no URL for chunk {args.index}")
         url = urls[args.index]
+    channel = _channel_inputs(args)  # a chunk's progress is its Job's count of chunks done
     encoder = choose_video_encoder(args.encoder)
     _emit({"encoder": encoder})
     reporter = ProgressReporter(_emit)
@@ -318,6 +361,8 @@ def _cmd_chunk(args: argparse.Namespace) -> None:
         plan, args.index, video_src=args.video, output=args.output, on_progress=reporter,
         time_limit=args.time_limit, encoder=encoder,
     )  # fmt: skip
+    if url is None and channel is not None:
+        url = str(channel.output(chunk=args.index)["url"])  # signed now, not when the pod started
     if url:
         try:
             upload(args.output, url, CHUNK_CONTENT_TYPE)
@@ -330,11 +375,24 @@ def _cmd_chunk(args: argparse.Namespace) -> None:
 def _cmd_join(args: argparse.Namespace) -> None:
     exit_with_parent()
     plan = _load_plan(args.plan)
+    channel = _channel_inputs(args, chunks=True)
     sources = list(args.chunk or []) or _chunk_urls()
-    reporter = ProgressReporter(_emit)
     scratch = Path(args.output).parent
     scratch.mkdir(parents=True, exist_ok=True)
     fetched: list[Path] = []
+    with _reporting(channel, None, (CHUNK_SHARE, 1 - CHUNK_SHARE)) as reporter:
+        _join(args, plan, sources, scratch, fetched, reporter, channel)
+
+
+def _join(
+    args: argparse.Namespace,
+    plan: EncodePlan,
+    sources: list[str],
+    scratch: Path,
+    fetched: list[Path],
+    reporter: ProgressReporter,
+    channel: Channel | None,
+) -> None:
     try:
         parts: list[str] = []
         for index, source in enumerate(sources):
@@ -352,7 +410,7 @@ def _cmd_join(args: argparse.Namespace) -> None:
     finally:
         for local in fetched:
             local.unlink(missing_ok=True)
-    _store_output(args, plan)
+    _store_output(args, plan, channel)
     reporter.finish()
     _emit({"result": result.to_json()})
 

@@ -109,7 +109,9 @@ def _safe(url: str) -> str:
     return clean_line(url)
 
 
-def upload_to_target(path: str, target: dict[str, Any], content_type: str, *, timeout: float = TIMEOUT) -> None:
+def upload_to_target(
+    path: str, target: dict[str, Any], content_type: str, *, timeout: float = TIMEOUT, abort_on_failure: bool = False
+) -> None:
     """Store the file at `path` as `target` says: `{"method": "PUT", "url"}` (one PUT), or a
     presigned multipart upload `{"method": "multipart", "part_size", "parts": [{"part_number",
     "url", "offset"}], "complete": {"url"}, "abort": {"url"}}` (roughy.adapters.storage.s3's
@@ -119,7 +121,9 @@ def upload_to_target(path: str, target: dict[str, Any], content_type: str, *, ti
     Only a file larger than the parts handed out aborts the upload (no retry can fit it). Any
     other failure leaves it open: the Job's next pod (a retry, or a replacement for an evicted
     one) has the same URLs and PUTs the parts again, and the operator aborts what is left open
-    when the render fails or is cancelled (`delete_prefix`)."""
+    when the render fails or is cancelled (`delete_prefix`). `abort_on_failure`: the upload
+    was opened for this attempt alone (the API's channel opens one per ask): abort it on any
+    failure, since a retry asks for a new one."""
     method = str(target.get("method", "")).upper()
     if method == "PUT":
         upload(path, str(target["url"]), content_type, timeout=timeout)
@@ -131,7 +135,16 @@ def upload_to_target(path: str, target: dict[str, Any], content_type: str, *, ti
     except _TooLarge as exc:
         _abort(str(target["abort"]["url"]), timeout)
         raise EncodeFailed(str(exc)) from None
-    _complete(str(target["complete"]["url"]), etags, timeout)
+    except EncodeFailed:
+        if abort_on_failure:
+            _abort(str(target["abort"]["url"]), timeout)
+        raise
+    try:
+        _complete(str(target["complete"]["url"]), etags, timeout)
+    except EncodeFailed:
+        if abort_on_failure:
+            _abort(str(target["abort"]["url"]), timeout)
+        raise
 
 
 class _TooLarge(Exception):

@@ -15,8 +15,12 @@ Why the Job looks the way it does:
   `time_limit()`, fires first and reports a clean `encode_timeout`.
 - **ttlSecondsAfterFinished**: finished Jobs go away on their own, after the operator has
   copied their outcome to the Render (the TTL leaves it ample time).
-- **No credentials in the pod**: the operator presigns the sources (ffmpeg reads them over HTTP
-  with range requests, so a cut of a long source fetches only what it needs) and the output.
+- **No credentials in the pod, no URL in its environment**: the pod holds its render's token
+  (`roughy.core.tokens`), a file of the Secret `<render>-encoder` mounted read-only, and asks
+  the API for presigned URLs when it needs them: the sources at start (ffmpeg reads them over
+  HTTP with range requests, so a cut of a long source fetches only what it needs), the output
+  once encoded. A URL is never older than the step that uses it, however long the Job waited
+  for a node, and `kubectl describe` shows none.
 - **GPU tiers** (4k by default) go to the GPU pool with NVENC; everything else encodes with
   libx264 on ordinary nodes. The encoder probes NVENC at start and falls back to libx264, so a
   GPU without an encode unit degrades to a slower render, not a failed one.
@@ -24,18 +28,18 @@ Why the Job looks the way it does:
   RuntimeDefault, read-only root filesystem; /tmp is an emptyDir sized from the plan, since
   the output is encoded there before it is uploaded.
 
-The contract with `roughy-encode render` inside the pod (environment, so that neither the plan
-nor a signed URL shows in `ps`): `ROUGHY_PLAN` (the plan's JSON, read when `--plan` is absent),
-`ROUGHY_VIDEO_URL` / `ROUGHY_AUDIO_URL` (defaults of `--video` / `--audio`), `ROUGHY_OUTPUT_URL`
-and `ROUGHY_OUTPUT_CONTENT_TYPE` (PUT the finished `--output` file there), or instead
-`ROUGHY_OUTPUT_UPLOAD` (a presigned multipart upload as JSON, for big outputs), `ROUGHY_ENCODER`
-(`h264_nvenc`: probe it, fall back to `libx264`) and `ROUGHY_TERMINATION_LOG` (write the outcome
-there: the pod's termination message). Progress is read from the pod's log (`{"progress"}`
-lines) by the operator, since the pod has no API credentials. Exit codes as in `roughy.encoder.cli`.
+The contract with `roughy-encode render` inside the pod (environment, so that the plan does not
+show in `ps`): `ROUGHY_PLAN` (the plan's JSON, read when `--plan` is absent), `ROUGHY_API_URL`,
+`ROUGHY_RENDER_ID` and `ROUGHY_TOKEN_FILE` (the channel to the API, `roughy.encoder.channel`:
+URLs and progress), `ROUGHY_OUTPUT_CONTENT_TYPE`, `ROUGHY_ENCODER` (`h264_nvenc`: probe it, fall
+back to `libx264`) and `ROUGHY_TERMINATION_LOG` (write the outcome there: the pod's termination
+message, which the operator reads from the pod's status). The encoder reports progress to the
+API itself: the operator reads no pod log. Exit codes as in `roughy.encoder.cli`.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
@@ -46,6 +50,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from roughy.core.keys import chunk_keys, chunk_prefix  # noqa: F401 - the operator names them here too
 from roughy.core.models import Resolution
 from roughy.core.plan import EncodePlan
 from roughy.encoder.errors import InvalidMedia
@@ -73,9 +78,10 @@ SCRATCH_MARGIN = 2.0  # the average bitrate is a target, not a cap: the same mar
 NVIDIA_DRIVER_CAPABILITIES = "compute,video,utility"  # `video` mounts libnvidia-encode (NVENC)
 
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-#: Bytes one environment value of the encoder may take (Linux caps one at 128 KiB): a list of
-#: presigned URLs (a multipart upload's parts, the chunks') must fit in it.
-ENV_VALUE_BUDGET = 96 * 1024
+#: Where the render's Secret (its encoder token) is mounted, and its key.
+CREDENTIALS_DIR = "/var/run/secrets/roughy"
+TOKEN_KEY = "token"
+CREDENTIALS_MODE = 0o440  # read by the encoder's group (fsGroup), nobody else
 
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 
@@ -119,6 +125,11 @@ class JobSettings(BaseModel):
         description="A Kueue LocalQueue: Jobs are created suspended with kueue.x-k8s.io/queue-name, Kueue admits them.",
     )
     instance: str = Field(default="roughy", description="app.kubernetes.io/instance of the Jobs (the Helm release).")
+    api_url: str | None = Field(
+        default=None,
+        description="The API as encoder pods reach it (its in-cluster Service): they ask it for presigned URLs and"
+        " report progress to it.",
+    )
     backoff_limit: int = Field(default=2, ge=0, le=6, description="Retries of a transient failure.")
     ttl_seconds_after_finished: int = Field(default=3600, ge=60, description="Finished Jobs are deleted after this.")
     time_limit_base: float = Field(default=120.0, gt=0, description="Encode time limit: base seconds...")
@@ -161,22 +172,7 @@ class JobSettings(BaseModel):
     )
 
 
-@dataclass(frozen=True)
-class PresignedUrls:
-    """Short-lived URLs the operator signs for one Job: GETs of the sources, a PUT of the output.
-
-    Their lifetime must cover the Job's `activeDeadlineSeconds`: a retry late in the deadline
-    still reads the same URLs.
-    """
-
-    output: str | None = None  # one presigned PUT, or:
-    output_upload: dict[str, Any] | None = None  # a presigned multipart upload (S3Storage.output_upload)
-    video: str | None = None
-    audio: str | None = None
-    chunks: tuple[str, ...] = ()  # a chunked plan's join: GETs of the chunks, in order
-
-
-def build_job(render: dict[str, Any], settings: JobSettings, urls: PresignedUrls) -> dict[str, Any]:
+def build_job(render: dict[str, Any], settings: JobSettings) -> dict[str, Any]:
     """The batch/v1 Job that encodes `render` (a Render object as read from the API server).
 
     Raises ValueError (pydantic's ValidationError is one) for a Render no Job can be built for:
@@ -185,18 +181,18 @@ def build_job(render: dict[str, Any], settings: JobSettings, urls: PresignedUrls
     name = render["metadata"]["name"]
     spec = RenderSpec.model_validate(render["spec"])
     plan = spec.plan.to_plan()
-    _check_urls(spec, urls)
     queue_labels, queue_spec = queue_fields(spec, settings)
     labels = job_labels(spec, settings) | queue_labels
     priority = priority_class(spec, settings)
     if plan.chunks:  # the chunks were encoded by the Indexed Job (`build_chunk_job`): join them
         labels[LABEL_STEP] = "join"
-        main = join_container(plan, urls, settings, join_scratch_mib(plan, settings))
-        pod = pod_spec(plan, None, settings, main, priority)
+        main = join_container(plan, spec.render_id, settings, join_scratch_mib(plan, settings))
+        pod = pod_spec(name, plan, None, settings, main, priority)
     else:
         encoder = video_encoder(spec, settings)
         scratch = scratch_mib(plan, settings)
-        pod = pod_spec(plan, encoder, settings, container(plan, encoder, urls, settings, scratch), priority)
+        main = container(plan, encoder, spec.render_id, settings, scratch)
+        pod = pod_spec(name, plan, encoder, settings, main, priority)
     template = {
         "metadata": {"labels": dict(labels), "annotations": dict(settings.pod_annotations)},
         "spec": pod,
@@ -219,6 +215,22 @@ def _metadata(render: dict[str, Any], name: str, labels: dict[str, str]) -> dict
     if render["metadata"].get("namespace"):
         metadata["namespace"] = render["metadata"]["namespace"]
     return metadata
+
+
+def credentials_secret_name(render_name: str) -> str:
+    """The Secret of a render's encoder token, shared by its Jobs (owned by the Render)."""
+    return f"{render_name}-encoder"
+
+
+def build_credentials_secret(render: dict[str, Any], settings: JobSettings, token: str) -> dict[str, Any]:
+    """The Secret the render's encoder pods mount: its token (`roughy.core.tokens`), owned by the
+    Render (the garbage collector removes it with the Render) and immutable."""
+    spec = RenderSpec.model_validate(render["spec"])
+    name = credentials_secret_name(render["metadata"]["name"])
+    metadata = _metadata(render, name, job_labels(spec, settings))
+    data = {TOKEN_KEY: base64.b64encode(token.encode()).decode()}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "type": "Opaque", "immutable": True,
+            "data": data}  # fmt: skip
 
 
 def job_name(render_name: str) -> str:
@@ -321,13 +333,15 @@ def pod_failure_policy() -> dict[str, Any]:
 
 
 def pod_spec(
+    render_name: str,
     plan: EncodePlan,
     encoder: VideoEncoder | None,
     settings: JobSettings,
     main: dict[str, Any],
     priority: str | None = None,
 ) -> dict[str, Any]:
-    """The pod: one encoder container (`main`), no API token (it needs none), the pool's placement."""
+    """The pod: one encoder container (`main`), no Kubernetes API token (it needs none), the
+    render's Secret as a read-only volume, the pool's placement."""
     gpu = encoder is VideoEncoder.H264_NVENC
     scratch = main["resources"]["requests"]["ephemeral-storage"]
     spec: dict[str, Any] = {
@@ -337,7 +351,13 @@ def pod_spec(
         "terminationGracePeriodSeconds": settings.termination_grace_seconds,
         "securityContext": pod_security_context(settings),
         "containers": [main],
-        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": scratch}}],
+        "volumes": [
+            {"name": "tmp", "emptyDir": {"sizeLimit": scratch}},
+            {
+                "name": "credentials",
+                "secret": {"secretName": credentials_secret_name(render_name), "defaultMode": CREDENTIALS_MODE},
+            },
+        ],
     }
     spec.update(_placement(gpu, settings))
     optional = {
@@ -351,27 +371,29 @@ def pod_spec(
 
 
 def container(
-    plan: EncodePlan, encoder: VideoEncoder | None, urls: PresignedUrls, settings: JobSettings, scratch: int
+    plan: EncodePlan, encoder: VideoEncoder | None, render_id: str, settings: JobSettings, scratch: int
 ) -> dict[str, Any]:
-    """`roughy-encode render` as an argument list (never a shell string); the plan and the
-    presigned URLs travel as environment variables, which keeps them out of `ps` output."""
+    """`roughy-encode render` as an argument list (never a shell string); the plan travels as an
+    environment variable, which keeps it out of `ps` output."""
     output = f"{SCRATCH_DIR}/output.{plan.format.extension}"
     args = ["render", "--output", output, "--time-limit", str(encode_time_limit(plan, settings))]
-    env = {item["name"]: item["value"] for item in encoder_env(plan, encoder, urls)}
+    env = {item["name"]: item["value"] for item in encoder_env(plan, encoder, render_id, settings)}
     return _encoder_container(args, env, resources(encoder is VideoEncoder.H264_NVENC, scratch, settings), settings)
 
 
-def encoder_env(plan: EncodePlan, encoder: VideoEncoder | None, urls: PresignedUrls) -> list[dict[str, str]]:
+def encoder_env(
+    plan: EncodePlan, encoder: VideoEncoder | None, render_id: str, settings: JobSettings
+) -> list[dict[str, str]]:
     """What `roughy-encode render` reads from its environment (the contract in the module
-    docstring): the plan, the URLs, the encoder to try first."""
+    docstring): the plan, the channel to the API (nothing secret: the token is a file), the
+    encoder to try first."""
+    if not settings.api_url:
+        raise ValueError("no api_url in the Job settings: encoder pods could not reach the API")
     values = {
         "ROUGHY_PLAN": json.dumps(plan.to_json(), separators=(",", ":"), sort_keys=True),
-        "ROUGHY_VIDEO_URL": urls.video,
-        "ROUGHY_AUDIO_URL": urls.audio,
-        "ROUGHY_OUTPUT_URL": urls.output,
-        "ROUGHY_OUTPUT_UPLOAD": json.dumps(urls.output_upload, separators=(",", ":"), default=str)
-        if urls.output_upload
-        else None,
+        "ROUGHY_API_URL": settings.api_url,
+        "ROUGHY_RENDER_ID": render_id,
+        "ROUGHY_TOKEN_FILE": f"{CREDENTIALS_DIR}/{TOKEN_KEY}",
         "ROUGHY_OUTPUT_CONTENT_TYPE": plan.format.mime_type,
         "ROUGHY_ENCODER": encoder.value if encoder else None,
         "NVIDIA_DRIVER_CAPABILITIES": NVIDIA_DRIVER_CAPABILITIES if encoder is VideoEncoder.H264_NVENC else None,
@@ -393,17 +415,6 @@ def chunk_job_name(render_name: str) -> str:
     return f"{render_name}-chunks"
 
 
-def chunk_prefix(output_key: str) -> str:
-    """Where a chunked render's chunks are stored: beside its output, under the render's prefix
-    (so a failed or cancelled render's cleanup removes them with the rest)."""
-    directory, _, _ = output_key.rpartition("/")
-    return f"{directory}/chunks/" if directory else "chunks/"
-
-
-def chunk_keys(output_key: str, count: int) -> list[str]:
-    return [f"{chunk_prefix(output_key)}{index:04d}.mov" for index in range(count)]
-
-
 def chunk_time_limit(plan: EncodePlan, settings: JobSettings) -> int:
     """The encoder's limit for one attempt at one chunk: scaled to the longest chunk."""
     return math.ceil(settings.time_limit_base + settings.time_limit_per_second * _longest_chunk(plan))
@@ -417,12 +428,10 @@ def chunk_parallelism(plan: EncodePlan, settings: JobSettings) -> int:
     return max(1, min(len(plan.chunks or ()), settings.chunk_parallelism))
 
 
-def build_chunk_job(
-    render: dict[str, Any], settings: JobSettings, *, video_url: str, chunk_urls: tuple[str, ...]
-) -> dict[str, Any]:
+def build_chunk_job(render: dict[str, Any], settings: JobSettings) -> dict[str, Any]:
     """The Indexed Job that encodes a chunked render's chunks, one pod per chunk (at most
     `settings.chunk_parallelism` at once): each runs `roughy-encode chunk` with the index
-    Kubernetes gives it (`JOB_COMPLETION_INDEX`) and PUTs its chunk to the URL of that index.
+    Kubernetes gives it (`JOB_COMPLETION_INDEX`) and PUTs its chunk where the API says.
 
     Retries are per chunk (`backoffLimitPerIndex`), and the first chunk that fails for good
     fails the Job (`maxFailedIndexes: 0`): the render cannot succeed without it, so the other
@@ -433,15 +442,14 @@ def build_chunk_job(
     plan = spec.plan.to_plan()
     if not plan.chunks or plan.video is None:
         raise ValueError("only a chunked video plan has a chunk Job")
-    urls_text = _chunk_urls_value(plan, chunk_urls)
     queue_labels, queue_spec = queue_fields(spec, settings)
     labels = job_labels(spec, settings) | {LABEL_STEP: "chunks"} | queue_labels
     encoder = video_encoder(spec, settings)
     limit = chunk_time_limit(plan, settings)
     scratch = chunk_scratch_mib(plan, settings)
     env: dict[str, str | None] = {item["name"]: item["value"] for item in
-                                  encoder_env(plan, encoder, PresignedUrls(video=video_url))}  # fmt: skip
-    env |= {"ROUGHY_CHUNK_URLS": urls_text, "ROUGHY_OUTPUT_CONTENT_TYPE": None}  # a chunk is not the output
+                                  encoder_env(plan, encoder, spec.render_id, settings)}  # fmt: skip
+    env["ROUGHY_OUTPUT_CONTENT_TYPE"] = None  # a chunk is not the output
     main = _encoder_container(
         ["chunk", "--output", CHUNK_OUTPUT, "--time-limit", str(limit)], env,
         resources(encoder is VideoEncoder.H264_NVENC, scratch, settings), settings,
@@ -459,7 +467,7 @@ def build_chunk_job(
         "podFailurePolicy": pod_failure_policy(),
         "template": {
             "metadata": {"labels": dict(labels), "annotations": dict(settings.pod_annotations)},
-            "spec": pod_spec(plan, encoder, settings, main, priority_class(spec, settings)),
+            "spec": pod_spec(name, plan, encoder, settings, main, priority_class(spec, settings)),
         },
         **queue_spec,
     }
@@ -481,25 +489,13 @@ def join_scratch_mib(plan: EncodePlan, settings: JobSettings) -> int:
     return settings.scratch_min_mib + math.ceil(plan.duration * kbps * SCRATCH_MARGIN * 1000 / 8 / 2**20)
 
 
-def join_container(plan: EncodePlan, urls: PresignedUrls, settings: JobSettings, scratch: int) -> dict[str, Any]:
-    """`roughy-encode join`: the chunks' GET URLs in `ROUGHY_CHUNK_URLS`, the rest as `render`'s."""
-    urls_text = _chunk_urls_value(plan, urls.chunks)
-    env = [item for item in encoder_env(plan, None, urls) if item["name"] != "ROUGHY_VIDEO_URL" or plan.audio]
-    env.append({"name": "ROUGHY_CHUNK_URLS", "value": urls_text})
+def join_container(plan: EncodePlan, render_id: str, settings: JobSettings, scratch: int) -> dict[str, Any]:
+    """`roughy-encode join`: the chunks' URLs come from the API, the rest as `render`'s."""
+    env = encoder_env(plan, None, render_id, settings)
     output = f"{SCRATCH_DIR}/output.{plan.format.extension}"
     args = ["join", "--output", output, "--time-limit", str(encode_time_limit(plan, settings))]
     return _encoder_container(args, {item["name"]: item["value"] for item in env},
                               resources(False, scratch, settings), settings)  # fmt: skip
-
-
-def _chunk_urls_value(plan: EncodePlan, urls: tuple[str, ...]) -> str:
-    """`ROUGHY_CHUNK_URLS`: one URL per chunk, as a JSON list that fits in one environment value."""
-    if len(urls) != len(plan.chunks or ()):
-        raise ValueError(f"{len(plan.chunks or ())} chunks but {len(urls)} chunk URLs")
-    text = json.dumps(list(urls), separators=(",", ":"))
-    if len(text.encode()) > ENV_VALUE_BUDGET:
-        raise ValueError("the chunks' URLs do not fit in the encoder's environment")
-    return text
 
 
 def _encoder_container(
@@ -514,7 +510,10 @@ def _encoder_container(
         "env": [{"name": name, "value": value} for name, value in env.items() if value is not None],
         "resources": resources_,
         "securityContext": container_security_context(),
-        "volumeMounts": [{"name": "tmp", "mountPath": SCRATCH_DIR}],
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": SCRATCH_DIR},
+            {"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True},
+        ],
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
@@ -563,15 +562,6 @@ def _placement(gpu: bool, settings: JobSettings) -> dict[str, Any]:
     if tolerations:
         placement["tolerations"] = [dict(toleration) for toleration in tolerations]
     return placement
-
-
-def _check_urls(spec: RenderSpec, urls: PresignedUrls) -> None:
-    """Every source key has a URL and no URL lacks a key: a mismatch is an operator bug."""
-    for part in ("video", "audio"):
-        if (getattr(spec.sources, part) is None) != (getattr(urls, part) is None):
-            raise ValueError(f"the {part} source key and its presigned URL must be given together")
-    if (urls.output is None) == (urls.output_upload is None):
-        raise ValueError("give the output's presigned PUT or its multipart upload, not both or neither")
 
 
 def _label_value(value: str) -> str:

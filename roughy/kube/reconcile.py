@@ -36,14 +36,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from roughy.core.chunks import CHUNK_SHARE
 from roughy.encoder.protocol import EXIT_CODES
 
 TERMINAL = ("completed", "failed")
 #: The Render's status moves in steps of this much progress: at most ~10 status writes for the
 #: progress of one render (the database, which the API reads, gets every value).
 STATUS_PROGRESS_STEP = 0.1
-#: The share of a chunked render's progress that its chunks take; the join has the rest.
-CHUNK_SHARE = 0.95
 
 
 @dataclass(frozen=True)

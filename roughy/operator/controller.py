@@ -3,11 +3,11 @@
 `sync(namespace, name)` reads the Render, its Job and the Job's pods, and hands what it saw to
 the pure `roughy.kube.reconcile.decide`; then it carries out the decision:
 
-- `create_job`: build the Job (`roughy.kube.jobs.build_job`) with presigned URLs for the
-  sources and the output, and create it (AlreadyExists: it is running already);
-- progress: the encoder's `{"progress"}` lines, read from the running pod's log (the pod has no
-  API credentials, so it cannot write the Render itself), go to the Render's status and to the
-  render's row (only forward);
+- `create_job`: make sure the render's Secret (its encoder token, `roughy.core.tokens`; the
+  database keeps the digest) exists, build the Job (`roughy.kube.jobs.build_job`) and create it
+  (AlreadyExists: it is running already). The Job holds no URL: its pods ask the API for
+  presigned URLs when they need them, and report their progress to it (`roughy.app.encoding`),
+  which shows it on the Render's status; no pod log is read here;
 - `record`: the outcome, read from the pod's termination message (the encoder writes its
   `result` or `error` there), goes to the render service (`RenderService.finished`, as the
   embedded executor's do): the row and its outbox event in one transaction, a failed render's
@@ -16,6 +16,11 @@ the pure `roughy.kube.reconcile.decide`; then it carries out the decision:
   posted as Kubernetes Events.
 
 A Render whose render row is gone (cancelled while the cluster was unreachable) is deleted.
+
+`sweep()` is the operator's one periodic look, instead of a timer per Render: one list of the
+unfinished Renders (by label), then a `sync` only of those that need one: a pending render
+whose queue budget may have run out, and any not reconciled for `resync_seconds` (a Job event
+a broken watch lost). A running render costs nothing in between.
 
 `finalize(namespace, name, body)` runs while a deleted Render is held by the finalizer: it
 deletes the Job (foreground: the kubelet stops the encoder, SIGTERM then SIGKILL) and raises
@@ -33,9 +38,10 @@ cannot be created at all.
 
 from __future__ import annotations
 
-import json
+import base64
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,24 +51,23 @@ from typing import TYPE_CHECKING, Any
 import kopf
 from pydantic import ValidationError
 
-from roughy.adapters.executor.kube import ANNOTATION_DELETION_REASON
-from roughy.adapters.executor.kube_tasks import job_pods, last_outcome, pod_log
-from roughy.adapters.kubeapi import KubeApi, KubeConflict, KubeError, KubePermanentError, KubeTemporaryError
+from roughy.adapters.executor.kube import ANNOTATION_DELETION_REASON, UNFINISHED_SELECTOR
+from roughy.adapters.executor.kube_tasks import job_pods, last_outcome
+from roughy.adapters.kubeapi import KubeApi, KubeConflict, KubeError, KubeTemporaryError
 from roughy.app.renders import RenderService
+from roughy.core.keys import chunk_prefix
 from roughy.core.models import RenderResult, RenderState
 from roughy.core.ports import Outcome, PresignedStorage
-from roughy.encoder.protocol import Messages
+from roughy.core.tokens import new_token
 from roughy.kube import crd
 from roughy.kube.jobs import (
-    ENV_VALUE_BUDGET,
+    TOKEN_KEY,
     JobSettings,
-    PresignedUrls,
-    active_deadline_seconds,
     build_chunk_job,
+    build_credentials_secret,
     build_job,
     chunk_job_name,
-    chunk_keys,
-    chunk_prefix,
+    credentials_secret_name,
     job_name,
 )
 from roughy.kube.reconcile import JobObservation, decide, failed
@@ -75,14 +80,8 @@ if TYPE_CHECKING:  # the client's models come through the adapter; only their ty
 
 log = logging.getLogger(__name__)
 
-LOG_TAIL_LINES = 20
-LOG_HEAD_BYTES = 512  # the encoder's first line names the encoder used
 RETRY_DELAY = 2.0  # seconds before kopf calls again after a temporary API error
 JOB_RETRY_DELAY = 10.0  # ... when the Job cannot be created yet (a quota, an overloaded API)
-OUTPUT_UPLOAD_BUDGET = ENV_VALUE_BUDGET  # bytes of ROUGHY_OUTPUT_UPLOAD (one environment value)
-MAX_PART_SIZE = 5 * 2**30  # S3's largest part
-URL_MARGIN = 3600  # presigned URLs outlive the Job's deadline by this much
-MAX_URL_TTL = 7 * 24 * 3600  # what SigV4 allows
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"  # a pod's index in an Indexed Job
 
 
@@ -90,7 +89,8 @@ COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"  # a pod's index i
 class ControllerConfig:
     namespace: str
     jobs: JobSettings
-    url_ttl: int = 24 * 3600  # presigned source/output URLs: longer than the Job's deadline
+    #: A running render is reconciled again after this long without a Job event (a lost event).
+    resync_seconds: float = 300.0
 
 
 class Controller:
@@ -110,16 +110,42 @@ class Controller:
         self.api = api
         self.clock = clock
         self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._synced: dict[str, float] = {}  # Render name -> when it was last reconciled (monotonic)
 
     # --- reconcile ---------------------------------------------------------------------------
 
     def sync(self, namespace: str, name: str) -> dict[str, Any] | None:
         """Reconcile one Render; return the status it now has (None if it is gone)."""
         with self._locks[f"{namespace}/{name}"], _temporary_on_api_errors():
+            self._synced[name] = time.monotonic()
             render = self._get_render(namespace, name)
             if render is None or render["metadata"].get("deletionTimestamp"):
                 return None
             return self._sync(render)
+
+    def due(self) -> list[str]:
+        """The unfinished Renders a sweep should reconcile (one list call): pending ones past
+        their queue budget (counted from the Render's creation: its Job comes right after) and
+        any not reconciled for `resync_seconds`. Forgets the Renders that are not listed."""
+        renders = self.api.list_renders(self.config.namespace, UNFINISHED_SELECTOR)
+        names = {render["metadata"]["name"] for render in renders}
+        for gone in set(self._synced) - names:
+            self._synced.pop(gone, None)
+        now, clock = time.monotonic(), self.clock()
+        queue = self.config.jobs.queue_seconds
+        due = []
+        for render in renders:
+            meta, status = render["metadata"], render.get("status") or {}
+            if meta.get("deletionTimestamp"):
+                continue
+            last = self._synced.get(meta["name"])
+            created = _parse_time(meta.get("creationTimestamp"))
+            waited = (clock - created).total_seconds() if created else 0.0
+            if last is None or now - last >= self.config.resync_seconds:
+                due.append(meta["name"])
+            elif status.get("state") != RenderState.RUNNING.value and queue and waited >= queue:
+                due.append(meta["name"])
+        return due
 
     def _sync(self, render: dict[str, Any]) -> dict[str, Any]:
         meta, spec = render["metadata"], render.get("spec") or {}
@@ -131,14 +157,13 @@ class Controller:
             log.info("Render %s: render %s is gone; deleting the Render", name, render_id)
             self._delete_render(namespace, name, meta.get("uid"))
             return status
-        video = bool((spec.get("plan") or {}).get("video"))
-        observation = self.observe(namespace, job_name(name), status, video=video)
+        observation = self.observe(namespace, job_name(name))
         chunks = None
         if (spec.get("plan") or {}).get("chunks"):  # a chunked render: the chunks' Job comes first
             # Once they are done (the join exists, or the status says so: their Job may have been
             # deleted by its TTL since) the chunks' Job is not read again, nor made again.
             done = observation.exists or bool(status.get("chunksDone"))
-            chunks = CHUNKS_DONE if done else self.observe(namespace, chunk_job_name(name), status, chunks=True)
+            chunks = CHUNKS_DONE if done else self.observe(namespace, chunk_job_name(name), chunks=True)
         queue = self.config.jobs.queue_seconds
         decision = decide(status, int(meta.get("generation") or 1), observation, self.clock(), chunks, queue)
         new = dict(decision.status)
@@ -165,12 +190,11 @@ class Controller:
             self.label_finished(namespace, name)
         return new
 
-    def observe(
-        self, namespace: str, job: str, status: dict[str, Any], *, video: bool = True, chunks: bool = False
-    ) -> JobObservation:
-        """What the Job and its pods say: counts, conditions, the outcome, progress. `chunks`:
-        the Indexed Job of a chunked render, whose progress is its count of chunks done (no pod
-        log is read) and whose outcome is that of the newest pod that failed, else the newest."""
+    def observe(self, namespace: str, job: str, *, chunks: bool = False) -> JobObservation:
+        """What the Job and its pods say: counts, conditions, the outcome (from the pods'
+        termination messages: no log is read). `chunks`: the Indexed Job of a chunked render,
+        whose progress is its count of chunks done and whose outcome is that of the newest pod
+        that failed, else the newest."""
         found = self._read_job(namespace, job)
         if found is None:
             return JobObservation(exists=False)
@@ -184,12 +208,8 @@ class Controller:
             candidates = [p for p in pods if not failed_indexes or _pod_index(p) in failed_indexes]
             errors = [(o, code) for o, code, _ in map(last_outcome, ([p] for p in candidates)) if "error" in o]
             outcome, exit_code = errors[-1] if errors else (outcome, exit_code)
-        progress, encoder = None, outcome.get("encoder")
-        running = [p for p in pods if p.status and p.status.phase == "Running"]
-        started = bool(running) or any(p.status and p.status.phase in ("Succeeded", "Failed") for p in pods)
-        if running and not conditions and not chunks:
-            progress, logged_encoder = self._read_progress(namespace, running[-1].metadata.name, status, video)
-            encoder = encoder or logged_encoder
+        encoder = outcome.get("encoder")
+        started = any(p.status and p.status.phase in ("Running", "Succeeded", "Failed") for p in pods)
         result = outcome.get("result")
         return JobObservation(
             exists=True,
@@ -202,76 +222,60 @@ class Controller:
             result=_camel_result(result) if isinstance(result, dict) else None,
             error=outcome.get("error") if isinstance(outcome.get("error"), dict) else None,
             encoder=encoder if isinstance(encoder, str) else None,
-            progress=progress,
             started=started,
             completions=(found.spec.completions if found.spec else None) or 1,
             created_at=found.metadata.creation_timestamp if found.metadata else None,
         )
 
-    def _read_progress(
-        self, namespace: str, pod: str, status: dict[str, Any], video: bool
-    ) -> tuple[float | None, str | None]:
-        try:
-            tail = pod_log(self.api, namespace, pod, tail_lines=LOG_TAIL_LINES)
-            head = ""
-            if video and not status.get("encoder"):  # the log's first line names the encoder used
-                head = pod_log(self.api, namespace, pod, limit_bytes=LOG_HEAD_BYTES)
-        except KubePermanentError as exc:
-            if exc.status in (400, 404):  # not started yet, or gone: no progress to read
-                return None, None
-            raise
-        return Messages.read(tail.splitlines()).progress, Messages.read(head.splitlines()).encoder
-
     def _create_job(self, render: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
-        """Create the encoder Job; the status fields to add (jobName, or a failure)."""
+        """Create the encoder Job (the join, for a chunked render); the status fields to add
+        (jobName, or a failure)."""
         meta, spec = render["metadata"], render["spec"]
-        sources = spec.get("sources") or {}
-        target: dict[str, Any] | None = None
         try:
-            ttl = self._url_ttl(render)
-            target = self._output_target(spec["outputKey"], _max_output_bytes(render), ttl)
-            single = str(target["method"]).upper() == "PUT"
-            urls = PresignedUrls(
-                output=str(target["url"]) if single else None,
-                output_upload=None if single else target,
-                video=self.storage.source_url(sources["video"], ttl=ttl) if sources.get("video") else None,
-                audio=self.storage.source_url(sources["audio"], ttl=ttl) if sources.get("audio") else None,
-                chunks=self._chunk_sources(render, ttl),
-            )
-            job = build_job(render, self.config.jobs, urls)
+            job = build_job(render, self.config.jobs)
         except (ValidationError, ValueError, KeyError) as exc:
-            if target is not None and str(target["method"]).upper() != "PUT":  # opened for nothing
-                self.storage.abort_multipart(spec["outputKey"], str(target["upload_id"]))
             log.error("Render %s: no Job can be built for it: %s", meta["name"], exc)
             return self._fail_now(spec.get("renderId", ""), status, f"the render's Job could not be built: {exc}")
-        created, refused = False, None
-        try:
-            created, refused = self._submit(render, job)
-        finally:
-            if not created and not single:  # this Job's upload will not be used: do not leave it open
-                self.storage.abort_multipart(spec["outputKey"], str(target["upload_id"]))
+        self._ensure_credentials(render)
+        _, refused = self._submit(render, job)
         if refused is not None:
             return self._fail_now(spec.get("renderId", ""), status, f"the encode Job was refused ({refused.reason})")
         return {"jobName": job["metadata"]["name"]}
 
     def _create_chunk_job(self, render: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
-        """Create the Indexed Job of a chunked render's chunks, each pod with a presigned PUT for
-        its chunk; the status fields to add (none, or a failure)."""
+        """Create the Indexed Job of a chunked render's chunks; the status fields to add (none,
+        or a failure)."""
         meta, spec = render["metadata"], render["spec"]
         try:
-            ttl = self._url_ttl(render)
-            plan = crd.RenderSpec.model_validate(spec).plan.to_plan()
-            keys = chunk_keys(spec["outputKey"], len(plan.chunks or ()))
-            urls = tuple(self.storage.output_target(key, ttl=ttl) for key in keys)
-            video = self.storage.source_url(spec["sources"]["video"], ttl=ttl)
-            job = build_chunk_job(render, self.config.jobs, video_url=video, chunk_urls=urls)
+            job = build_chunk_job(render, self.config.jobs)
         except (ValidationError, ValueError, KeyError, TypeError) as exc:
             log.error("Render %s: no chunk Job can be built for it: %s", meta["name"], exc)
             return self._fail_now(spec.get("renderId", ""), status, f"the render's chunk Job could not be built: {exc}")
+        self._ensure_credentials(render)
         _, refused = self._submit(render, job)
         if refused is not None:
             return self._fail_now(spec.get("renderId", ""), status, f"the chunk Job was refused ({refused.reason})")
         return {}
+
+    def _ensure_credentials(self, render: dict[str, Any]) -> None:
+        """The render's Secret (its encoder token) exists and the database has the token's
+        digest. An existing Secret (an earlier attempt made it) keeps its token: it is read back
+        only when the database has no digest yet (that attempt stopped in between)."""
+        meta, render_id = render["metadata"], render["spec"]["renderId"]
+        token = new_token()
+        try:
+            self.api.create_secret(meta["namespace"], build_credentials_secret(render, self.config.jobs, token))
+        except KubeConflict:
+            if self.store.encoder_token(render_id):
+                return
+            secret = self.api.read_secret(meta["namespace"], credentials_secret_name(meta["name"]))
+            data = (secret or {}).get("data") or {}
+            if TOKEN_KEY not in data:
+                raise kopf.TemporaryError("the render's Secret is being replaced", delay=RETRY_DELAY) from None
+            token = base64.b64decode(data[TOKEN_KEY]).decode()
+        except KubeTemporaryError as exc:
+            raise _retry_later(exc, "the render's Secret cannot be created yet", delay=JOB_RETRY_DELAY) from exc
+        self.renders.set_encoder_token(render_id, token)
 
     def _submit(self, render: dict[str, Any], job: dict[str, Any]) -> tuple[bool, KubeError | None]:
         """Create `job`: (True, None) when this call created it, (False, None) when it exists
@@ -288,40 +292,6 @@ class Controller:
             return False, exc
         log.info("Render %s: created Job %s", render["metadata"]["name"], job["metadata"]["name"])
         return True, None
-
-    def _output_target(self, key: str, max_size: int, ttl: int) -> dict[str, Any]:
-        """The output's upload: one presigned PUT, or a multipart upload whose part URLs fit in
-        one environment variable (Linux caps one at 128 KiB; URLs signed with a session token
-        are several KiB each): with long URLs, fewer and bigger parts."""
-        part_size: int | None = None
-        for _ in range(4):
-            target: dict[str, Any] = self.storage.output_upload(key, max_size, part_size=part_size, ttl=ttl)
-            if str(target["method"]).upper() == "PUT":
-                return target
-            size = len(json.dumps(target, default=str))
-            if size <= OUTPUT_UPLOAD_BUDGET:
-                return target
-            self.storage.abort_multipart(key, str(target["upload_id"]))
-            parts = max(1, int(len(target["parts"]) * OUTPUT_UPLOAD_BUDGET / size) - 1)
-            part_size = -(-max_size // parts)
-            if part_size > MAX_PART_SIZE:
-                break
-        raise ValueError("the output's upload URLs do not fit in the encoder's environment")
-
-    def _chunk_sources(self, render: dict[str, Any], ttl: int) -> tuple[str, ...]:
-        """GETs of a chunked render's chunks, for its join (none for a render not chunked)."""
-        plan = crd.RenderSpec.model_validate(render["spec"]).plan.to_plan()
-        keys = chunk_keys(render["spec"]["outputKey"], len(plan.chunks or ()))
-        return tuple(self.storage.source_url(key, ttl=ttl) for key in keys)
-
-    def _url_ttl(self, render: dict[str, Any]) -> int:
-        """Presigned URLs must outlive every attempt of the Job: its whole deadline, plus a margin
-        (a retry late in the deadline reads the same URLs), within what SigV4 allows."""
-        plan = crd.RenderSpec.model_validate(render["spec"]).plan.to_plan()
-        deadline = active_deadline_seconds(plan, self.config.jobs)
-        if deadline + URL_MARGIN > MAX_URL_TTL:
-            raise ValueError(f"the encode's deadline ({deadline} s) is longer than a presigned URL can live")
-        return max(self.config.url_ttl, deadline + URL_MARGIN)
 
     def _fail_now(self, render_id: str, status: dict[str, Any], message: str) -> dict[str, Any]:
         new = failed(status, {"code": "internal_error", "message": message}, _stamp(self.clock()))
@@ -430,18 +400,6 @@ def _post(render: dict[str, Any], type_: str, reason: str, message: str) -> None
         log.debug("no kopf event queue for %s %s", reason, message)
 
 
-def _max_output_bytes(render: dict[str, Any]) -> int:
-    """An upper bound of the output's size from its plan: the bitrates over the duration, twice
-    over (an average bitrate is a target, not a cap), plus rate-control buffers and room for
-    the container."""
-    plan = crd.RenderSpec.model_validate(render["spec"]).plan.to_plan()
-    kbps = (plan.video.bitrate_kbps if plan.video else 0) + (plan.audio.bitrate_kbps if plan.audio else 0)
-    bytes_per_second = kbps * 1000 / 8
-    # x264's rate control allows peaks (maxrate 1.5x, a 2x buffer): room for a short output's
-    # whole buffer on top of twice the average.
-    return int(plan.duration * bytes_per_second * 2 + bytes_per_second * 4) + 2**20
-
-
 def _indexes(text: str | None) -> set[int]:
     """A Job status' compressed index list ("1,3-5") as a set."""
     indexes: set[int] = set()
@@ -466,6 +424,15 @@ def _camel_result(result: dict[str, Any]) -> dict[str, Any] | None:
 
 def _render_result(status_result: dict[str, Any]) -> RenderResult:
     return crd.ResultStatus.model_validate(status_result).to_result()
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
+    except ValueError:
+        return None
 
 
 def _stamp(when: datetime) -> str:

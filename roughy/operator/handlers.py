@@ -5,10 +5,11 @@
   then calls for the unfinished ones only;
 - every event of a Job this operator manages: `sync` of the Render that owns it (its
   controller owner reference), so a finished Job is recorded at once;
-- a timer on running Renders, every `interval` seconds: `sync`, which reads the encoder's
-  progress from the pod's log and repairs anything a missed watch event left behind; pending
-  ones (waiting for their pod: Job events move them on) are looked at every
-  `pending_interval` seconds only, to enforce the queue budget (`no_capacity`);
+- no timer per Render: progress reaches the API from the encoder itself, and Job events move a
+  render on. One sweep every `sweep_interval` seconds (`Controller.due`: one list of the
+  unfinished Renders) reconciles only the pending ones past their queue budget
+  (`no_capacity`) and any not reconciled for the controller's `resync_seconds` (what a lost
+  watch event left behind);
 - the delete handler, which makes kopf hold a finalizer on every Render: `finalize`;
 - reconciles are counted (`roughy_operator_reconciles_total{trigger, outcome}`), served with
   the encode and webhook metrics on the operator's own `/metrics` (`roughy operator
@@ -24,6 +25,7 @@ its thread pool, and the controller's Kubernetes client, store and storage are s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
@@ -39,6 +41,7 @@ from roughy.operator.controller import Controller
 from roughy.operator.health import ApiVitals
 
 ANNOTATION_PREFIX = "roughy.ai"
+log = logging.getLogger(__name__)
 RECONCILES = Counter(
     "roughy_operator_reconciles_total", "Reconciles of Renders by the operator", ["trigger", "outcome"]
 )
@@ -75,8 +78,7 @@ def configure(settings: kopf.OperatorSettings, *, workers: int = 8) -> None:
 def build_registry(
     controller: Controller,
     *,
-    interval: float = 2.0,
-    pending_interval: float = 30.0,
+    sweep_interval: float = 30.0,
     login: bool = True,
     vitals: ApiVitals | None = None,
 ) -> kopf.OperatorRegistry:
@@ -93,9 +95,17 @@ def build_registry(
         def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
             return kopf.login_via_client(**kwargs)
 
+    sweeper: list[asyncio.Task[None]] = []
+
     @kopf.on.startup(registry=registry)
-    def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(settings)
+        sweeper.append(asyncio.get_running_loop().create_task(_sweep_forever(controller, sweep_interval)))
+
+    @kopf.on.cleanup(registry=registry)
+    async def _cleanup(**_: Any) -> None:
+        for task in sweeper:
+            task.cancel()
 
     @kopf.on.create(*renders, registry=registry)
     @kopf.on.resume(*renders, when=_unfinished, registry=registry)  # a restart costs nothing per finished one
@@ -125,17 +135,7 @@ def build_registry(
             with counted("job_event"):
                 controller.sync(kwargs["namespace"], owner)
         except kopf.TemporaryError:
-            pass  # event handlers are not retried: the timer comes back to this Render
-
-    @kopf.timer(*renders, interval=interval, when=_running, registry=registry)
-    def _poll(**kwargs: Any) -> None:
-        with counted("timer"):
-            controller.sync(kwargs["namespace"], kwargs["name"])
-
-    @kopf.timer(*renders, interval=pending_interval, when=_pending, registry=registry)
-    def _check_waiting(**kwargs: Any) -> None:  # Job events move it on; this enforces the queue budget
-        with counted("timer"):
-            controller.sync(kwargs["namespace"], kwargs["name"])
+            pass  # event handlers are not retried: the sweep comes back to this Render
 
     @kopf.on.delete(*renders, registry=registry)
     def _finalize(**kwargs: Any) -> None:
@@ -143,6 +143,25 @@ def build_registry(
             controller.finalize(kwargs["namespace"], kwargs["name"], dict(kwargs["body"]))
 
     return registry
+
+
+async def _sweep_forever(controller: Controller, interval: float) -> None:
+    """Every `interval` seconds: reconcile what `Controller.due` names, in kopf's thread pool's
+    stead a thread of its own (the calls are blocking). Errors wait for the next sweep."""
+    namespace = controller.config.namespace
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            due = await asyncio.to_thread(controller.due)
+        except Exception as exc:  # the API is away: the liveness probe reports it, not this
+            log.warning("sweep: cannot list the unfinished Renders: %s", exc)
+            continue
+        for name in due:
+            try:
+                with counted("sweep"):
+                    await asyncio.to_thread(controller.sync, namespace, name)
+            except Exception as exc:  # counted; the next sweep comes back to it
+                log.warning("sweep: Render %s not reconciled: %s", name, exc)
 
 
 @contextlib.contextmanager
@@ -162,14 +181,6 @@ def counted(trigger: str) -> Iterator[None]:
 
 def _unfinished(status: kopf.Status, **_: Any) -> bool:
     return status.get("state") not in TERMINAL
-
-
-def _running(status: kopf.Status, **_: Any) -> bool:
-    return status.get("state") == "running"
-
-
-def _pending(status: kopf.Status, **_: Any) -> bool:
-    return status.get("state") not in (*TERMINAL, "running")
 
 
 def _finished_unlabelled(status: kopf.Status, labels: kopf.Labels, **_: Any) -> bool:

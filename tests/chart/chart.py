@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "roughy"
 HELPERS = CHART / "templates" / "_helpers.tpl"
 RELEASE = "roughy"
+NAMESPACE = "roughy-test"  # the namespace the helm-backed tests render into
 
 _DEFINE = re.compile(r'\{\{-? define "roughy\.jobSettings" -?\}\}(?P<body>.*?)(?=\{\{-? define |\Z)', re.S)
 _PATHS = re.compile(r"\$paths := dict(?P<pairs>.*?)\}\}", re.S)
@@ -115,7 +116,7 @@ def service_account_name(vals: dict[str, Any], component: str, release: str = RE
     return str(sa["name"] or "default")
 
 
-def job_settings(vals: dict[str, Any], release: str = RELEASE) -> dict[str, Any]:
+def job_settings(vals: dict[str, Any], release: str = RELEASE, namespace: str = NAMESPACE) -> dict[str, Any]:
     """The jobs.json the chart renders for these values (see the module docstring)."""
     image = vals["encoder"]["image"]
     settings: dict[str, Any] = {
@@ -123,6 +124,8 @@ def job_settings(vals: dict[str, Any], release: str = RELEASE) -> dict[str, Any]
         "instance": release,
         "service_account": service_account_name(vals, "encoder", release),
         "image_pull_secrets": [secret["name"] for secret in vals.get("imagePullSecrets") or []],
+        # encoder pods reach the API through its Service, in the release's namespace
+        "api_url": f"http://{fullname(vals, release)}-api.{namespace}.svc:{vals['api']['service']['port']}",
     }
     mirrored = set(settings)
     if special_keys() != mirrored:

@@ -18,9 +18,11 @@ import pytest
 import yaml
 
 from roughy.kube.jobs import JobSettings
+from roughy.operator.leader import LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD
+from roughy.settings import Settings
 from tests.chart import chart
 
-NAMESPACE = "roughy-test"
+NAMESPACE = chart.NAMESPACE
 TEST_VALUES = Path(__file__).with_name("values-test.yaml")
 
 HELM = shutil.which("helm") or shutil.which("helm", path=str(Path(sys.executable).parent))
@@ -104,6 +106,7 @@ def test_the_objects_of_a_release(objects: list[dict[str, Any]]) -> None:
         ("Job", "roughy-migrate"),
         ("NetworkPolicy", "roughy-encoder"),
         ("PodDisruptionBudget", "roughy-api"),
+        ("PodDisruptionBudget", "roughy-operator"),
         ("Role", "roughy-api"),
         ("Role", "roughy-drain"),
         ("Role", "roughy-operator"),
@@ -149,9 +152,9 @@ def test_gpu_pool_values_in_the_rendered_jobs_json() -> None:
     assert settings.cpu.cpu_limit == "4" and settings.image_pull_secrets == ("pull",)
 
 
-def test_operator_is_one_replica_recreated_with_kopf_liveness(objects: list[dict[str, Any]]) -> None:
+def test_operator_is_two_replicas_with_leader_election_and_kopf_liveness(objects: list[dict[str, Any]]) -> None:
     deployment = find(objects, "Deployment", "roughy-operator")
-    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["replicas"] == 2 and deployment["spec"]["strategy"] == {"type": "Recreate"}
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == ["operator", "--namespace", NAMESPACE, "--liveness", "http://0.0.0.0:8080/healthz",
                                  "--metrics-port", "9090"]  # fmt: skip
@@ -162,6 +165,56 @@ def test_operator_is_one_replica_recreated_with_kopf_liveness(objects: list[dict
     assert env["ROUGHY_JOBS_CONFIG"]["value"] == "/etc/roughy/jobs.json"
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     assert mounts == {"/tmp": "tmp", "/etc/roughy": "jobs"}
+    # Leader election: the Lease is named after the release, its holder after the pod, and the
+    # chart's durations are the ones the code and the docs give (client-go's).
+    values = {name: env[name]["value"] for name in env if name.startswith("ROUGHY_LEADER_ELECTION")}
+    assert values == {
+        "ROUGHY_LEADER_ELECTION": "true",
+        "ROUGHY_LEADER_ELECTION_LEASE": "roughy-operator",
+        "ROUGHY_LEADER_ELECTION_LEASE_DURATION": "15",
+        "ROUGHY_LEADER_ELECTION_RENEW_DEADLINE": "10",
+        "ROUGHY_LEADER_ELECTION_RETRY_PERIOD": "2",
+    }
+    settings = Settings.model_validate({key.removeprefix("ROUGHY_").lower(): value for key, value in values.items()})
+    durations = (settings.leader_election_lease_duration, settings.leader_election_renew_deadline)
+    durations += (settings.leader_election_retry_period,)
+    assert durations == (LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD) == (15, 10, 2)
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    # A standby on the leader's node would not outlive it: spread where possible; drains one at a time.
+    [spread] = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname" and spread["whenUnsatisfiable"] == "ScheduleAnyway"
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert spread["labelSelector"]["matchLabels"] == selector
+    pdb = find(objects, "PodDisruptionBudget", "roughy-operator")["spec"]
+    assert pdb == {"maxUnavailable": 1, "selector": {"matchLabels": selector}}
+
+
+def test_operator_without_leader_election_is_one_replica_with_nothing_for_it() -> None:
+    objects = render("operator.replicas=1", "operator.leaderElection.enabled=false")
+    deployment = find(objects, "Deployment", "roughy-operator")
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["ROUGHY_LEADER_ELECTION"]["value"] == "false" and "POD_NAME" not in env
+    assert "topologySpreadConstraints" not in deployment["spec"]["template"]["spec"]
+    assert not [o for o in objects if o["kind"] == "PodDisruptionBudget" and o["metadata"]["name"] == "roughy-operator"]
+    assert not [r for r in rules(objects, "roughy-operator") if r[0] == "coordination.k8s.io"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (("operator.replicas=2", "operator.leaderElection.enabled=false"), "needs operator.leaderElection.enabled"),
+        (("operator.leaderElection.retryPeriod=10",), "retryPeriod < renewDeadline < leaseDuration"),
+        (("operator.leaderElection.renewDeadline=15",), "retryPeriod < renewDeadline < leaseDuration"),
+    ],
+)
+def test_two_operators_without_an_election_or_inconsistent_durations_are_refused(
+    settings: tuple[str, ...], message: str
+) -> None:
+    args = ["template", chart.RELEASE, str(chart.CHART), "-f", str(TEST_VALUES)]
+    proc = helm(*args, *(arg for item in settings for arg in ("--set", item)), check=False)
+    assert proc.returncode != 0 and message in proc.stderr
 
 
 def test_api_serves_kubernetes_runtime_with_probes(objects: list[dict[str, Any]]) -> None:
@@ -233,8 +286,17 @@ def test_rbac_is_namespaced_and_least_privilege(objects: list[dict[str, Any]]) -
         | triples("batch", "jobs", "create get list watch delete")
         | triples("", "pods", "list")
         | triples("", "pods/log", "get")
+        | triples("", "secrets", "create get")  # a render's encoder token, never listed or watched
+        | triples("coordination.k8s.io", "leases", "create get update")
     )
-    assert rules(objects, "roughy-api") == triples("roughy.ai", "renders", "create get list patch delete")
+    leases = [r for r in find(objects, "Role", "roughy-operator")["rules"] if r["apiGroups"] == ["coordination.k8s.io"]]
+    assert {(tuple(r["verbs"]), tuple(r.get("resourceNames", ()))) for r in leases} == {
+        (("create",), ()),  # a create cannot name its object
+        (("get", "update"), ("roughy-operator",)),  # the operator's own Lease, no other
+    }
+    assert rules(objects, "roughy-api") == triples("roughy.ai", "renders", "create get list patch delete") | triples(
+        "roughy.ai", "renders/status", "patch"  # the progress its encoders report, in steps
+    )
     assert rules(objects, "roughy-drain") == (
         triples("roughy.ai", "renders", "get list patch delete")
         | triples("apps", "deployments", "get")
@@ -298,7 +360,9 @@ def test_optional_objects() -> None:
     assert container["args"][container["args"].index("--metrics-port") + 1] == "9090"
     ingress = find(objects, "Ingress", "roughy-api")
     assert ingress["spec"]["rules"][0]["host"] == "renders.example.com"
-    assert not [o for o in objects if o["kind"] == "PodDisruptionBudget"], "no PDB for a single replica"
+    assert not [o for o in objects if o["kind"] == "PodDisruptionBudget" and o["metadata"]["name"] == "roughy-api"], (
+        "no PDB for a single replica"
+    )
     env = api_env(objects)
     assert env["ROUGHY_PUBLIC_URL"]["value"] == "https://renders.example.com"
 
@@ -317,8 +381,12 @@ def test_encoder_pods_reach_only_dns_and_the_object_store(objects: list[dict[str
         {"key": "app.kubernetes.io/component", "operator": "In", "values": ["encoder", "asset-task"]}
     ]
     assert policy["policyTypes"] == ["Ingress", "Egress"] and policy["ingress"] == []
-    dns, store = policy["egress"]
+    dns, api, store = policy["egress"]
     assert {p["port"] for p in dns["ports"]} == {53} and "to" not in dns
+    # the API's pods on their port, where a render's pods ask for URLs and report progress
+    assert api["ports"] == [{"protocol": "TCP", "port": 8000}]
+    assert api["to"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "roughy",
+                                                          "app.kubernetes.io/component": "api"}}}]  # fmt: skip
     assert [p["port"] for p in store["ports"]] == [443]
     [block] = store["to"]
     assert block["ipBlock"]["cidr"] == "0.0.0.0/0"
@@ -330,7 +398,7 @@ def test_the_network_policy_names_a_private_object_store_or_is_off() -> None:
     pinned = render(
         "encoder.networkPolicy.objectStoreCIDRs[0]=10.1.2.0/24", "encoder.networkPolicy.objectStorePorts[0]=9000"
     )
-    store = find(pinned, "NetworkPolicy", "roughy-encoder")["spec"]["egress"][1]
+    store = find(pinned, "NetworkPolicy", "roughy-encoder")["spec"]["egress"][2]
     assert store["to"] == [{"ipBlock": {"cidr": "10.1.2.0/24"}}]
     assert store["ports"] == [{"protocol": "TCP", "port": 9000}]
     off = render("encoder.networkPolicy.enabled=false")

@@ -14,12 +14,11 @@ import annotated_types
 import pytest
 
 from roughy.core.models import Resolution
-from roughy.kube.jobs import JobSettings, PresignedUrls, build_job
+from roughy.kube.jobs import JobSettings, build_job
 from tests.chart import chart
 from tests.kube_pure import examples
 
 SCHEMA = json.loads((chart.CHART / "values.schema.json").read_text())
-URLS = PresignedUrls(output="http://s3/out", video="http://s3/video")
 
 GPU_POOL = {
     "encoder": {
@@ -44,7 +43,7 @@ def settings_for(**override: Any) -> JobSettings:
 
 def pod_of(settings: JobSettings, width: int, height: int) -> dict[str, Any]:
     spec = examples.spec_for(examples.video_plan(width, height))
-    pod: dict[str, Any] = build_job(examples.render_object(spec), settings, URLS)["spec"]["template"]["spec"]
+    pod: dict[str, Any] = build_job(examples.render_object(spec), settings)["spec"]["template"]["spec"]
     return pod
 
 
@@ -74,7 +73,8 @@ def test_defaults_agree_with_jobsettings_defaults() -> None:
     divergence between `helm install` and the operator's own defaults)."""
     from_chart = settings_for().model_dump()
     own = JobSettings(image="x").model_dump()
-    differ = {k for k in own if k not in {"image", "instance", "service_account"} and own[k] != from_chart[k]}
+    computed = {"image", "instance", "service_account", "api_url"}  # from the release, not restated defaults
+    differ = {k for k in own if k not in computed and own[k] != from_chart[k]}
     assert differ == set()
 
 

@@ -7,7 +7,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -244,25 +246,78 @@ def test_a_bad_encoder_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None
     assert env.value.code == 2
 
 
+class FakeChannel:
+    """The API's encoder channel (`/internal/v1/renders/{id}/...`) as `roughy.app.encoding`
+    answers it, recording every call with its Authorization header, in order."""
+
+    def __init__(self, answers: dict[str, Any]) -> None:
+        self.answers = answers
+        self.calls: list[tuple[str, str | None, dict[str, Any]]] = []
+        channel = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
+                what = self.path.rsplit("/", 1)[-1]
+                channel.calls.append((what, self.headers.get("authorization"), body))
+                answer = channel.answers.get(what)
+                payload = json.dumps(answer).encode() if answer is not None else b""
+                self.send_response(200 if payload else 204)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def test_the_job_contract_end_to_end(tmp_path: Path, stereo_clip: Path, plan_for: PlanFor, server: MediaServer) -> None:
-    """The container and environment `roughy.kube.jobs` builds, run as a process."""
+    """The container and environment `roughy.kube.jobs` builds, run as a process: no URL in its
+    environment; it asks the API for its source at start and for its output's upload once the
+    file is encoded, reports progress (the encoder first), all with the token of its file."""
     from roughy.kube.crd import VideoEncoder
-    from roughy.kube.jobs import JobSettings, PresignedUrls, container
+    from roughy.kube.jobs import CREDENTIALS_DIR, JobSettings, container
 
     plan = plan_for(stereo_clip)
-    urls = PresignedUrls(output=server.url("/out?sig=o"), video=server.serve("/v.mp4", stereo_clip) + "?sig=v")
-    spec = container(plan, VideoEncoder.H264_NVENC, urls, JobSettings(image="roughy-encoder"), 512)
-    args = list(spec["args"])
-    args[args.index("--output") + 1] = str(tmp_path / "output.mp4")  # /tmp/output.mp4 in the pod
-    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
-    env.update({item["name"]: item["value"] for item in spec["env"] if item["name"] != "HOME"})
-    proc = subprocess.run(
-        [sys.executable, "-m", "roughy.encoder", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
-    )
+    channel = FakeChannel({
+        "inputs": {"video": server.serve("/v.mp4", stereo_clip) + "?sig=v", "audio": None},
+        "output": {"method": "PUT", "url": server.url("/out?sig=o"), "headers": {}},
+    })  # fmt: skip
+    try:
+        settings = JobSettings(image="roughy-encoder", api_url=channel.url)
+        spec = container(plan, VideoEncoder.H264_NVENC, "rnd_contract", settings, 512)
+        (tmp_path / "secret").mkdir()
+        (tmp_path / "secret" / "token").write_text("tok-123")
+        args = list(spec["args"])
+        args[args.index("--output") + 1] = str(tmp_path / "output.mp4")  # /tmp/output.mp4 in the pod
+        env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+        env.update({item["name"]: item["value"].replace(CREDENTIALS_DIR, str(tmp_path / "secret"))
+                    for item in spec["env"] if item["name"] != "HOME"})  # fmt: skip
+        assert not any("sig=" in value for value in env.values())
+        proc = subprocess.run(
+            [sys.executable, "-m", "roughy.encoder", *args], cwd=REPO, env=env, capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+    finally:
+        channel.close()
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert lines[0] == {"encoder": "libx264"} and "result" in lines[-1]
     assert all("progress" in line for line in lines[1:-1])
     (put,) = server.state.uploads
     assert put.headers["content-type"] == "video/mp4" and len(put.body) == lines[-1]["result"]["size_bytes"]
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == [tmp_path / "secret"]
+    whats = [what for what, _, _ in channel.calls]
+    assert whats[0] == "inputs" and whats.count("output") == 1 and whats.index("output") > whats.index("progress")
+    assert {auth for _, auth, _ in channel.calls} == {"Bearer tok-123"}
+    reports = [body for what, _, body in channel.calls if what == "progress"]
+    assert reports and reports[0] == {"progress": 0.0, "encoder": "libx264"}
+    assert [r["progress"] for r in reports] == sorted(r["progress"] for r in reports)

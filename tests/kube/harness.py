@@ -15,7 +15,8 @@ open watch streams included.
 What kopf needs from it: the resources in RESOURCES are registered (discovery lists them, with
 `namespaced`, `kind`, verbs and the `status` subresource that makes kopf patch status through
 `/status`); the namespaces and the Render CRD exist from the start (kopf lists and watches
-both); kopf's peering resources do not, so kopf runs standalone. `running_operator(server,
+both); kopf's peering resources do not, so kopf runs standalone. Leases are registered too,
+for the operator's own leader election. `running_operator(server,
 registry)` runs the real kopf in a thread against the server.
 """
 
@@ -47,6 +48,8 @@ PODS = kmock.resource("", "v1", "pods")
 EVENTS = kmock.resource("", "v1", "events")
 NAMESPACES = kmock.resource("", "v1", "namespaces")
 CRDS = kmock.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+LEASES = kmock.resource("coordination.k8s.io", "v1", "leases")
+SECRETS = kmock.resource("", "v1", "secrets")
 
 RESOURCES: dict[kmock.resource, kmock.ResourceInfo] = {
     RENDERS: kmock.ResourceInfo(
@@ -63,6 +66,8 @@ RESOURCES: dict[kmock.resource, kmock.ResourceInfo] = {
         kind="Pod", singular="pod", namespaced=True, verbs=VERBS, shortnames={"po"}, subresources={"status"}
     ),
     EVENTS: kmock.ResourceInfo(kind="Event", singular="event", namespaced=True, verbs=VERBS, shortnames={"ev"}),
+    # A render's encoder token (roughy.kube.jobs.build_credentials_secret), mounted by its pods.
+    SECRETS: kmock.ResourceInfo(kind="Secret", singular="secret", namespaced=True, verbs=VERBS),
     NAMESPACES: kmock.ResourceInfo(
         kind="Namespace",
         singular="namespace",
@@ -79,6 +84,8 @@ RESOURCES: dict[kmock.resource, kmock.ResourceInfo] = {
         shortnames={"crd", "crds"},
         subresources={"status"},
     ),
+    # The operator's leader election (roughy/operator/leader.py): no status subresource.
+    LEASES: kmock.ResourceInfo(kind="Lease", singular="lease", namespaced=True, verbs=VERBS),
 }
 
 _PLURALS = {res.plural: res for res in RESOURCES}

@@ -87,9 +87,11 @@ beyond not starting pods (active pods are not stopped, no `Suspended` condition)
 `podReplacementPolicy` and the `terminating` count, `uncountedTerminatedPods`, Events, pod
 conditions (none is written: `PodScheduled`, `Ready` and the rest), the pod-level
 `activeDeadlineSeconds`, probes, `env[].valueFrom` and `envFrom` (skipped), `subPath`,
-volume contents (`emptyDir.sizeLimit`, ConfigMaps, Secrets: every volume is an empty
-directory), the security context (the process runs as the test user, the root filesystem is
-the test machine's), the service-account token, the `KUBERNETES_SERVICE_*` and service-link
+volume contents (`emptyDir.sizeLimit`, ConfigMaps: every volume is an empty directory,
+but a `secret` volume holds the Secret's keys as files, written once at start; a pod whose
+Secret does not exist fails to start, where a real kubelet would wait for it), the
+security context (the process runs as the test user, the root filesystem is the test
+machine's), the service-account token, the `KUBERNETES_SERVICE_*` and service-link
 variables, PID 1's signal semantics (a process without a SIGTERM handler dies of SIGTERM
 here; as a container's PID 1 it would ignore it until the SIGKILL), and the grace period of
 a delete request (the pod's own grace applies). State
@@ -99,6 +101,7 @@ only picks up the Jobs' counts and startTime from their status.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
@@ -426,10 +429,14 @@ class FakeKubelet:
         container = run.container
         run.directory.mkdir(parents=True, exist_ok=True)
         mounts: dict[str, Path] = {}
+        volumes = {str(v.get("name")): v for v in ((run.pod or {}).get("spec") or {}).get("volumes") or []}
         for mount in container.get("volumeMounts") or []:
             local = run.directory / "volumes" / str(mount.get("name") or len(mounts))
             local.mkdir(parents=True, exist_ok=True)
             mounts[str(mount["mountPath"]).rstrip("/") or "/"] = local
+            secret = (volumes.get(str(mount.get("name"))) or {}).get("secret")
+            if secret and not self._project_secret(run, secret, local):
+                return self._start_failed(run, f'secret "{secret.get("secretName")}" not found')
         run.termination_file = run.directory / "termination-log"
         run.termination_file.touch()
         termination_path = container.get("terminationMessagePath") or DEFAULT_TERMINATION_PATH
@@ -474,6 +481,21 @@ class FakeKubelet:
             reader = threading.Thread(target=self._read, args=(run, stream), name=f"log-{run.name}", daemon=True)
             reader.start()
             run.readers.append(reader)
+
+    def _project_secret(self, run: _Run, volume: dict[str, Any], directory: Path) -> bool:
+        """A `secret` volume: each key of the Secret's `data` as a file (decoded, `defaultMode`).
+        False when the Secret does not exist (a real kubelet keeps the pod waiting for it)."""
+        try:
+            secret = self._call(self._core.read_namespaced_secret, volume["secretName"], run.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        for key, value in (secret.get("data") or {}).items():
+            path = directory / key
+            path.write_bytes(base64.b64decode(value))
+            path.chmod(int(volume.get("defaultMode", 0o644)))
+        return True
 
     def _start_failed(self, run: _Run, message: str) -> None:
         run.started_at = run.finished_at = now_rfc3339()

@@ -152,8 +152,10 @@ def start_kube_service(tmp_path: Path, s3_url: str, **overrides: Any) -> Iterato
         store = stack.enter_context(test_store(tmp_path))
         storage = S3Storage.from_settings(settings)
         api_client = kube.api_client()
+        api_client.user_agent = "roughy-api/test"  # who made a request, in the emulator's record
         stack.callback(api_client.close)
         operator_client = kube.api_client()
+        operator_client.user_agent = "roughy-operator/test"
         stack.callback(operator_client.close)
 
         service = build_kubernetes(settings, store=store, storage=storage, api=api_client)
@@ -163,7 +165,7 @@ def start_kube_service(tmp_path: Path, s3_url: str, **overrides: Any) -> Iterato
         account_id, key = created
 
         operator = build_operator(
-            settings, store=store, storage=storage, api=operator_client, interval=0.3, pending_interval=0.3, login=False
+            settings, store=store, storage=storage, api=operator_client, sweep_interval=0.3, login=False
         )
         operator.service.poll_interval = 0.1
         operator.service.assets.processor.tasks.poll_interval = 0.05

@@ -104,10 +104,12 @@ def test_the_commands_run_the_runtime_from_environment_alone(
     operator_log, api_log = tmp_path / "operator.log", tmp_path / "api.log"
     liveness = f"http://127.0.0.1:{free_port()}/healthz"
     metrics = free_port()
-    operator = roughy("operator", "--liveness", liveness, "--metrics-port", str(metrics), env=environment,
+    port = free_port()
+    # Encoder pods reach the API at the address the chart gives them (its Service): here, its port.
+    operator_env = environment | {"ROUGHY_ENCODER_API_URL": f"http://127.0.0.1:{port}"}
+    operator = roughy("operator", "--liveness", liveness, "--metrics-port", str(metrics), env=operator_env,
                       log=operator_log)  # fmt: skip
     processes.append(operator)
-    port = free_port()
     api = roughy("serve", "--port", str(port), env=environment, log=api_log)
     processes.append(api)
     deadline = time.monotonic() + 30

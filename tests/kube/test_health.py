@@ -75,7 +75,7 @@ def test_healthz_reports_the_api_and_fails_when_the_api_stops_answering(service:
     service.operator_stop()  # the stack's own operator: the ones started here are probed instead
 
     def probed(vitals: ApiVitals) -> contextlib.AbstractContextManager[None]:
-        registry = build_registry(service.operator.controller, interval=60, login=False, vitals=vitals)
+        registry = build_registry(service.operator.controller, sweep_interval=60, login=False, vitals=vitals)
         return running_operator(service.kube, registry, namespaces=[NAMESPACE], liveness_endpoint=endpoint)
 
     # Every Job list and watch asks the API server for roughy's Jobs only; watches are bounded.

@@ -4,6 +4,7 @@ operator restarts mid-encode, and what a platform engineer sees with kubectl."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -218,10 +219,12 @@ def test_a_job_that_finishes_while_the_operator_is_down_is_recorded_on_resume(
     with running_operator(kube_service.kube, kube_service.operator.registry, namespaces=[NAMESPACE]):
         done = finished(api, render["id"], timeout=30)
     assert done["state"] == "completed" and done["result"]["format"] == "mp4"
-    # an output this size (30 s at the 720p bitrate) went up as a multipart upload, and reads back
+    # The Job names no URL and holds no secret: its pod asked the API for them (an output this
+    # size, 30 s at the 720p bitrate, goes up as a multipart upload), and the output reads back.
     (job,) = resources(kube_service, "jobs")
     env = {e["name"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert "ROUGHY_OUTPUT_UPLOAD" in env and "ROUGHY_OUTPUT_URL" not in env
+    assert {"ROUGHY_API_URL", "ROUGHY_RENDER_ID", "ROUGHY_TOKEN_FILE"} <= env
+    assert "X-Amz-" not in json.dumps(job) and not env & {"ROUGHY_OUTPUT_UPLOAD", "ROUGHY_OUTPUT_URL"}
     fetched = httpx.get(render_of(api, render["id"])["download_url"], timeout=30)
     assert fetched.status_code == 200 and len(fetched.content) == done["result"]["size_bytes"]
 

@@ -154,25 +154,27 @@ def test_a_render_that_finds_no_capacity_fails_with_no_capacity_and_leaves_nothi
         assert service.stored_keys(f"renders/{render['id']}") == []
 
 
-def test_a_render_waiting_for_capacity_is_not_polled_like_a_running_one(
+def test_a_render_waiting_for_capacity_is_not_polled(
     tmp_path: Path, s3_server: StrictS3Server, s3: Any, clip: Path
 ) -> None:
-    """Job events move a waiting render on; the timer looks at it every pending_interval only
-    (here 60 s against the running renders' 0.1 s), so a long queue costs the API server little."""
+    """Job events move a waiting render on, and the sweep (here every 0.1 s) lists the
+    unfinished Renders but reconciles none that has no budget to enforce and was reconciled
+    lately: a long queue costs the API server one list per sweep, not calls per render."""
     config = tmp_path / "jobs.json"
     config.write_text(json.dumps({"image": ENCODER_IMAGE, "queue_seconds": 0, "kueue_queue": "renders"}))
     with start_kube_service(tmp_path, s3_server.url, jobs_config=config) as service, service.client() as api:
         asset = ready_asset(api, clip)
         assert asset["state"] == "ready", asset
         service.operator_stop()
-        registry = build_registry(service.operator.controller, interval=0.1, pending_interval=60, login=False)
+        registry = build_registry(service.operator.controller, sweep_interval=0.1, login=False)
         with running_operator(service.kube, registry, namespaces=[NAMESPACE]):
             render = api.post("/v1/renders", json={"asset_id": asset["id"], "output": {"format": "mp3"}}).json()
             def job_made(seen: dict[str, Any]) -> bool:
                 return len(seen["r"]) == 1 and bool((seen["r"][0].get("status") or {}).get("jobName"))
 
             (resource,) = wait_for(lambda: {"r": renders_in_cluster(service)}, job_made)["r"]
-            before = RECONCILES.labels("timer", "ok")._value.get()
-            time.sleep(1.5)  # 15 ticks of the running renders' timer
-            assert RECONCILES.labels("timer", "ok")._value.get() == before
+            before = sum(RECONCILES.labels("sweep", outcome)._value.get() for outcome in ("ok", "retry", "error"))
+            time.sleep(1.5)  # 15 sweeps
+            after = sum(RECONCILES.labels("sweep", outcome)._value.get() for outcome in ("ok", "retry", "error"))
+            assert after == before
         assert render["id"] and resource["status"]["state"] == "pending"

@@ -14,7 +14,7 @@ from roughy.core.models import Resolution
 from roughy.core.plan import EncodePlan
 from roughy.kube import jobs
 from roughy.kube.crd import RenderSpec, VideoEncoder
-from roughy.kube.jobs import JobSettings, PresignedUrls, build_job
+from roughy.kube.jobs import JobSettings, build_job
 from tests.kube_pure import examples
 from tests.kube_pure.k8s_models import unknown_fields
 
@@ -22,8 +22,8 @@ SETTINGS = JobSettings(
     image="ghcr.io/example/roughy-encoder:1.0",
     node_selector={"pool": "cpu"},
     gpu_node_selector={"pool": "gpu", "nvidia.com/gpu.present": "true"},
+    api_url="http://roughy-api.media.svc:8000",
 )
-URLS = PresignedUrls(output="https://s3.example/out?sig=o", video="https://s3.example/video?sig=v")
 SHELL_TOKENS = (";", "&&", "||", "|", "$(", "`", ">", "<")
 
 
@@ -33,12 +33,9 @@ def job_for(
     *,
     tier: Resolution | None = None,
     encoder: VideoEncoder | None = None,
-    urls: PresignedUrls | None = None,
 ) -> dict[str, Any]:
     spec = examples.spec_for(plan, tier=tier, encoder=encoder)
-    if urls is None:
-        urls = URLS if plan.video else PresignedUrls(output="https://s3.example/out", audio="https://s3.example/a")
-    return build_job(examples.render_object(spec), settings, urls)
+    return build_job(examples.render_object(spec), settings)
 
 
 def pod(job: dict[str, Any]) -> dict[str, Any]:
@@ -87,7 +84,7 @@ def test_a_render_without_uid_has_no_job() -> None:
     render = examples.render_object(examples.spec_for(examples.video_plan()))
     del render["metadata"]["uid"]
     with pytest.raises(ValueError, match="uid"):
-        build_job(render, SETTINGS, URLS)
+        build_job(render, SETTINGS)
 
 
 def test_labels_on_job_and_pods() -> None:
@@ -167,40 +164,52 @@ def test_command_is_an_argument_list_not_a_shell_string() -> None:
     assert not {"sh", "bash", "/bin/sh", "-c"} & set(c["command"] + c["args"])
 
 
-def test_plan_and_urls_reach_the_encoder_through_its_environment() -> None:
+def test_the_plan_and_the_channel_to_the_api_reach_the_encoder_no_url_and_no_secret() -> None:
     plan = examples.video_plan(segments=3)
-    variables = env(job_for(plan))
+    job = job_for(plan)
+    variables = env(job)
     assert EncodePlan.from_json(json.loads(variables["ROUGHY_PLAN"])) == plan
-    assert variables["ROUGHY_VIDEO_URL"] == URLS.video
-    assert variables["ROUGHY_OUTPUT_URL"] == URLS.output
+    spec = examples.spec_for(plan)
+    assert variables["ROUGHY_API_URL"] == SETTINGS.api_url and variables["ROUGHY_RENDER_ID"] == spec.render_id
     assert variables["ROUGHY_OUTPUT_CONTENT_TYPE"] == "video/mp4"
-    assert "ROUGHY_AUDIO_URL" not in variables
-    assert not any("sig=" in word for word in container(job_for(plan))["args"])  # no URL in `ps`
+    # The token is a file of the render's Secret, mounted read-only for the encoder's group.
+    assert variables["ROUGHY_TOKEN_FILE"] == f"{jobs.CREDENTIALS_DIR}/{jobs.TOKEN_KEY}"
+    mount = {m["name"]: m for m in container(job)["volumeMounts"]}["credentials"]
+    assert (mount["mountPath"], mount["readOnly"]) == (jobs.CREDENTIALS_DIR, True)
+    volume = {v["name"]: v for v in pod(job)["volumes"]}["credentials"]
+    name = examples.render_object(spec)["metadata"]["name"]
+    assert volume["secret"] == {"secretName": f"{name}-encoder", "defaultMode": 0o440}
+    assert not any(name.endswith(("_URL", "_URLS", "_UPLOAD")) and name != "ROUGHY_API_URL" for name in variables)
+    assert "sig=" not in json.dumps(job)
+
+
+def test_the_render_secret_holds_its_token_and_goes_with_the_render() -> None:
+    render = examples.render_object(examples.spec_for(examples.video_plan()))
+    secret = jobs.build_credentials_secret(render, SETTINGS, "tok")
+    assert unknown_fields(secret, "V1Secret") == []
+    assert secret["metadata"]["name"] == jobs.credentials_secret_name(render["metadata"]["name"])
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == examples.UID and secret["immutable"] is True
+    assert secret["data"] == {"token": "dG9r"}  # base64 of "tok"
+
+
+def test_no_api_url_no_job() -> None:
+    with pytest.raises(ValueError, match="api_url"):
+        job_for(examples.video_plan(), JobSettings(image="img"))
 
 
 def test_audio_only_render() -> None:
     job = job_for(examples.audio_plan())
     variables = env(job)
-    assert variables["ROUGHY_AUDIO_URL"] == "https://s3.example/a" and "ROUGHY_VIDEO_URL" not in variables
     assert "ROUGHY_ENCODER" not in variables and "NVIDIA_DRIVER_CAPABILITIES" not in variables
     assert "nvidia.com/gpu" not in container(job)["resources"]["limits"]
     assert container(job)["args"][2] == "/tmp/output.m4a"
-
-
-def test_source_keys_and_urls_must_match() -> None:
-    spec = examples.spec_for(examples.video_plan())
-    with pytest.raises(ValueError, match="video"):
-        build_job(examples.render_object(spec), SETTINGS, PresignedUrls(output="https://s3.example/out"))
-    both = PresignedUrls(output="o", video="v", audio="a")
-    with pytest.raises(ValueError, match="audio"):
-        build_job(examples.render_object(spec), SETTINGS, both)
 
 
 def test_an_invalid_spec_is_a_value_error() -> None:
     render = examples.render_object(examples.spec_for(examples.video_plan()))
     render["spec"]["plan"]["format"] = "avi"
     with pytest.raises(ValueError):
-        build_job(render, SETTINGS, URLS)
+        build_job(render, SETTINGS)
 
 
 # --- GPU pool -------------------------------------------------------------------------------
@@ -230,7 +239,7 @@ def test_4k_goes_to_the_gpu_pool() -> None:
 def test_auto_resolution_of_a_4k_source_goes_to_the_gpu_pool() -> None:
     plan = examples.video_plan(3840, 2160)
     spec = examples.spec_for(plan).model_copy(update={"tier": None})
-    assert_gpu(build_job(examples.render_object(spec), SETTINGS, URLS))
+    assert_gpu(build_job(examples.render_object(spec), SETTINGS))
 
 
 @pytest.mark.parametrize("size", [(1920, 1080), (1280, 720)])
@@ -275,8 +284,8 @@ def test_restricted_security_context() -> None:
 
 def test_tmp_is_a_sized_empty_dir() -> None:
     job = job_for(examples.video_plan())
-    [volume] = pod(job)["volumes"]
-    assert container(job)["volumeMounts"] == [{"name": volume["name"], "mountPath": "/tmp"}]
+    volume = {v["name"]: v for v in pod(job)["volumes"]}["tmp"]
+    assert container(job)["volumeMounts"][0] == {"name": "tmp", "mountPath": "/tmp"}
     size = volume["emptyDir"]["sizeLimit"]
     assert size.endswith("Mi") and container(job)["resources"]["requests"]["ephemeral-storage"] == size
 
@@ -305,16 +314,6 @@ def test_spec_round_trip_keeps_the_tier() -> None:
     assert RenderSpec.model_validate(examples.render_object(spec)["spec"]) == spec
 
 
-def test_a_big_output_gets_a_multipart_upload_in_the_environment() -> None:
-    upload = {"method": "multipart", "part_size": 5, "parts": [{"part_number": 1, "url": "https://s3/p1", "offset": 0}],
-              "complete": {"url": "https://s3/c"}, "abort": {"url": "https://s3/a"}}  # fmt: skip
-    urls = PresignedUrls(output_upload=upload, video="https://s3.example/video?sig=v")
-    values = env(job_for(examples.video_plan(), urls=urls))
-    assert json.loads(values["ROUGHY_OUTPUT_UPLOAD"]) == upload and "ROUGHY_OUTPUT_URL" not in values
-    with pytest.raises(ValueError, match="not both or neither"):
-        job_for(examples.video_plan(), urls=PresignedUrls(video="https://s3.example/video?sig=v"))
-
-
 # --- a chunked render: an Indexed Job of chunks, then the join --------------------------------
 
 
@@ -327,16 +326,14 @@ def chunked_plan(duration: float = 600.0, width: int = 1920, height: int = 1080)
 
 
 def chunk_job_for(plan: EncodePlan, settings: JobSettings = SETTINGS, **kwargs: Any) -> dict[str, Any]:
-    count = len(plan.chunks or ())
-    urls = kwargs.pop("chunk_urls", tuple(f"https://s3.example/chunk{i}?sig=c{i}" for i in range(count)))
     render = examples.render_object(examples.spec_for(plan, **kwargs))
-    return jobs.build_chunk_job(render, settings, video_url="https://s3.example/video?sig=v", chunk_urls=urls)
+    return jobs.build_chunk_job(render, settings)
 
 
 def test_a_chunked_render_encodes_its_chunks_in_an_indexed_job_one_pod_per_chunk() -> None:
     plan = chunked_plan()
     assert plan.chunks is not None and len(plan.chunks) == 10
-    job = chunk_job_for(plan, JobSettings(image="img", chunk_parallelism=4))
+    job = chunk_job_for(plan, JobSettings(image="img", chunk_parallelism=4, api_url="http://api"))
     assert unknown_fields(job, "V1Job") == []
     spec = job["spec"]
     assert job["metadata"]["name"] == examples.render_object(examples.spec_for(plan))["metadata"]["name"] + "-chunks"
@@ -353,10 +350,9 @@ def test_a_chunked_render_encodes_its_chunks_in_an_indexed_job_one_pod_per_chunk
     # Three waves of at most 4 pods, each allowed its deadline factor: the Job's whole budget.
     assert spec["activeDeadlineSeconds"] == 3 * math.ceil(limit * 2.0) + 600 + 3600  # + the queue budget
     variables = env(job)
-    assert json.loads(variables["ROUGHY_CHUNK_URLS"])[3] == "https://s3.example/chunk3?sig=c3"
-    assert variables["ROUGHY_VIDEO_URL"].endswith("sig=v") and "ROUGHY_AUDIO_URL" not in variables
+    assert variables["ROUGHY_API_URL"] == "http://api" and "ROUGHY_OUTPUT_CONTENT_TYPE" not in variables
     assert EncodePlan.from_json(json.loads(variables["ROUGHY_PLAN"])) == plan
-    assert not any("sig=" in word for word in c["args"])  # no URL in `ps`
+    assert "sig=" not in json.dumps(job)  # each pod asks the API for its chunk's URL
     # A chunk's scratch holds one chunk, not the whole render.
     assert c["resources"]["requests"]["ephemeral-storage"] == f"{jobs.chunk_scratch_mib(plan, SETTINGS)}Mi"
     assert jobs.chunk_scratch_mib(plan, SETTINGS) < jobs.scratch_mib(plan, SETTINGS)
@@ -367,34 +363,24 @@ def test_the_chunks_of_a_gpu_tier_run_on_the_gpu_pool_and_their_join_on_cpu_node
     chunk_pod = pod(chunk_job_for(plan, tier=Resolution.UHD4K))
     assert chunk_pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert chunk_pod["nodeSelector"] == SETTINGS.gpu_node_selector
-    urls = PresignedUrls(output="https://s3.example/out?sig=o", video="https://s3.example/video?sig=v",
-                         chunks=tuple(f"https://s3.example/chunk{i}?sig=g" for i in range(10)))  # fmt: skip
-    join = job_for(plan, tier=Resolution.UHD4K, urls=urls)
+    join = job_for(plan, tier=Resolution.UHD4K)
     assert unknown_fields(join, "V1Job") == []
     assert join["metadata"]["labels"][jobs.LABEL_STEP] == "join" and "completionMode" not in join["spec"]
     assert "nvidia.com/gpu" not in container(join)["resources"]["limits"]  # a copy and an audio encode
     assert pod(join)["nodeSelector"] == SETTINGS.node_selector
     assert container(join)["args"][0] == "join"
     variables = env(join)
-    assert len(json.loads(variables["ROUGHY_CHUNK_URLS"])) == 10 and "ROUGHY_ENCODER" not in variables
-    assert variables["ROUGHY_OUTPUT_URL"].endswith("sig=o")
+    assert "ROUGHY_ENCODER" not in variables and variables["ROUGHY_TOKEN_FILE"].startswith(jobs.CREDENTIALS_DIR)
     assert jobs.join_scratch_mib(plan, SETTINGS) > jobs.scratch_mib(plan, SETTINGS)  # the chunks and the output
 
 
-def test_chunk_urls_must_match_the_chunks_and_fit_in_the_environment() -> None:
-    plan = chunked_plan()
-    with pytest.raises(ValueError, match="10 chunks but 9 chunk URLs"):
-        chunk_job_for(plan, chunk_urls=("https://s3.example/c",) * 9)
-    with pytest.raises(ValueError, match="do not fit"):
-        chunk_job_for(plan, chunk_urls=("https://s3.example/c?" + "x" * 12_000,) * 10)
-    with pytest.raises(ValueError, match="10 chunks but 0 chunk URLs"):
-        job_for(plan)  # the join of a chunked plan needs the chunks' URLs
+def test_only_a_chunked_plan_has_a_chunk_job() -> None:
     with pytest.raises(ValueError, match="only a chunked video plan"):
         chunk_job_for(examples.video_plan())
 
 
 def test_with_a_kueue_queue_jobs_are_created_suspended_for_kueue_to_admit() -> None:
-    settings = JobSettings(image="img", kueue_queue="renders")
+    settings = JobSettings(image="img", kueue_queue="renders", api_url="http://api")
     for job in (job_for(examples.video_plan(), settings), chunk_job_for(chunked_plan(), settings)):
         assert job["spec"]["suspend"] is True
         assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "renders"
@@ -403,13 +389,15 @@ def test_with_a_kueue_queue_jobs_are_created_suspended_for_kueue_to_admit() -> N
 
 
 def test_each_tier_can_have_its_own_priority_class() -> None:
-    settings = JobSettings(image="img", priority_class_name="encodes", tier_priority_classes={Resolution.UHD4K: "bulk"})
+    settings = JobSettings(
+        image="img", priority_class_name="encodes", tier_priority_classes={Resolution.UHD4K: "bulk"}, api_url="http://api"
+    )
     assert pod(job_for(examples.video_plan(3840, 2160), settings))["priorityClassName"] == "bulk"
     assert pod(job_for(examples.video_plan(1920, 1080), settings))["priorityClassName"] == "encodes"
 
 
 def test_the_job_deadline_leaves_room_for_the_queue_budget() -> None:
     plan = examples.video_plan()
-    quick = JobSettings(image="img", queue_seconds=0)
+    quick = JobSettings(image="img", queue_seconds=0, api_url="http://api")
     patient = JobSettings(image="img", queue_seconds=7200)
     assert jobs.active_deadline_seconds(plan, patient) - jobs.active_deadline_seconds(plan, quick) == 7200

@@ -214,6 +214,7 @@ and validates the result with JobSettings, so a renamed value or field fails the
   "instance" .Release.Name
   "service_account" (include "roughy.serviceAccountName" (dict "ctx" . "component" "encoder"))
   "image_pull_secrets" (list)
+  "api_url" (printf "http://%s-api.%s.svc:%v" (include "roughy.fullname" .) .Release.Namespace .Values.api.service.port)
 }}
 {{- range .Values.imagePullSecrets }}
 {{- $_ := set $settings "image_pull_secrets" (append $settings.image_pull_secrets .name) }}

@@ -43,6 +43,7 @@ from roughy.adapters.kubeapi import (
     KubeTemporaryError,
 )
 from roughy.core.errors import ExecutorFailed, ExecutorUnavailable, RoughyError
+from roughy.core.models import Render
 from roughy.core.plan import EncodePlan
 from roughy.core.ports import EncodeJob
 from roughy.core.signature import resource_name
@@ -195,6 +196,17 @@ class KubeExecutor:
                     f"Render {name} of a previous render is still being finalized; retry shortly", retry_after=2
                 )
             time.sleep(self._poll)
+
+    def show_progress(self, render: Render, progress: float, encoder: str | None = None) -> None:
+        """The encoder's progress (in the steps `roughy.app.encoding` shows) and encoder on the
+        Render's status, for `kubectl get renders`: best effort, the database has the truth."""
+        status: dict[str, Any] = {"progress": progress, "progressPercent": int(round(progress * 100))}
+        if encoder:
+            status["encoder"] = encoder
+        try:
+            self.api.patch_render_status(self.namespace, self._name(render.signature), status)
+        except KubeError as exc:
+            log.info("render %s: progress not shown on its Render (%s)", render.id, exc)
 
     def cancel(self, render_id: str) -> None:
         if not self.cancel_render(render_id):

@@ -501,6 +501,16 @@ class SqlStore(WebhookStore):
                 emit(c, announce(RenderState.RUNNING, released))
         return bool(res.rowcount > 0)
 
+    def set_encoder_token(self, render_id: str, digest: str) -> bool:
+        with self.tx() as c:
+            res = c.execute(update(t.renders).where(t.renders.c.id == render_id).values(encoder_token=digest))
+        return res.rowcount > 0
+
+    def encoder_token(self, render_id: str) -> str | None:
+        with self.read() as c:
+            value = c.execute(select(t.renders.c.encoder_token).where(t.renders.c.id == render_id)).scalar()
+        return str(value) if value else None
+
     def running_renders(self, started_before: datetime | None = None) -> list[Render]:
         """Renders in `running` (claimed before `started_before`, when given), oldest first."""
         query = select(t.renders).where(t.renders.c.state == RenderState.RUNNING.value).order_by(t.renders.c.seq)

@@ -122,6 +122,7 @@ renders = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("started_at", DateTime(timezone=True), nullable=True),
     Column("completed_at", DateTime(timezone=True), nullable=True),
+    Column("encoder_token", String(64), nullable=True),  # SHA-256 of its encoder pods' token (Kubernetes)
     Index(
         "uq_renders_live_signature",
         "signature",
