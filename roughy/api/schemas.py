@@ -173,6 +173,11 @@ class ResultOut(BaseModel):
         default_factory=list,
         description="Streams copied from the source instead of encoded (it already was what the output asks for).",
     )
+    encoder: str | None = Field(
+        None,
+        description="What encoded the video: `libx264`, `h264_nvenc`, or `h264_nvenc+cuda` (decoded and scaled on "
+        "the GPU too); null when no video was encoded (audio, a copy, a chunked render's join).",
+    )
 
 
 class RenderOut(BaseModel):

@@ -219,6 +219,10 @@ class RenderResult:
     video_bitrate_kbps: int | None
     audio_bitrate_kbps: int | None
     copied: list[str] = field(default_factory=list)  # streams copied from the source: "video", "audio"
+    # The video encode that ran: "libx264", "h264_nvenc", or "h264_nvenc+cuda" (decoded and
+    # scaled on the GPU too). None when no video was encoded here: an audio render, a copied
+    # video, a chunked render joined on Kubernetes (its chunks ran in other pods).
+    encoder: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -237,6 +241,7 @@ class RenderResult:
             video_bitrate_kbps=_optional_int(data.get("video_bitrate_kbps")),
             audio_bitrate_kbps=_optional_int(data.get("audio_bitrate_kbps")),
             copied=[str(stream) for stream in data.get("copied") or ()],
+            encoder=str(data["encoder"]) if data.get("encoder") else None,
         )
 
 

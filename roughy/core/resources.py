@@ -21,6 +21,12 @@ def _time(value: datetime | None) -> str | None:
 #: the service's own, for planning.
 VIDEO_FIELDS = ("width", "height", "fps", "codec", "bitrate_kbps", "rotation")
 AUDIO_FIELDS = ("codec", "bitrate_kbps", "sample_rate", "channels")
+#: A render result's fields a client sees (SPEC 5.6, with `copied` and `encoder`): the API's
+#: `ResultOut`, and a webhook's `data` (the same, so a webhook shows what GET does).
+RESULT_FIELDS = (
+    "format", "width", "height", "duration", "size_bytes", "video_bitrate_kbps", "audio_bitrate_kbps", "copied",
+    "encoder",
+)  # fmt: skip
 
 
 def asset_resource(asset: Asset) -> dict[str, Any]:
@@ -64,7 +70,7 @@ def render_resource(render: Render) -> dict[str, Any]:
         "state": render.state.value,
         "progress": round(render.progress, 4),
         "error": asdict(render.error) if render.error else None,
-        "result": render.result.to_json() if render.result else None,
+        "result": {k: v for k, v in render.result.to_json().items() if k in RESULT_FIELDS} if render.result else None,
         "created_at": _time(render.created_at),
         "started_at": _time(render.started_at),
         "completed_at": _time(render.completed_at),

@@ -11,22 +11,32 @@ them in its environment, out of `ps` and of its logs):
   turn, then completed: outputs past S3's 5 GiB single PUT); `--content-type`, else
   `ROUGHY_OUTPUT_CONTENT_TYPE`, else the format's MIME type;
 - `--encoder libx264|h264_nvenc`, else `ROUGHY_ENCODER`, else libx264. NVENC is checked with a
-  tiny test encode first and replaced by libx264 (with a warning) when it does not work;
+  tiny test encode first and replaced by libx264 (with a warning) when it does not work; with
+  NVENC, decoding and scaling on the GPU is checked too and used where the plan allows it
+  (`roughy.encoder.tools`; `ROUGHY_HWACCEL=none` keeps them on the CPU);
 - `--time-limit S`: seconds for the encode (default: scaled to the plan);
 - `--parallel N`, else `ROUGHY_ENCODE_PARALLEL`, else 1: chunks of a chunked plan encoded at once.
 
 `chunk` and `join` are the two steps of a chunked plan (`roughy.core.chunks`) on Kubernetes:
 `chunk --index I` (else `$JOB_COMPLETION_INDEX`, which an Indexed Job sets) encodes chunk I's
 video alone and PUTs it to the I-th URL of `ROUGHY_CHUNK_URLS` (a JSON list), its result
-`{"chunk": I, "size_bytes": N}`; `join` GETs the chunks from the URLs of `ROUGHY_CHUNK_URLS`
-(or takes `--chunk PATH` in order), copies their video end to end with the audio encoded once,
-and stores the output as `render` does, its result the render's.
+`{"chunk": I, "size_bytes": N, "encoder": E}`; `join` GETs the chunks from the URLs of
+`ROUGHY_CHUNK_URLS` (or takes `--chunk PATH` in order), copies their video end to end with the
+audio encoded once, and stores the output as `render` does, its result the render's (with no
+`encoder`: the chunks were encoded in other pods).
+
+On Kubernetes a Job gives none of those URLs: `ROUGHY_API_URL`, `ROUGHY_RENDER_ID` and
+`ROUGHY_TOKEN_FILE` name the channel to the API (`roughy.encoder.channel`). `render`, `chunk` and
+`join` then ask it for their sources when they start and for where to store their output once it
+is encoded (so no URL is older than its step), and report progress to it (not `chunk`: a chunked
+render's progress is its Indexed Job's count of chunks done; a join's is scaled after theirs).
 
 stdout is the machine interface, one JSON object per line:
 
 - `render`: `{"encoder": "libx264"}` first (the video encoder actually used, null for an audio
   format), then `{"progress": 0.42}` lines (monotonic, at most ~4 a second; 1.0 once the output
-  is in place, uploaded when asked), then `{"result": {...}}`;
+  is in place, uploaded when asked), then `{"result": {...}}`, whose `encoder` says what encoded
+  the video: `libx264`, `h264_nvenc`, or `h264_nvenc+cuda` (decoded and scaled on the GPU too);
 - `probe`: the MediaInfo object; `extract-audio`: the AudioInfo object (`--upload-to URL`, else
   `ROUGHY_OUTPUT_URL`: PUT the .mka there); `silence`: a list of `[start, end]` pairs; for
   these two, the termination log gets `{"result": <the same>}`;
@@ -67,11 +77,11 @@ from roughy.core.chunks import CHUNK_SHARE
 from roughy.core.plan import EncodePlan
 from roughy.encoder.channel import Channel, ProgressSender
 from roughy.encoder.errors import EncoderError
-from roughy.encoder.ffmpeg_args import ENCODERS, LIBX264, PlanError
+from roughy.encoder.ffmpeg_args import ENCODERS, LIBX264, PlanError, gpu_decodable
 from roughy.encoder.probe import probe
 from roughy.encoder.protocol import EXIT_USAGE
 from roughy.encoder.tasks import detect_silence, extract_audio, join_chunks, render, render_chunk
-from roughy.encoder.tools import choose_video_encoder
+from roughy.encoder.tools import choose_video_pipeline
 from roughy.encoder.upload import download, upload, upload_to_target
 
 log = logging.getLogger("roughy.encoder")
@@ -272,7 +282,10 @@ def _cmd_render(args: argparse.Namespace) -> None:
     exit_with_parent()
     plan = _load_plan(args.plan)
     channel = _channel_inputs(args)
-    encoder = choose_video_encoder(args.encoder) if plan.video is not None else None
+    # The encoder line names the codec (what a Render's status.encoder accepts); the result's
+    # `encoder` says whether the GPU also decoded and scaled (`h264_nvenc+cuda`).
+    pipeline = choose_video_pipeline(args.encoder, gpu_decode=gpu_decodable(plan)) if plan.video is not None else None
+    encoder = pipeline.encoder if pipeline is not None else None
     _emit({"encoder": encoder})
     with _reporting(channel, encoder) as reporter:
         result = render(
@@ -284,6 +297,7 @@ def _cmd_render(args: argparse.Namespace) -> None:
             time_limit=args.time_limit,
             encoder=encoder or LIBX264,
             parallel=max(1, args.parallel),
+            hwaccel=pipeline.hwaccel if pipeline is not None else None,
         )
         _store_output(args, plan, channel)
         reporter.finish()
@@ -354,12 +368,12 @@ def _cmd_chunk(args: argparse.Namespace) -> None:
             raise PlanError(f"{ENV_CHUNK_URLS} has no URL for chunk {args.index}")
         url = urls[args.index]
     channel = _channel_inputs(args)  # a chunk's progress is its Job's count of chunks done
-    encoder = choose_video_encoder(args.encoder)
-    _emit({"encoder": encoder})
+    pipeline = choose_video_pipeline(args.encoder, gpu_decode=gpu_decodable(plan))
+    _emit({"encoder": pipeline.encoder})
     reporter = ProgressReporter(_emit)
-    size = render_chunk(
+    chunk = render_chunk(
         plan, args.index, video_src=args.video, output=args.output, on_progress=reporter,
-        time_limit=args.time_limit, encoder=encoder,
+        time_limit=args.time_limit, encoder=pipeline.encoder, hwaccel=pipeline.hwaccel,
     )  # fmt: skip
     if url is None and channel is not None:
         url = str(channel.output(chunk=args.index)["url"])  # signed now, not when the pod started
@@ -369,7 +383,7 @@ def _cmd_chunk(args: argparse.Namespace) -> None:
         finally:
             Path(args.output).unlink(missing_ok=True)
     reporter.finish()
-    _emit({"result": {"chunk": args.index, "size_bytes": size}})
+    _emit({"result": {"chunk": args.index, "size_bytes": chunk.size_bytes, "encoder": chunk.encoder}})
 
 
 def _cmd_join(args: argparse.Namespace) -> None:

@@ -36,6 +36,18 @@ Choices, and why (the numbers were measured on this class of machine, see DESIGN
   -b:v 0` under the same VBV, with the same colour tags, High profile): the CLI probes NVENC and
   falls back to libx264. NVENC's constant-quality scale is not x264's; CQ 23 is the usual
   equivalent of CRF 20 and is not measured here (no GPU on these machines).
+- GPU decoding and scaling (`hwaccel="cuda"`, with NVENC only): the video input is decoded by
+  NVDEC into GPU memory (`-hwaccel cuda -hwaccel_output_format cuda`) and resized there
+  (`scale_cuda`), so 4k frames never cross to the CPU and back. One named CUDA device serves the
+  decoder and the filters. The chain starts with `hwupload`, which passes GPU frames through and
+  uploads CPU ones: a source whose decoder offers NVDEC no format for (another codec, 4:2:2,
+  10-bit H.264) is decoded on the CPU by ffmpeg itself and still scaled and encoded on the GPU.
+  Only where the graph allows it: a whole-source encode or a chunk (one input, no cut list: the
+  cut graph's `concat` and audio fades want CPU frames) of SDR video (HDR tone mapping is
+  zscale, CPU only). The CLI checks the whole chain before using it
+  (`tools.choose_video_pipeline`), and `tasks` encodes again with CPU decoding when it fails on
+  a source anyway (a profile NVDEC refuses at initialisation; a rotated phone clip, whose
+  autorotate transpose is a CPU filter).
 - Memory: every `-i` keeps a demuxer and decoder open for the whole encode, about 22 MB per
   1080p input, so a cut list of N segments in one process costs N inputs (a 500-segment cut
   would need ~11 GB). Cut lists longer than `BATCH_SEGMENTS` (16) are rendered in batches by
@@ -62,6 +74,12 @@ NVENC_PRESET = "p4"  # NVENC's middle preset: the speed/quality balance of x264'
 LIBX264 = "libx264"
 H264_NVENC = "h264_nvenc"
 ENCODERS = (LIBX264, H264_NVENC)
+CUDA = "cuda"  # the one hwaccel: NVDEC decoding and CUDA scaling, for NVENC encodes
+HWACCELS = (CUDA,)
+#: One CUDA device, named, for the decoder and the filters (frames stay in its memory).
+CUDA_DEVICE_ARGS = ("-init_hw_device", "cuda=gpu", "-filter_hw_device", "gpu")
+#: Before the video input: decode on NVDEC into GPU memory.
+CUDA_DECODE_ARGS = ("-hwaccel", "cuda", "-hwaccel_device", "gpu", "-hwaccel_output_format", "cuda")
 #: Before each http(s) input: resume a dropped connection at its offset, also on TCP/TLS errors
 #: while connecting, backing off at most 10 s between attempts.
 RECONNECT_ARGS = ("-reconnect", "1", "-reconnect_on_network_error", "1", "-reconnect_delay_max", "10")
@@ -116,24 +134,27 @@ def build_ffmpeg_args(
     output: str,
     ffmpeg: str = "ffmpeg",
     encoder: str = LIBX264,
+    hwaccel: str | None = None,
 ) -> list[str]:
     """The full ffmpeg argv that renders `plan` to `output` in one process.
 
     For a cut list longer than `BATCH_SEGMENTS` prefer `build_batch_args` + `build_join_args`
     (what `tasks.render` does): this function still works, with one open input per segment.
-    `encoder`: one of `ENCODERS`, for the video stream.
+    `encoder`: one of `ENCODERS`, for the video stream. `hwaccel` (`CUDA`): decode and scale on
+    the GPU where `gpu_hwaccel` allows it, else it is ignored.
     """
     _check_encoder(encoder)
     _check_sources(plan, video_src, audio_src)
+    gpu = gpu_hwaccel(plan, encoder, hwaccel)
     video_in, audio_in, separate = _sources(plan, video_src, audio_src)
     cuts = plan_cuts(plan)
     if cuts is None:
-        inputs, graph, maps = _whole_graph(plan, video_in, audio_in, separate)
+        inputs, graph, maps = _whole_graph(plan, video_in, audio_in, separate, gpu)
     else:
         inputs, graph, maps = _cut_graph(plan, cuts, video_in, audio_in, separate)
-    argv = [*_head(ffmpeg), *inputs, *_graph_args(graph), *maps]
+    argv = [*_head(ffmpeg), *_device_args(gpu), *inputs, *_graph_args(graph), *maps]
     if plan.video is not None:
-        argv += COPY_VIDEO if plan.video.stream_copy else video_codec_args(plan.video, encoder)
+        argv += COPY_VIDEO if plan.video.stream_copy else video_codec_args(plan.video, encoder, gpu)
     if plan.audio is not None:
         argv += COPY_AUDIO if plan.audio.stream_copy else audio_codec_args(plan.format, plan.audio)
     else:
@@ -195,18 +216,26 @@ def build_chunk_args(
     output: str,
     ffmpeg: str = "ffmpeg",
     encoder: str = LIBX264,
+    hwaccel: str | None = None,
 ) -> list[str]:
     """One chunk of a chunked render (`roughy.core.chunks`) -> an intermediate MOV: the video
-    alone, read with input seeking and encoded with the final settings (the join copies it)."""
+    alone, read with input seeking and encoded with the final settings (the join copies it).
+    `hwaccel` as for `build_ffmpeg_args`: a chunk is one input, so on the GPU it needs no concat."""
     _check_encoder(encoder)
     if plan.video is None or plan.video.stream_copy or not plan.format.is_video:
         raise PlanError("only an encoded video is chunked")
     if video_src is None:
         raise PlanError("a video format needs video_src")
+    gpu = gpu_hwaccel(plan, encoder, hwaccel)
     video_only = EncodePlan(plan.format, chunk.length, plan.video, None, video_demuxer=plan.video_demuxer)
     video_in, _, _ = _sources(video_only, video_src, None)
-    inputs, graph, maps = _cut_graph(video_only, [chunk], video_in, None, False)
-    argv = [*_head(ffmpeg), *inputs, *_graph_args(graph), *maps, *video_codec_args(plan.video, encoder), "-an"]
+    if gpu is not None and video_in is not None:
+        inputs = [*_seek_args(chunk), *_decode_args(gpu), *input_args(*video_in)]
+        graph, maps = [f"[0:v:0]{video_filters(plan.video, gpu)}[vout]"], ["-map", "[vout]"]
+    else:
+        inputs, graph, maps = _cut_graph(video_only, [chunk], video_in, None, False)
+    codec = video_codec_args(plan.video, encoder, gpu)
+    argv = [*_head(ffmpeg), *_device_args(gpu), *inputs, *_graph_args(graph), *maps, *codec, "-an"]
     return argv + _tail(plan.format, ["-f", "mov"], output)
 
 
@@ -321,6 +350,46 @@ def _check_encoder(encoder: str) -> None:
         raise PlanError(f"unknown video encoder {encoder!r} (expected one of {', '.join(ENCODERS)})")
 
 
+def gpu_decodable(plan: EncodePlan) -> bool:
+    """Whether `plan`'s video can be decoded and scaled on the GPU: an encode (not a copy) of
+    SDR video with no cut list. A chunk of a chunked plan qualifies: it is one seek into the
+    whole source."""
+    video = plan.video
+    return (
+        plan.format.is_video and video is not None and not video.stream_copy and not video.hdr
+        and plan.segments is None
+    )  # fmt: skip
+
+
+def gpu_hwaccel(plan: EncodePlan, encoder: str, hwaccel: str | None) -> str | None:
+    """The hwaccel an encode of `plan` with `encoder` runs with: `hwaccel` for NVENC where
+    `gpu_decodable(plan)`, else None (CPU decoding, the CPU filters). Pure: the CLI decides
+    whether the machine can (`tools.choose_video_pipeline`)."""
+    if hwaccel is None:
+        return None
+    if hwaccel not in HWACCELS:
+        raise PlanError(f"unknown hwaccel {hwaccel!r} (expected one of {', '.join(HWACCELS)})")
+    return hwaccel if encoder == H264_NVENC and gpu_decodable(plan) else None
+
+
+def encoder_label(encoder: str, hwaccel: str | None) -> str:
+    """What ran, as `result.encoder` says it: the encoder, `+cuda` when the GPU also decoded
+    and scaled (`h264_nvenc+cuda`)."""
+    return f"{encoder}+{hwaccel}" if hwaccel else encoder
+
+
+def _device_args(hwaccel: str | None) -> list[str]:
+    return list(CUDA_DEVICE_ARGS) if hwaccel == CUDA else []
+
+
+def _decode_args(hwaccel: str | None) -> list[str]:
+    return list(CUDA_DECODE_ARGS) if hwaccel == CUDA else []
+
+
+def _seek_args(cut: Cut) -> list[str]:
+    return ["-ss", _num(cut.start), "-t", _num(cut.duration)]
+
+
 def _graph_args(graph: list[str]) -> list[str]:
     return ["-filter_complex", ";".join(graph)] if graph else []
 
@@ -372,17 +441,17 @@ def _sources(
 
 
 def _whole_graph(
-    plan: EncodePlan, video_in: Source | None, audio_in: Source | None, separate: bool
+    plan: EncodePlan, video_in: Source | None, audio_in: Source | None, separate: bool, hwaccel: str | None = None
 ) -> tuple[list[str], list[str], list[str]]:
     inputs: list[str] = []
     graph: list[str] = []
     maps: list[str] = []
     if plan.video is not None and video_in is not None:
-        inputs += input_args(*video_in)
+        inputs += [*_decode_args(hwaccel), *input_args(*video_in)]
         if plan.video.stream_copy:
             maps += ["-map", "0:v:0"]
         else:
-            graph.append(f"[0:v:0]{video_filters(plan.video)}[vout]")
+            graph.append(f"[0:v:0]{video_filters(plan.video, hwaccel)}[vout]")
             maps += ["-map", "[vout]"]
         if plan.audio is not None:
             if separate and audio_in is not None:
@@ -417,7 +486,7 @@ def _cut_graph(
     pads: list[str] = []
     index = 0
     for n, cut in enumerate(cuts):
-        seek = ["-ss", _num(cut.start), "-t", _num(cut.duration)]
+        seek = _seek_args(cut)
         video_index = index
         if video_from is not None:
             inputs += [*seek, *input_args(*video_from)]
@@ -483,8 +552,15 @@ def fade_filters(duration: float) -> str:
     return f"afade=t=in:st=0:d={_num(fade)},afade=t=out:st={_num(out_start)}:d={_num(fade)}"
 
 
-def video_filters(video: VideoPlan) -> str:
-    """Constant frame rate, exact display size, square pixels, 8-bit 4:2:0 (tone-mapped if HDR)."""
+def video_filters(video: VideoPlan, hwaccel: str | None = None) -> str:
+    """Constant frame rate, exact display size, square pixels, 8-bit 4:2:0 (tone-mapped if HDR).
+    With `CUDA` the same on the GPU: frames uploaded if they were decoded on the CPU (`hwupload`
+    passes GPU frames through), resized and converted to 4:2:0 by `scale_cuda`."""
+    if hwaccel == CUDA:
+        if video.hdr:
+            raise PlanError("HDR tone mapping runs on the CPU: no GPU filters for it")
+        size = f"w={video.width}:h={video.height}:interp_algo=bicubic:format=yuv420p"
+        return f"hwupload,fps={fps_expr(video.fps)},scale_cuda={size},setsar=1"
     chain = [f"fps={fps_expr(video.fps)}"]
     if video.hdr:
         chain.append(HDR_CHAIN.format(w=video.width, h=video.height))
@@ -494,17 +570,19 @@ def video_filters(video: VideoPlan) -> str:
     return ",".join(chain)
 
 
-def video_codec_args(video: VideoPlan, encoder: str = LIBX264) -> list[str]:
+def video_codec_args(video: VideoPlan, encoder: str = LIBX264, hwaccel: str | None = None) -> list[str]:
     """H.264 at constant quality under the plan's bitrate as a cap, 8-bit 4:2:0; tagged BT.709
-    when the source was HDR (tone-mapped by the filters)."""
+    when the source was HDR (tone-mapped by the filters). With `hwaccel` the frames reach NVENC
+    in GPU memory, already 4:2:0 (`scale_cuda`): a `-pix_fmt` would ask for a CPU conversion."""
     _check_encoder(encoder)
     cap = max_rate_kbps(video)
     vbv = ["-maxrate", f"{cap}k", "-bufsize", f"{round(cap * BUFSIZE_SECONDS)}k"]
     if encoder == H264_NVENC:
+        pix_fmt = [] if hwaccel else ["-pix_fmt", "yuv420p"]
         args = [
             "-c:v", H264_NVENC, "-preset", NVENC_PRESET, "-tune", "hq", "-rc", "vbr",
             "-cq", str(NVENC_CQ), "-b:v", "0", *vbv,
-            "-profile:v", "high", "-pix_fmt", "yuv420p",
+            "-profile:v", "high", *pix_fmt,
         ]  # fmt: skip
     else:
         args = ["-c:v", LIBX264, "-preset", X264_PRESET, "-pix_fmt", "yuv420p", "-crf", str(X264_CRF), *vbv]

@@ -3,11 +3,17 @@
 Outputs are written to a temp file beside the final path and moved into place with
 `os.replace` only once ffmpeg succeeded and the result probes: a reader never sees a partial
 file, and any failure (or a SIGTERM unwinding through here) removes the temp.
+
+An NVENC encode asked to decode and scale on the GPU (`hwaccel="cuda"`, after the CLI's check)
+does so where the plan allows it (`ffmpeg_args.gpu_hwaccel`); when ffmpeg fails on that path it
+is run again with CPU decoding, so a source the GPU path cannot take costs a failed start, not
+the render. `result.encoder` says what ran in the end.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -18,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 from roughy.core.models import AudioInfo, RenderResult
 from roughy.core.passthrough import copied_streams
@@ -38,7 +45,9 @@ from roughy.encoder.ffmpeg_args import (
     build_ffmpeg_args,
     build_join_args,
     cut_audio_plan,
+    encoder_label,
     ffconcat_text,
+    gpu_hwaccel,
     input_args,
     plan_chunks,
     plan_cuts,
@@ -60,18 +69,35 @@ def render(
     time_limit: float | None = None,
     encoder: str = LIBX264,
     parallel: int = 1,
+    hwaccel: str | None = None,
 ) -> RenderResult:
     """Encode `plan` to `output`; return what was produced (SPEC 5.6 `result`).
 
     `time_limit` (seconds, for the whole render) defaults to the plan's own, scaled to its
     duration. Cut lists longer than `BATCH_SEGMENTS` are encoded in batches and joined; a
     chunked plan's chunks are encoded `parallel` at a time, then joined.
-    `encoder`: the video encoder (`ffmpeg_args.ENCODERS`), used as given (the CLI checks NVENC).
+    `encoder`: the video encoder (`ffmpeg_args.ENCODERS`), used as given (the CLI checks NVENC);
+    `hwaccel`: `cuda` to decode and scale on the GPU where the plan allows (the CLI checks it).
     """
+    video = _Video(encoder, hwaccel)
     with _time_limited(plan, time_limit, "the render") as deadline:
-        produced, copied = _render_to(plan, video_src, audio_src, output, on_progress, deadline, encoder, parallel)
-    result = _result(plan, produced, output)
+        produced, copied, ran = _render_to(plan, video_src, audio_src, output, on_progress, deadline, video, parallel)
+    result = replace(_result(plan, produced, output), encoder=ran)
     return replace(result, copied=copied) if copied is not None else result
+
+
+class _Video(NamedTuple):
+    """The video encoder asked for, and the hwaccel to try with it."""
+
+    encoder: str = LIBX264
+    hwaccel: str | None = None
+
+
+class Chunk(NamedTuple):
+    """One encoded chunk: its size, and what encoded it (`encoder_label`)."""
+
+    size_bytes: int
+    encoder: str
 
 
 def render_chunk(
@@ -83,17 +109,19 @@ def render_chunk(
     on_progress: ProgressCallback | None = None,
     time_limit: float | None = None,
     encoder: str = LIBX264,
-) -> int:
+    hwaccel: str | None = None,
+) -> Chunk:
     """Chunk `index` of a chunked plan: its video alone into `output` (a MOV, moved into place
     once whole), for `join_chunks` to copy. One pod of a Kubernetes render's Indexed Job runs
-    this. Returns the chunk's size in bytes."""
+    this. Returns the chunk's size in bytes and what encoded it."""
     chunks = _chunks_of(plan)
     if not 0 <= index < len(chunks):
         raise PlanError(f"chunk {index} does not exist: the plan has {len(chunks)} chunks (0 to {len(chunks) - 1})")
+    video = _Video(encoder, hwaccel)
     with _time_limited(plan, time_limit, f"chunk {index}") as deadline, _temp_beside(output) as temp:
-        _encode_chunk(plan, chunks[index], video_src, temp, on_progress, deadline, encoder)
+        ran = _encode_chunk(plan, chunks[index], video_src, temp, on_progress, deadline, video)
         os.replace(temp, output)
-    return os.path.getsize(output)
+    return Chunk(os.path.getsize(output), ran)
 
 
 def join_chunks(
@@ -156,38 +184,53 @@ def _render_to(
     output: str,
     on_progress: ProgressCallback | None,
     deadline: float,
-    encoder: str,
+    video: _Video,
     parallel: int = 1,
-) -> tuple[MediaInfo, list[str] | None]:
+) -> tuple[MediaInfo, list[str] | None, str | None]:
     """Encode into a temp file beside `output`, probe it, move it into place. The streams
-    copied, when that differs from the plan's (a cut whose video could be copied)."""
+    copied, when that differs from the plan's (a cut whose video could be copied), and what
+    encoded the video (None: no video was encoded)."""
     cuts = plan_cuts(plan)
     chunks = plan_chunks(plan)
     copied: list[str] | None = None
+    encoded = plan.video is not None and not plan.video.stream_copy
+    ran: str | None = video.encoder
     with _temp_beside(output) as temp:
         if (
             cuts is not None and plan.video is not None and plan.video.cut_copy and video_src is not None
             and _render_cut_copy(plan, cuts, video_src, audio_src, temp, on_progress, deadline)
         ):  # fmt: skip
-            copied = ["video"]
+            copied, encoded = ["video"], False
         elif chunks is not None:
-            _render_chunked(plan, chunks, video_src, audio_src, temp, on_progress, deadline, encoder, parallel)
+            ran = _render_chunked(plan, chunks, video_src, audio_src, temp, on_progress, deadline, video, parallel)
         elif cuts is not None and len(cuts) > BATCH_SEGMENTS:
             groups = batches(cuts, BATCH_SEGMENTS)
-            _render_batched(plan, groups, video_src, audio_src, temp, on_progress, deadline, encoder)
+            _render_batched(plan, groups, video_src, audio_src, temp, on_progress, deadline, video.encoder)
         else:
-            argv = build_ffmpeg_args(
-                plan,
-                video_src=video_src,
-                audio_src=audio_src,
-                output=str(temp),
-                ffmpeg=ffmpeg_path(),
-                encoder=encoder,
-            )
-            _run(argv, plan.duration, deadline, on_progress)
+            build = functools.partial(build_ffmpeg_args, plan, video_src=video_src, audio_src=audio_src,
+                                      output=str(temp), ffmpeg=ffmpeg_path(), encoder=video.encoder)  # fmt: skip
+            ran = _gpu_or_cpu(plan, video, build, lambda argv: _run(argv, plan.duration, deadline, on_progress))
         produced = _probe_output(temp)
         os.replace(temp, output)
-    return produced, copied
+    return produced, copied, ran if encoded else None
+
+
+def _gpu_or_cpu(
+    plan: EncodePlan, video: _Video, build: Callable[..., list[str]], run: Callable[[list[str]], None]
+) -> str:
+    """Run one encode (`build(hwaccel=...)` its argv, `run` it) on the GPU path where the plan
+    and `video` allow it, and again with CPU decoding if ffmpeg fails there (a hardware decode
+    error reads like invalid data, so that too: the CPU run says whether the source really is
+    broken). What ran (`encoder_label`)."""
+    hwaccel = gpu_hwaccel(plan, video.encoder, video.hwaccel)
+    if hwaccel is not None:
+        try:
+            run(build(hwaccel=hwaccel))
+            return encoder_label(video.encoder, hwaccel)
+        except (EncodeFailed, InvalidMedia) as exc:
+            log.warning("decoding and scaling on the GPU failed (%s); encoding again, decoding on the CPU", exc.message)
+    run(build(hwaccel=None))
+    return video.encoder
 
 
 #: Share of a copied cut's progress that encoding its audio takes; the final mux has the rest.
@@ -283,12 +326,13 @@ def _render_chunked(
     temp: Path,
     on_progress: ProgressCallback | None,
     deadline: float,
-    encoder: str,
+    video: _Video,
     parallel: int,
-) -> None:
+) -> str:
     """Each chunk's video into an intermediate MOV beside the output, `parallel` at a time,
     then one join with the audio encoded once. A failed chunk (or SIGTERM) kills the others;
-    intermediates are removed whatever happens."""
+    intermediates are removed whatever happens. What encoded the chunks: the GPU path only if
+    it encoded every one of them."""
     total = sum(chunk.length for chunk in chunks) or 1.0
     done = [0.0] * len(chunks)
     lock = threading.Lock()
@@ -314,15 +358,14 @@ def _render_chunked(
 
         scope = runner.Scope()
 
-        def encode(index: int) -> None:
-            _encode_chunk(plan, chunks[index], video_src, parts[index], chunk_progress(index), deadline, encoder,
-                          scope)  # fmt: skip
+        def encode(index: int) -> str:
+            return _encode_chunk(plan, chunks[index], video_src, parts[index], chunk_progress(index), deadline, video,
+                                 scope)  # fmt: skip
 
         with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="chunk") as pool:
             futures = [pool.submit(encode, i) for i in range(len(chunks))]
             try:
-                for future in as_completed(futures):
-                    future.result()
+                ran = {future.result() for future in as_completed(futures)}
             except BaseException:  # a failed chunk, or SIGTERM raised in this thread: stop the rest
                 scope.stop()
                 for future in futures:
@@ -330,6 +373,7 @@ def _render_chunked(
                 raise
         joined = _scaled(on_progress, 1.0, 0.0, join=True)
         _join_chunks(plan, chunks, [str(p) for p in parts], video_src, audio_src, temp, joined, deadline)
+    return ran.pop() if len(ran) == 1 else video.encoder
 
 
 def _encode_chunk(
@@ -339,12 +383,12 @@ def _encode_chunk(
     output: Path,
     on_progress: ProgressCallback | None,
     deadline: float,
-    encoder: str,
+    video: _Video,
     scope: runner.Scope | None = None,
-) -> None:
-    argv = build_chunk_args(plan, chunk, video_src=video_src, output=str(output), ffmpeg=ffmpeg_path(),
-                            encoder=encoder)  # fmt: skip
-    _run(argv, chunk.length, deadline, on_progress, scope)
+) -> str:
+    build = functools.partial(build_chunk_args, plan, chunk, video_src=video_src, output=str(output),
+                              ffmpeg=ffmpeg_path(), encoder=video.encoder)  # fmt: skip
+    return _gpu_or_cpu(plan, video, build, lambda argv: _run(argv, chunk.length, deadline, on_progress, scope))
 
 
 def _join_chunks(

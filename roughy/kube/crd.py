@@ -247,6 +247,14 @@ class ResultStatus(ResourceModel):
     copied: list[Literal["video", "audio"]] = Field(
         default_factory=list, description="Streams copied from the source instead of encoded."
     )
+    # A string, not an enum: a value a newer encoder image reports must not make the operator
+    # drop the whole result (status.encoder, the encoder asked for, stays an enum).
+    encoder: str | None = Field(
+        default=None,
+        max_length=40,
+        description="The video encode that ran: libx264, h264_nvenc, or h264_nvenc+cuda (decoded and scaled on"
+        " the GPU too); absent when no video was encoded in the pod that wrote the result.",
+    )
 
     @classmethod
     def from_result(cls, result: RenderResult) -> ResultStatus:

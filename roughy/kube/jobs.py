@@ -22,8 +22,11 @@ Why the Job looks the way it does:
   once encoded. A URL is never older than the step that uses it, however long the Job waited
   for a node, and `kubectl describe` shows none.
 - **GPU tiers** (4k by default) go to the GPU pool with NVENC; everything else encodes with
-  libx264 on ordinary nodes. The encoder probes NVENC at start and falls back to libx264, so a
-  GPU without an encode unit degrades to a slower render, not a failed one.
+  libx264 on ordinary nodes. A required node affinity (`gpu_node_requirements`) keeps them off
+  GPUs without an encode unit, as GPU Feature Discovery labels them (`NVENC_NODE_REQUIREMENTS`);
+  the encoder still probes NVENC at start and falls back to libx264, so a GPU the labels did
+  not catch degrades to a slower render, not a failed one. With NVENC it also decodes and
+  scales on the GPU where it can (`gpu_decode`; `roughy.encoder.tools`).
 - **Restricted pod security**: non-root, no privilege escalation, no capabilities, seccomp
   RuntimeDefault, read-only root filesystem; /tmp is an emptyDir sized from the plan, since
   the output is encoded there before it is uploaded.
@@ -32,8 +35,9 @@ The contract with `roughy-encode render` inside the pod (environment, so that th
 show in `ps`): `ROUGHY_PLAN` (the plan's JSON, read when `--plan` is absent), `ROUGHY_API_URL`,
 `ROUGHY_RENDER_ID` and `ROUGHY_TOKEN_FILE` (the channel to the API, `roughy.encoder.channel`:
 URLs and progress), `ROUGHY_OUTPUT_CONTENT_TYPE`, `ROUGHY_ENCODER` (`h264_nvenc`: probe it, fall
-back to `libx264`) and `ROUGHY_TERMINATION_LOG` (write the outcome there: the pod's termination
-message, which the operator reads from the pod's status). The encoder reports progress to the
+back to `libx264`), `ROUGHY_HWACCEL` (`none` when `gpu_decode` is off: decode and scale on
+the CPU) and `ROUGHY_TERMINATION_LOG` (write the outcome there: the pod's termination message,
+which the operator reads from the pod's status). The encoder reports progress to the
 API itself: the operator reads no pod log. Exit codes as in `roughy.encoder.cli`.
 """
 
@@ -48,7 +52,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from roughy.core.keys import chunk_keys, chunk_prefix  # noqa: F401 - the operator names them here too
 from roughy.core.models import Resolution
@@ -84,6 +88,70 @@ TOKEN_KEY = "token"
 CREDENTIALS_MODE = 0o440  # read by the encoder's group (fsGroup), nobody else
 
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+
+# --- GPU nodes with an encode unit ------------------------------------------------------------
+#
+# NVIDIA's GPU Feature Discovery (the GPU Operator and the k8s-device-plugin chart run it) labels
+# every GPU node. `nvidia.com/gpu.product` is the NVML device name with its spaces as dashes
+# ("NVIDIA-A100-SXM4-80GB", "NVIDIA-H100-80GB-HBM3", "Tesla-T4"), with `-MIG-<profile>` appended
+# under MIG's single strategy and `-SHARED` when time-sliced; the same GPU is named differently
+# by different drivers and SKUs (an H200 is "NVIDIA-H200", "NVIDIA-H200-NVL" or
+# "NVIDIA-H200-141GB-HBM3e"). So the default below names products only where nothing steadier
+# tells them apart, and every expression is `NotIn`, which a node without the label matches: a
+# cluster without GPU Feature Discovery schedules as before (and the encoder's own check still
+# falls back to libx264).
+
+#: Data-centre GPUs without NVENC: every Hopper part (compute capability 9.x: H100, H800, H200,
+#: H20, GH200) and data-centre Blackwell (10.x: B200, GB200, B300), per NVIDIA's data sheets
+#: (NVDEC and NVJPG engines only). Workstation and consumer Blackwell (12.x) have NVENC.
+NVENC_LESS_COMPUTE_MAJORS = ("9", "10")
+#: GA100 (compute 8.0: A100, A800, A30) shares its major with Ampere and Ada parts that have
+#: NVENC (A10, A40, L4, L40S: 8.6 and 8.9), so it is named; time-sliced ones too.
+NVENC_LESS_PRODUCTS = tuple(
+    f"{name}{suffix}"
+    for name in (
+        "NVIDIA-A100-SXM4-40GB", "NVIDIA-A100-SXM4-80GB", "NVIDIA-A100-PCIE-40GB", "NVIDIA-A100-80GB-PCIe",
+        "NVIDIA-A800-SXM4-80GB", "NVIDIA-A800-80GB-PCIe", "NVIDIA-A30",
+    )
+    for suffix in ("", "-SHARED")
+)  # fmt: skip
+
+
+class NodeRequirement(BaseModel):
+    """One node selector requirement: an entry of a nodeAffinity term's `matchExpressions`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str = Field(min_length=1, max_length=317, description="A node label key.")
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"]
+    values: tuple[str, ...] = Field(default=(), description="In/NotIn: one or more; Gt/Lt: one integer; else none.")
+
+    @model_validator(mode="after")
+    def _values_fit_the_operator(self) -> NodeRequirement:
+        count = len(self.values)
+        if self.operator in ("In", "NotIn") and count == 0:
+            raise ValueError(f"{self.operator} needs at least one value")
+        if self.operator in ("Exists", "DoesNotExist") and count:
+            raise ValueError(f"{self.operator} takes no values")
+        if self.operator in ("Gt", "Lt") and (count != 1 or not re.fullmatch(r"-?[0-9]+", self.values[0])):
+            raise ValueError(f"{self.operator} takes one integer value")
+        return self
+
+    def to_k8s(self) -> dict[str, Any]:
+        item: dict[str, Any] = {"key": self.key, "operator": self.operator}
+        if self.values:
+            item["values"] = list(self.values)
+        return item
+
+
+#: The default of `JobSettings.gpu_node_requirements`: no GPU without NVENC, as GPU Feature
+#: Discovery labels it. The last expression catches a MIG device with no encoder (its
+#: `gpu.engines.encoder` label is set under MIG's single strategy only).
+NVENC_NODE_REQUIREMENTS = (
+    NodeRequirement(key="nvidia.com/gpu.compute.major", operator="NotIn", values=NVENC_LESS_COMPUTE_MAJORS),
+    NodeRequirement(key="nvidia.com/gpu.product", operator="NotIn", values=NVENC_LESS_PRODUCTS),
+    NodeRequirement(key="nvidia.com/gpu.engines.encoder", operator="NotIn", values=("0",)),
+)
 
 
 class PoolResources(BaseModel):
@@ -169,6 +237,16 @@ class JobSettings(BaseModel):
     )
     gpu_runtime_class: str | None = Field(
         default=None, description="runtimeClassName of GPU pods (e.g. nvidia), if needed."
+    )
+    gpu_node_requirements: tuple[NodeRequirement, ...] = Field(
+        default=NVENC_NODE_REQUIREMENTS,
+        description="Node labels every GPU node an encode runs on must match (a required nodeAffinity term):"
+        " by default no GPU without NVENC, by GPU Feature Discovery's labels; () places on any node of the pool.",
+    )
+    gpu_decode: bool = Field(
+        default=True,
+        description="NVENC encodes also decode and scale on the GPU when the encoder's check passes; false keeps"
+        " decoding and scaling on the CPU.",
     )
 
 
@@ -396,6 +474,7 @@ def encoder_env(
         "ROUGHY_TOKEN_FILE": f"{CREDENTIALS_DIR}/{TOKEN_KEY}",
         "ROUGHY_OUTPUT_CONTENT_TYPE": plan.format.mime_type,
         "ROUGHY_ENCODER": encoder.value if encoder else None,
+        "ROUGHY_HWACCEL": "none" if encoder is VideoEncoder.H264_NVENC and not settings.gpu_decode else None,
         "NVIDIA_DRIVER_CAPABILITIES": NVIDIA_DRIVER_CAPABILITIES if encoder is VideoEncoder.H264_NVENC else None,
         "ROUGHY_TERMINATION_LOG": TERMINATION_LOG,
         "HOME": SCRATCH_DIR,  # the root filesystem is read-only
@@ -553,7 +632,8 @@ def container_security_context() -> dict[str, Any]:
 
 
 def _placement(gpu: bool, settings: JobSettings) -> dict[str, Any]:
-    """nodeSelector and tolerations of the pool the encode runs in (omitted when empty)."""
+    """nodeSelector, tolerations and (GPU pool) node affinity of the pool the encode runs in
+    (each omitted when empty)."""
     selector = settings.gpu_node_selector if gpu else settings.node_selector
     tolerations = settings.gpu_tolerations if gpu else settings.tolerations
     placement: dict[str, Any] = {}
@@ -561,7 +641,16 @@ def _placement(gpu: bool, settings: JobSettings) -> dict[str, Any]:
         placement["nodeSelector"] = dict(selector)
     if tolerations:
         placement["tolerations"] = [dict(toleration) for toleration in tolerations]
+    if gpu and settings.gpu_node_requirements:
+        placement["affinity"] = gpu_node_affinity(settings.gpu_node_requirements)
     return placement
+
+
+def gpu_node_affinity(requirements: tuple[NodeRequirement, ...]) -> dict[str, Any]:
+    """A required node affinity of one term: a node must meet every requirement. Required, not
+    preferred: a GPU without NVENC would hold a GPU while encoding with libx264 on two CPUs."""
+    term = {"matchExpressions": [requirement.to_k8s() for requirement in requirements]}
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}}
 
 
 def _label_value(value: str) -> str:

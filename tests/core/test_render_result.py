@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from roughy.core.models import Format, RenderResult
@@ -25,12 +27,20 @@ def test_the_wire_shape_is_the_spec_result() -> None:
         "video_bitrate_kbps": None,
         "audio_bitrate_kbps": 128,
         "copied": [],  # beyond SPEC 5.6's list: which streams were copied from the source
+        "encoder": None,  # ... and what encoded the video (none here: an audio render)
     }
 
 
 def test_a_result_stored_before_passthrough_reads_as_nothing_copied() -> None:
     stored = {k: v for k, v in AUDIO.to_json().items() if k != "copied"}
     assert RenderResult.from_json(stored) == AUDIO
+
+
+def test_the_encoder_that_ran_round_trips_and_an_older_result_has_none() -> None:
+    gpu = dataclasses.replace(VIDEO, encoder="h264_nvenc+cuda")
+    assert RenderResult.from_json(gpu.to_json()) == gpu and gpu.to_json()["encoder"] == "h264_nvenc+cuda"
+    stored = {k: v for k, v in gpu.to_json().items() if k != "encoder"}
+    assert RenderResult.from_json(stored).encoder is None
 
 
 @pytest.mark.parametrize(
@@ -40,3 +50,13 @@ def test_a_result_stored_before_passthrough_reads_as_nothing_copied() -> None:
 def test_a_malformed_result_raises(broken: dict[str, object]) -> None:
     with pytest.raises((KeyError, TypeError, ValueError)):
         RenderResult.from_json(broken)
+
+
+def test_clients_see_the_fields_the_api_declares() -> None:
+    """A `render.completed` webhook reads as GET shows the render: the result's fields in the
+    public resource are exactly the API schema's, `encoder` (what ran) included."""
+    from roughy.api.schemas import ResultOut
+    from roughy.core.resources import RESULT_FIELDS
+
+    assert set(RESULT_FIELDS) == set(ResultOut.model_fields)
+    assert set(RESULT_FIELDS) == set(dataclasses.replace(VIDEO, encoder="libx264").to_json())

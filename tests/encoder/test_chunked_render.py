@@ -126,7 +126,7 @@ def test_chunks_encoded_by_separate_processes_join_into_the_single_render(
                           env={"JOB_COMPLETION_INDEX": str(index)})  # fmt: skip
         assert done.returncode == 0, done.stderr
         lines = [json.loads(line) for line in done.stdout.splitlines()]
-        assert lines[-1] == {"result": {"chunk": index, "size_bytes": part.stat().st_size}}
+        assert lines[-1] == {"result": {"chunk": index, "size_bytes": part.stat().st_size, "encoder": "libx264"}}
         parts.append(part)
     out = tmp_path / "joined.mp4"
     chunk_args = [arg for part in parts for arg in ("--chunk", str(part))]

@@ -73,6 +73,7 @@ def test_result_reports_what_was_produced(tmp_path: Path, stereo_clip: Path, pla
         "video_bitrate_kbps": plan.video.bitrate_kbps,
         "audio_bitrate_kbps": plan.audio.bitrate_kbps,
         "copied": ["video", "audio"],  # the clip already is H.264 + AAC-LC within Auto
+        "encoder": None,  # so no video encoder ran
     }
     assert "mov" in probe(str(out)).format_name
 

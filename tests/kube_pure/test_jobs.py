@@ -401,3 +401,150 @@ def test_the_job_deadline_leaves_room_for_the_queue_budget() -> None:
     quick = JobSettings(image="img", queue_seconds=0, api_url="http://api")
     patient = JobSettings(image="img", queue_seconds=7200)
     assert jobs.active_deadline_seconds(plan, patient) - jobs.active_deadline_seconds(plan, quick) == 7200
+
+
+# --- GPU placement: nodes with an encode unit (NVENC) ------------------------------------------
+
+
+def matches(requirement: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Kubernetes' node selector operators: a NotIn or DoesNotExist also matches a node that
+    lacks the label."""
+    key, operator, values = requirement["key"], requirement["operator"], requirement.get("values", [])
+    if operator in ("Exists", "DoesNotExist"):
+        return (key in labels) == (operator == "Exists")
+    if key not in labels:
+        return operator == "NotIn"
+    value = labels[key]
+    if operator in ("In", "NotIn"):
+        return (value in values) == (operator == "In")
+    return int(value) > int(values[0]) if operator == "Gt" else int(value) < int(values[0])
+
+
+def schedulable(pod_spec: dict[str, Any], labels: dict[str, str]) -> bool:
+    terms = pod_spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    return any(all(matches(r, labels) for r in term["matchExpressions"]) for term in terms)
+
+
+ENCODERS = "nvidia.com/gpu.engines.encoder"  # set for MIG devices (single strategy)
+
+
+def gfd(product: str, major: int, minor: int, **more: str) -> dict[str, str]:
+    """A GPU node's labels as NVIDIA GPU Feature Discovery writes them."""
+    labels = {"nvidia.com/gpu.present": "true", "nvidia.com/gpu.product": product,
+              "nvidia.com/gpu.compute.major": str(major), "nvidia.com/gpu.compute.minor": str(minor)}  # fmt: skip
+    return labels | more
+
+
+#: Label sets seen on real clusters (the product names as GPU Feature Discovery spells them).
+NVENC_LESS_NODES = {
+    "A100 SXM4 80GB": gfd("NVIDIA-A100-SXM4-80GB", 8, 0),
+    "A100 PCIe 40GB": gfd("NVIDIA-A100-PCIE-40GB", 8, 0),
+    "A100 80GB PCIe": gfd("NVIDIA-A100-80GB-PCIe", 8, 0),
+    "A100 time-sliced": gfd("NVIDIA-A100-SXM4-40GB-SHARED", 8, 0),
+    "A100 MIG (single strategy)": gfd("NVIDIA-A100-80GB-PCIe-MIG-1g.10gb", 8, 0, **{ENCODERS: "0"}),
+    "A30": gfd("NVIDIA-A30", 8, 0),
+    "H100 SXM": gfd("NVIDIA-H100-80GB-HBM3", 9, 0),
+    "H100 NVL": gfd("NVIDIA-H100-NVL", 9, 0),
+    "H200": gfd("NVIDIA-H200", 9, 0),
+    "H200 (another driver's name)": gfd("NVIDIA-H200-141GB-HBM3e", 9, 0),
+    "H200 NVL": gfd("NVIDIA-H200-NVL", 9, 0),
+    "GH200": gfd("NVIDIA-GH200-480GB", 9, 0),
+    "B200": gfd("NVIDIA-B200", 10, 0),
+}
+NVENC_NODES = {
+    "T4": gfd("Tesla-T4", 7, 5),
+    "A10": gfd("NVIDIA-A10", 8, 6),
+    "A40": gfd("NVIDIA-A40", 8, 6),
+    "L4": gfd("NVIDIA-L4", 8, 9),
+    "L40S": gfd("NVIDIA-L40S", 8, 9),
+    "RTX PRO 6000 Blackwell": gfd("NVIDIA-RTX-PRO-6000-Blackwell-Server-Edition", 12, 0),
+    "no GPU Feature Discovery": {"cloud.google.com/gke-accelerator": "nvidia-l4"},
+}
+
+
+def gpu_pod(settings: JobSettings = SETTINGS) -> dict[str, Any]:
+    return pod(job_for(examples.video_plan(3840, 2160), settings))
+
+
+def test_gpu_pods_require_a_node_with_nvenc_by_gpu_feature_discovery_labels() -> None:
+    job = job_for(examples.video_plan(3840, 2160))
+    assert unknown_fields(job, "V1Job") == []
+    affinity = pod(job)["affinity"]["nodeAffinity"]
+    assert set(affinity) == {"requiredDuringSchedulingIgnoredDuringExecution"}, "required: never a GPU without NVENC"
+    [term] = affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert term["matchExpressions"] == [r.to_k8s() for r in jobs.NVENC_NODE_REQUIREMENTS]
+    assert pod(job)["nodeSelector"] == SETTINGS.gpu_node_selector, "the pool's own selector still applies"
+
+
+@pytest.mark.parametrize("name", sorted(NVENC_LESS_NODES))
+def test_gpus_without_nvenc_are_not_schedulable(name: str) -> None:
+    assert not schedulable(gpu_pod(), NVENC_LESS_NODES[name])
+
+
+@pytest.mark.parametrize("name", sorted(NVENC_NODES))
+def test_gpus_with_nvenc_and_unlabelled_nodes_are(name: str) -> None:
+    assert schedulable(gpu_pod(), NVENC_NODES[name])
+
+
+def test_only_gpu_encodes_carry_the_affinity() -> None:
+    assert "affinity" not in pod(job_for(examples.video_plan(1280, 720)))
+    plan = chunked_plan(width=3840, height=2160)
+    assert "affinity" in pod(chunk_job_for(plan, tier=Resolution.UHD4K)), "the chunks encode with NVENC"
+    assert "affinity" not in pod(job_for(plan, tier=Resolution.UHD4K)), "the join only copies"
+    task = jobs.build_task_job(jobs.TaskJob("silence", "ast_1", "https://s3/x", 60.0, {}), SETTINGS)
+    assert "affinity" not in task["spec"]["template"]["spec"]
+
+
+def test_an_allow_list_replaces_the_default() -> None:
+    """An operator who labels the NVENC nodes (or lists the products) allows only those."""
+    labelled = [{"key": "roughy.ai/nvenc", "operator": "In", "values": ["true"]}]
+    own = JobSettings.model_validate(SETTINGS.model_dump() | {"gpu_node_requirements": labelled})
+    job = job_for(examples.video_plan(3840, 2160), own)
+    assert unknown_fields(job, "V1Job") == []
+    assert schedulable(pod(job), NVENC_NODES["L4"] | {"roughy.ai/nvenc": "true"})
+    assert not schedulable(pod(job), NVENC_NODES["L4"]), "an allow-list refuses an unlabelled node"
+    products = own.model_copy(update={"gpu_node_requirements": (
+        jobs.NodeRequirement(key="nvidia.com/gpu.product", operator="In", values=("NVIDIA-L4", "NVIDIA-L40S")),
+    )})  # fmt: skip
+    assert schedulable(gpu_pod(products), NVENC_NODES["L40S"]) and not schedulable(gpu_pod(products), NVENC_NODES["T4"])
+
+
+def test_no_requirements_no_affinity() -> None:
+    assert "affinity" not in gpu_pod(SETTINGS.model_copy(update={"gpu_node_requirements": ()}))
+
+
+@pytest.mark.parametrize(
+    "requirement",
+    [
+        {"key": "a", "operator": "In"},  # In/NotIn need values
+        {"key": "a", "operator": "NotIn", "values": []},
+        {"key": "a", "operator": "Exists", "values": ["x"]},  # Exists/DoesNotExist take none
+        {"key": "a", "operator": "Gt", "values": ["nine"]},  # Gt/Lt take one integer
+        {"key": "a", "operator": "Lt", "values": ["1", "2"]},
+        {"key": "a", "operator": "Matches", "values": ["x"]},
+        {"key": "", "operator": "Exists"},
+    ],
+)
+def test_a_requirement_the_api_server_would_refuse_is_refused_at_start_up(requirement: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        JobSettings(image="x", gpu_node_requirements=[requirement])
+
+
+def test_gt_and_exists_render_as_the_api_expects() -> None:
+    settings = SETTINGS.model_copy(update={"gpu_node_requirements": (
+        jobs.NodeRequirement(key="nvidia.com/gpu.compute.major", operator="Gt", values=("7",)),
+        jobs.NodeRequirement(key="nvidia.com/gpu.present", operator="Exists"),
+    )})  # fmt: skip
+    job = job_for(examples.video_plan(3840, 2160), settings)
+    assert unknown_fields(job, "V1Job") == []
+    [term] = pod(job)["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert term["matchExpressions"][1] == {"key": "nvidia.com/gpu.present", "operator": "Exists"}
+    assert schedulable(pod(job), NVENC_NODES["L4"])
+    assert not schedulable(pod(job), NVENC_NODES["no GPU Feature Discovery"])
+
+
+def test_gpu_decoding_is_on_unless_turned_off() -> None:
+    assert "ROUGHY_HWACCEL" not in env(job_for(examples.video_plan(3840, 2160)))
+    off = SETTINGS.model_copy(update={"gpu_decode": False})
+    assert env(job_for(examples.video_plan(3840, 2160), off))["ROUGHY_HWACCEL"] == "none"
+    assert "ROUGHY_HWACCEL" not in env(job_for(examples.video_plan(1280, 720), off)), "libx264 has nothing to turn off"

@@ -208,6 +208,8 @@ and validates the result with JobSettings, so a renamed value or field fails the
   "gpu_node_selector" "encoder.gpu.nodeSelector"
   "gpu_tolerations" "encoder.gpu.tolerations"
   "gpu_runtime_class" "encoder.gpu.runtimeClassName"
+  "gpu_node_requirements" "encoder.gpu.nodeRequirements"
+  "gpu_decode" "encoder.gpu.decode"
 }}
 {{- $settings := dict
   "image" (include "roughy.encoderImage" .)
