@@ -169,7 +169,9 @@ def build_kubernetes(
     signal = Signal()
     sender = WebhookSender(allow_private=settings.webhook_allow_private, timeout=settings.webhook_timeout)
     application = build_application(settings, store, storage, executor, sender, signal=signal)
-    runtime = KubeRuntime(Scheduler(store, application.renders, executor, signal=signal, poll_interval=1.0))
+    # Each hand-over is a Render created through the Kubernetes API: several at once (a burst).
+    scheduler = Scheduler(store, application.renders, executor, signal=signal, poll_interval=1.0, handover_workers=8)
+    runtime = KubeRuntime(scheduler)
     gateway = EncoderGateway(
         application.renders, storage, url_ttl=settings.s3_encoder_url_ttl, show_progress=executor.show_progress
     )
@@ -268,9 +270,17 @@ def _kube_executor(settings: Settings, api: ApiClient | None) -> KubeExecutor:
 
     if api is not None:
         kube = KubeApi(api, timeout=settings.kube_request_timeout)
-        return KubeExecutor(kube, namespace=settings.namespace or "default", retention=settings.render_retention)
+        return KubeExecutor(
+            kube,
+            namespace=settings.namespace or "default",
+            retention=settings.render_retention,
+            max_running=settings.kube_max_running,
+        )
     return KubeExecutor.from_environment(
-        namespace=settings.namespace, timeout=settings.kube_request_timeout, retention=settings.render_retention
+        namespace=settings.namespace,
+        timeout=settings.kube_request_timeout,
+        retention=settings.render_retention,
+        max_running=settings.kube_max_running,
     )
 
 

@@ -122,6 +122,9 @@ class Settings(BaseSettings):
         description="Seconds each Kubernetes API request may take (connect and answer) before it counts as a "
         "temporary failure, for the API, the operator and `roughy drain` alike.",
     )
+    kube_max_running: int = Field(
+        500, gt=0, description="Renders executing on the cluster at once (Render resources); the rest wait queued."
+    )
     render_retention: float = Field(
         3600.0, ge=0, description="Seconds a finished Render resource is kept (the database keeps the render)."
     )

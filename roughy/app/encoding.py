@@ -73,9 +73,9 @@ class EncoderGateway:
         self.url_ttl = url_ttl
         self.show_progress = show_progress
 
-    def authorize(self, render_id: str, token: str | None) -> tuple[Render, EncodeJob]:
-        """The unfinished render the token is for, and its encode. A token that is not this
-        render's (or no render of that id) is 401; a finished render is 409."""
+    def authorize(self, render_id: str, token: str | None) -> Render:
+        """The unfinished render the token is for. A token that is not this render's (or no
+        render of that id) is 401; a finished render is 409."""
         if not token_matches(token, self.store.encoder_token(render_id)):
             raise Unauthorized("not a valid encoder token for this render")
         render = self.store.get_render(render_id)
@@ -85,15 +85,18 @@ class EncoderGateway:
             # Not refused while pending: a hand-over whose answer was lost puts the row back in
             # the queue while its Render runs, and that encode's outcome is the truth.
             raise InvalidState(f"the render is {render.state.value}: its encode is over")
-        job = self.renders.job(render)
+        return render
+
+    def _job(self, render_id: str, token: str | None) -> EncodeJob:
+        job = self.renders.job(self.authorize(render_id, token))
         if job is None:  # its asset or cut was deleted: the render row goes with them
             raise NotFound(f"no such render: {render_id}")
-        return render, job
+        return job
 
     def inputs(self, render_id: str, token: str | None) -> dict[str, Any]:
         """Fresh GETs of what the encode reads: `video`, `audio` (null when not read) and, for a
         chunked render, `chunks` in order (the join reads them)."""
-        _, job = self.authorize(render_id, token)
+        job = self._job(render_id, token)
         sign = self.storage.source_url
         answer: dict[str, Any] = {
             "video": sign(job.video_key, ttl=self.url_ttl) if job.video_key else None,
@@ -107,7 +110,7 @@ class EncoderGateway:
     def output(self, render_id: str, token: str | None, chunk: int | None = None) -> dict[str, Any]:
         """Where to store the output, opened now (`S3Storage.output_upload`'s form: one PUT, or a
         multipart upload sized from the plan), or, with `chunk`, a PUT for that chunk."""
-        _, job = self.authorize(render_id, token)
+        job = self._job(render_id, token)
         if chunk is not None:
             count = len(job.plan.chunks or ())
             if not 0 <= chunk < count:
@@ -118,7 +121,7 @@ class EncoderGateway:
 
     def report(self, render_id: str, token: str | None, report: Report) -> None:
         """Progress forward into the database; the Render's status when its step changes."""
-        render, _ = self.authorize(render_id, token)
+        render = self.authorize(render_id, token)
         progress = min(max(report.progress, 0.0), 1.0)
         self.renders.progress(render_id, progress)
         if self.show_progress is None:

@@ -7,6 +7,9 @@ same one) while the executor has room, and starts each. Nothing is held only in 
 
 - a claim the executor cannot take now goes back to pending and waits for a later tick; one it
   refuses for good fails the render;
+- claims are made one at a time (the database serializes them anyway), hand-overs up to
+  `handover_workers` at once: on Kubernetes each is an API call (a Render created), and a burst
+  of renders must not queue behind one call after another;
 - every `lost_after` seconds, renders claimed longer ago that the executor is not executing
   go back to pending (a process died between its claim and the hand-over, or while it ran the
   encode here): `RenderService.requeue_lost`. The embedded runtime owns its data directory, so
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from roughy.app.processing import AssetWork
@@ -25,7 +29,7 @@ from roughy.app.signal import Signal, Ticker
 from roughy.core.errors import ExecutorUnavailable
 from roughy.core.events import render_events
 from roughy.core.ids import now
-from roughy.core.models import RenderState
+from roughy.core.models import Render, RenderState
 from roughy.core.ports import Executor, Store
 
 log = logging.getLogger(__name__)
@@ -42,6 +46,7 @@ class Scheduler:
         signal: Signal | None = None,
         poll_interval: float = 0.5,
         lost_after: float = 30.0,
+        handover_workers: int = 1,
     ):
         self.store = store
         self.renders = renders
@@ -50,6 +55,8 @@ class Scheduler:
         self.lost_after = lost_after
         self.ticker = Ticker("scheduler", self.tick, interval=poll_interval, signal=signal)
         self._last_sweep = time.monotonic()
+        self.handover_workers = max(1, handover_workers)
+        self._pool: ThreadPoolExecutor | None = None
 
     @property
     def poll_interval(self) -> float:
@@ -64,6 +71,9 @@ class Scheduler:
 
     def stop(self) -> None:
         self.ticker.stop()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def tick(self) -> None:
         if self.assets is not None:
@@ -73,12 +83,24 @@ class Scheduler:
             self.sweep(self.lost_after)
         free = self.executor.capacity - self.store.count_renders(RenderState.RUNNING)
         while free > 0 and not self.ticker.stopping:
-            render = self.store.claim_next_render(render_events)
-            if render is None:
+            batch: list[Render] = []
+            while len(batch) < min(free, self.handover_workers):
+                render = self.store.claim_next_render(render_events)
+                if render is None:
+                    break
+                batch.append(render)
+            if not batch:
                 return
-            if not self.renders.start(render):
+            if not all(self._hand_over(batch)):
                 return  # the executor is unavailable: try again on a later tick
-            free -= 1
+            free -= len(batch)
+
+    def _hand_over(self, batch: list[Render]) -> list[bool]:
+        if len(batch) == 1:
+            return [self.renders.start(batch[0])]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.handover_workers, thread_name_prefix="handover")
+        return list(self._pool.map(self.renders.start, batch))
 
     def sweep(self, older_than: float) -> list[str]:
         """Put back in the queue the renders claimed more than `older_than` seconds ago that

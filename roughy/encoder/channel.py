@@ -6,9 +6,10 @@ in its environment. It asks (`roughy.app.encoding` answers):
 
 - `inputs()` at start: fresh GETs of its sources (and of a chunked render's chunks);
 - `output(chunk)` once the file is encoded: where to store it, signed then;
-- `progress(value, encoder)`: sent by a background thread (`ProgressSender`), at most every
-  REPORT_INTERVAL seconds and only after REPORT_STEP more progress, so that a stalled API
-  never slows the encode and a long render makes about a hundred calls.
+- `progress(value, encoder)`: sent by a background thread (`ProgressSender`), only after
+  REPORT_STEP more progress and at most every REPORT_INTERVAL seconds (the first reports come
+  sooner, FIRST_INTERVAL apart and growing, so that a short encode shows progress at all), so
+  that a stalled API never slows the encode and a long render makes about a hundred calls.
 
 Standard library only, like the uploads. Network errors, 5xx, 408 and 429 are tried again
 (the same delays as an upload); another 4xx means the render is not this token's, or no longer
@@ -37,6 +38,7 @@ ENV_TOKEN_FILE = "ROUGHY_TOKEN_FILE"
 TIMEOUT = 30.0
 #: Progress reports: at most one per REPORT_INTERVAL seconds, and only once it moved REPORT_STEP.
 REPORT_INTERVAL = 2.0
+FIRST_INTERVAL = 0.25  # the n-th report waits n times this, up to REPORT_INTERVAL
 REPORT_STEP = 0.01
 
 
@@ -164,17 +166,20 @@ class ProgressSender:
         self._thread.join(self.channel.timeout + 1)
 
     def _run(self) -> None:
+        reports = 0
         while True:
-            self._send()
-            if self._wake.wait(self.interval) or self._stopped:
+            if self._send():
+                reports += 1
+            if self._wake.wait(min(self.interval, FIRST_INTERVAL * (reports + 1))) or self._stopped:
                 return
 
-    def _send(self) -> None:
+    def _send(self) -> bool:
         value = self._offset + self._span * self._latest
         if self._sent is not None and value - self._sent < self.step:
-            return
+            return False
         try:
             self.channel.progress(value, self._encoder if self._sent is None else None)
             self._sent = value
         except EncodeFailed as exc:
             log.info("progress not reported: %s", exc.message)
+        return True

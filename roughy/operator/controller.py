@@ -114,24 +114,27 @@ class Controller:
 
     # --- reconcile ---------------------------------------------------------------------------
 
-    def sync(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """Reconcile one Render; return the status it now has (None if it is gone)."""
+    def sync(self, namespace: str, name: str, body: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """Reconcile one Render; return the status it now has (None if it is gone). `body`: the
+        Render as kopf just listed or watched it (a create, a resume), which spares reading it
+        again: a restart costs a Job read and a pod list per unfinished Render."""
         with self._locks[f"{namespace}/{name}"], _temporary_on_api_errors():
             self._synced[name] = time.monotonic()
-            render = self._get_render(namespace, name)
+            render = body if body is not None else self._get_render(namespace, name)
             if render is None or render["metadata"].get("deletionTimestamp"):
                 return None
             return self._sync(render)
 
-    def due(self) -> list[str]:
+    def due(self, now: float | None = None) -> list[str]:
         """The unfinished Renders a sweep should reconcile (one list call): pending ones past
         their queue budget (counted from the Render's creation: its Job comes right after) and
-        any not reconciled for `resync_seconds`. Forgets the Renders that are not listed."""
+        any not reconciled for `resync_seconds` (or never, by this process). Forgets the
+        Renders that are not listed. `now`: the monotonic clock's reading (a test's)."""
         renders = self.api.list_renders(self.config.namespace, UNFINISHED_SELECTOR)
         names = {render["metadata"]["name"] for render in renders}
         for gone in set(self._synced) - names:
             self._synced.pop(gone, None)
-        now, clock = time.monotonic(), self.clock()
+        now, clock = time.monotonic() if now is None else now, self.clock()
         queue = self.config.jobs.queue_seconds
         due = []
         for render in renders:

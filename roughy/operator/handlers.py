@@ -111,7 +111,7 @@ def build_registry(
     @kopf.on.resume(*renders, when=_unfinished, registry=registry)  # a restart costs nothing per finished one
     def _reconcile(**kwargs: Any) -> None:
         with counted("resume"):
-            controller.sync(kwargs["namespace"], kwargs["name"])
+            controller.sync(kwargs["namespace"], kwargs["name"], dict(kwargs["body"]))
 
     @kopf.on.event(*renders, registry=registry)
     def _render_seen(**_: Any) -> None:

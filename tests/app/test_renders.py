@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -260,3 +262,26 @@ def test_long_renders_are_chunked_only_when_chunks_can_run_side_by_side(tmp_path
     whole = make_world(tmp_path / "b", chunk_seconds=2.0, chunk_min_seconds=5.0)
     job = whole.app.renders.job(whole.render(whole.ready_asset(), spec))
     assert job is not None and job.plan.chunks is None
+
+
+def test_hand_overs_run_side_by_side_up_to_the_scheduler_workers(tmp_path: Path) -> None:
+    """On Kubernetes a hand-over is an API call: a burst must not wait for one after another.
+    Four starts meet at a barrier, which only side-by-side hand-overs can pass."""
+    world = make_world(tmp_path, capacity=10)
+    barrier = threading.Barrier(4, timeout=10)
+    start = world.executor.start
+
+    def meeting(job: Any) -> None:
+        barrier.wait()  # BrokenBarrierError (the render fails) if the four do not overlap
+        start(job)
+
+    world.executor.start = meeting  # type: ignore[method-assign]
+    world.scheduler.handover_workers = 4
+    asset = world.ready_asset()
+    renders = [world.render(asset, spec) for spec in (MP4, MP3, OutputSpec(Format.M4A), OutputSpec(Format.MOV))]
+    try:
+        world.scheduler.tick()
+    finally:
+        world.scheduler.stop()
+    assert sorted(world.executor.started) == sorted(r.id for r in renders)
+    assert {world.store.get_render(r.id).state for r in renders} == {RenderState.RUNNING}  # type: ignore[union-attr]
