@@ -128,8 +128,8 @@ class Controller:
     def due(self, now: float | None = None) -> list[str]:
         """The unfinished Renders a sweep should reconcile (one list call): pending ones past
         their queue budget (counted from the Render's creation: its Job comes right after) and
-        any not reconciled for `resync_seconds` (or never, by this process). Forgets the
-        Renders that are not listed. `now`: the monotonic clock's reading (a test's)."""
+        any not reconciled for `resync_seconds` (one first listed counts from then). Forgets
+        the Renders that are not listed. `now`: the monotonic clock's reading (a test's)."""
         renders = self.api.list_renders(self.config.namespace, UNFINISHED_SELECTOR)
         names = {render["metadata"]["name"] for render in renders}
         for gone in set(self._synced) - names:
@@ -141,10 +141,12 @@ class Controller:
             meta, status = render["metadata"], render.get("status") or {}
             if meta.get("deletionTimestamp"):
                 continue
-            last = self._synced.get(meta["name"])
+            # One this process has not reconciled yet is being resumed (kopf's resume handler,
+            # which may take minutes for thousands): counted from now, not reconciled twice.
+            last = self._synced.setdefault(meta["name"], now)
             created = _parse_time(meta.get("creationTimestamp"))
             waited = (clock - created).total_seconds() if created else 0.0
-            if last is None or now - last >= self.config.resync_seconds:
+            if now - last >= self.config.resync_seconds:
                 due.append(meta["name"])
             elif status.get("state") != RenderState.RUNNING.value and queue and waited >= queue:
                 due.append(meta["name"])
