@@ -53,7 +53,7 @@ from pydantic import ValidationError
 
 from roughy.adapters.executor.kube import ANNOTATION_DELETION_REASON, UNFINISHED_SELECTOR
 from roughy.adapters.executor.kube_tasks import job_pods, last_outcome
-from roughy.adapters.kubeapi import KubeApi, KubeConflict, KubeError, KubeTemporaryError
+from roughy.adapters.kubeapi import KubeApi, KubeConflict, KubeError, KubePermanentError, KubeTemporaryError
 from roughy.app.renders import RenderService
 from roughy.core.keys import chunk_prefix
 from roughy.core.models import RenderResult, RenderState
@@ -241,7 +241,10 @@ class Controller:
         except (ValidationError, ValueError, KeyError) as exc:
             log.error("Render %s: no Job can be built for it: %s", meta["name"], exc)
             return self._fail_now(spec.get("renderId", ""), status, f"the render's Job could not be built: {exc}")
-        self._ensure_credentials(render)
+        refused = self._ensure_credentials(render)
+        if refused is not None:
+            message = f"the render's Secret was refused ({refused.reason})"
+            return self._fail_now(spec.get("renderId", ""), status, message)
         _, refused = self._submit(render, job)
         if refused is not None:
             return self._fail_now(spec.get("renderId", ""), status, f"the encode Job was refused ({refused.reason})")
@@ -256,23 +259,27 @@ class Controller:
         except (ValidationError, ValueError, KeyError, TypeError) as exc:
             log.error("Render %s: no chunk Job can be built for it: %s", meta["name"], exc)
             return self._fail_now(spec.get("renderId", ""), status, f"the render's chunk Job could not be built: {exc}")
-        self._ensure_credentials(render)
+        refused = self._ensure_credentials(render)
+        if refused is not None:
+            message = f"the render's Secret was refused ({refused.reason})"
+            return self._fail_now(spec.get("renderId", ""), status, message)
         _, refused = self._submit(render, job)
         if refused is not None:
             return self._fail_now(spec.get("renderId", ""), status, f"the chunk Job was refused ({refused.reason})")
         return {}
 
-    def _ensure_credentials(self, render: dict[str, Any]) -> None:
+    def _ensure_credentials(self, render: dict[str, Any]) -> KubeError | None:
         """The render's Secret (its encoder token) exists and the database has the token's
         digest. An existing Secret (an earlier attempt made it) keeps its token: it is read back
-        only when the database has no digest yet (that attempt stopped in between)."""
+        only when the database has no digest yet (that attempt stopped in between). The API's
+        refusal for good (403: RBAC) is returned, and fails the render as a refused Job does."""
         meta, render_id = render["metadata"], render["spec"]["renderId"]
         token = new_token()
         try:
             self.api.create_secret(meta["namespace"], build_credentials_secret(render, self.config.jobs, token))
         except KubeConflict:
             if self.store.encoder_token(render_id):
-                return
+                return None
             secret = self.api.read_secret(meta["namespace"], credentials_secret_name(meta["name"]))
             data = (secret or {}).get("data") or {}
             if TOKEN_KEY not in data:
@@ -280,7 +287,11 @@ class Controller:
             token = base64.b64decode(data[TOKEN_KEY]).decode()
         except KubeTemporaryError as exc:
             raise _retry_later(exc, "the render's Secret cannot be created yet", delay=JOB_RETRY_DELAY) from exc
+        except KubePermanentError as exc:
+            log.error("Render %s: the API refused its Secret: %s", meta["name"], exc)
+            return exc
         self.renders.set_encoder_token(render_id, token)
+        return None
 
     def _submit(self, render: dict[str, Any], job: dict[str, Any]) -> tuple[bool, KubeError | None]:
         """Create `job`: (True, None) when this call created it, (False, None) when it exists

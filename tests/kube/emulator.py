@@ -33,6 +33,32 @@ DSL (`emulator['list renders'] << 500` still works), discovery and object store
   the current one; a watch from a `resourceVersion` replays the events after it (then streams
   live), one without it starts with ADDED for what exists; objects moving into or out of a
   watch's selector arrive as ADDED/DELETED; `timeoutSeconds` ends the stream;
+- **410 Gone on stale watches**: the watch history is bounded like etcd's (`history_limit`
+  events per resource; None, the default: unbounded) and can be compacted at any moment
+  (`compact()`; `EmulatorServer.expire_watches()` compacts and ends the open streams, so the
+  clients resume from a resourceVersion that is gone). A watch from a resourceVersion older than
+  what is kept answers an `ERROR` event with a 410 `Expired` Status ("too old resource version:
+  RV (OLDEST)") and ends, as the API server's watch cache does; the client must list again.
+  Watches answered so are recorded in `expired`;
+- **size limits**: a request body over 3 MiB (`max_request_bytes`: the API server's
+  MaxRequestBodyBytes; with or without Content-Length) answers 413 `RequestEntityTooLarge`
+  "Request entity too large: limit is 3145728"; an object whose JSON exceeds 1.5 MiB once
+  written (`max_object_bytes`: etcd's default `--max-request-bytes`), on create, update, patch
+  or status write, answers 500 "etcdserver: request is too large", as a real API server passes
+  etcd's refusal on (kubernetes/kubernetes#112152), and nothing changes;
+- **RBAC** (opt-in, `grant(token, user, rules, namespace)`: PolicyRules of a Role in that
+  namespace, or of a ClusterRole with None; tests/kube/test_rbac.py feeds it the chart's
+  rendered Roles): a request whose bearer token was granted rules is allowed only if one rule
+  matches its verb (get/list/watch, `watch=true` on a list or a get being `watch`;
+  create/update/patch/delete/deletecollection), API group, resource or `resource/subresource`
+  (`renders/status`, `pods/log`), `resourceNames` (a rule with names allows no create, list or
+  watch) and namespace (a Role's rules never reach cluster-scoped resources), with the `*`
+  wildcards (and `*/SUB`). Otherwise 403 `Forbidden` in the API server's words (`renders.roughy.ai
+  "r-1" is forbidden: User "system:serviceaccount:NS:SA" cannot patch resource
+  "renders/status" in API group "roughy.ai" in the namespace "NS"`), before anything changes,
+  recorded in `forbidden`. Discovery (`/api`, `/apis`, `/version`, `/apis/GROUP/VERSION`) is
+  everyone's (system:discovery); requests without a granted token (the fake kubelet, playing
+  the control plane; tests) are not restricted. No authentication: any token is accepted;
 - **Namespace objects**: kmock's path parser cannot read `/api/v1/namespaces[/NAME]` (it takes
   the segment for a namespace scope), so these paths are rewritten and served as the cluster-
   scoped `v1/namespaces` resource (kopf lists and watches them);
@@ -55,12 +81,20 @@ DSL (`emulator['list renders'] << 500` still works), discovery and object store
   not return the text as served. kubernetes 36 returns the repr of the bytes (`"b'...'"`,
   kubernetes-client/python#2596), and every version first tries `json.loads`, so a log that is
   one JSON document (`{"progress": 1}`) comes back as a Python repr. Pass
-  `_preload_content=False` and decode `.data`.
+  `_preload_content=False` and decode `.data`;
+- **CRD schema** (opt-in, per plural): `checks` validate (and may prune) each object about to
+  be stored, `transition_checks` each update against the object it replaces (422 Invalid,
+  nothing changes). harness.install_render_schema sets the Render CRD's: `spec` pruned of what
+  the schema does not name (recorded: `SpecSchemaCheck.pruned`) then validated, `spec`
+  immutable (the CRD's `self == oldSelf` rule), `status` validated with unknown fields refused
+  (tests/kube/stack.py and tests/kube/test_rbac.py install it).
 
-Not emulated: admission and schema validation of the CRD, server-side apply, defaulting,
-pagination (`limit`/`continue` return everything), `410 Gone` for old resource versions,
-bookmarks, graceful pod termination (a pod is removed at once, as with grace period 0), and
-every controller (no Job controller, no kubelet: tests/kube/kubelet.py provides a fake one).
+Not emulated: admission, the schema of any other resource, CEL rules other than the one above,
+defaulting from the schema, server-side apply, pagination
+(`limit`/`continue` return everything), a list at an old `resourceVersion` (always the current
+state, never 410), bookmarks, RBAC aggregation and impersonation, graceful pod termination
+(a pod is removed at once, as with grace period 0), and every controller (no Job controller,
+no kubelet: tests/kube/kubelet.py provides a fake one).
 """
 
 from __future__ import annotations
@@ -68,6 +102,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import copy
+import dataclasses
+import json
 import re
 import secrets
 import threading
@@ -93,6 +129,8 @@ SERVER_FIELDS = (
     "generation", "resourceVersion",
 )  # fmt: skip
 FOREGROUND = "foregroundDeletion"
+MAX_REQUEST_BYTES = 3 * 1024 * 1024  # k8s.io/apiserver: MaxRequestBodyBytes
+MAX_OBJECT_BYTES = 1536 * 1024  # etcd's default --max-request-bytes
 POLICIES = ("Foreground", "Background", "Orphan")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
@@ -148,8 +186,33 @@ class KubeEmulator(kmock.KubernetesEmulator):
     #: Per plural, a check of each object about to be stored (raises KubernetesError 422): what
     #: a real API server's schema validation refuses (see harness.status_schema_check).
     checks: dict[str, Callable[[dict[str, Any]], None]] = attrs.field(factory=dict, init=False)
+    #: Per plural, a check of each update against the object it replaces (raises 422): the
+    #: CRD's transition rules, e.g. `self == oldSelf` (see harness.immutable_spec_check).
+    transition_checks: dict[str, Callable[[dict[str, Any], dict[str, Any]], None]] = attrs.field(
+        factory=dict, init=False
+    )
     _pod_logs: dict[tuple[str, str], list[str]] = attrs.field(factory=dict, init=False)
     _pod_logs_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
+    #: None: kmock keeps every request in `_requests` (what tests inspect). A list: each request
+    #: moves here once answered, so that `_requests` holds only those in flight. kmock looks a
+    #: request up in `_requests` by a scan per answer, which a long bench makes quadratic.
+    archive: list[kmock.Request] | None = attrs.field(default=None, init=False)
+    #: How many events the watch history keeps per resource (None: all of them). Older ones are
+    #: compacted away, as etcd does: a watch from a resourceVersion before them answers 410 Gone.
+    history_limit: int | None = attrs.field(default=None)
+    _compacted: dict[kmock.resource, int] = attrs.field(factory=dict, init=False)
+    #: "METHOD /path?query" of every watch answered 410 Gone (its resourceVersion compacted away).
+    expired: list[str] = attrs.field(factory=list, init=False)
+    #: The API server's limit on a request body (3 MiB): larger answers 413 RequestEntityTooLarge.
+    max_request_bytes: int = attrs.field(default=MAX_REQUEST_BYTES)
+    #: etcd's limit on a stored object (1.5 MiB, `--max-request-bytes`), here its JSON: larger
+    #: answers 500 "etcdserver: request is too large", as a real API server passes it on.
+    max_object_bytes: int = attrs.field(default=MAX_OBJECT_BYTES)
+    #: RBAC (opt-in): bearer token -> the subject it authenticates and the rules granted to it
+    #: (see `grant`). Requests with another token, or none, are not restricted.
+    rbac: dict[str, Subject] = attrs.field(factory=dict, init=False)
+    #: Every request refused by RBAC (403), in order: what a test asserts is empty.
+    forbidden: list[Refusal] = attrs.field(factory=list, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -176,6 +239,14 @@ class KubeEmulator(kmock.KubernetesEmulator):
         with self._faults_lock:
             self._faults.append(Fault(status, times, method, plural, subresource, reason))
 
+    def grant(self, token: str, user: str, rules: list[dict[str, Any]], namespace: str | None = None) -> None:
+        """Let the requests bearing `token` do what `rules` (RBAC PolicyRules) allow, and nothing
+        else, as `user` (e.g. `system:serviceaccount:NS:SA`, for the 403 message). `namespace`:
+        the rules come from a Role of that namespace (they apply to requests in it only); None:
+        from a ClusterRole (everywhere, cluster-scoped resources too). Calls add up."""
+        subject = self.rbac.setdefault(token, Subject(user))
+        subject.grants.extend((namespace, copy.deepcopy(rule)) for rule in rules)
+
     def append_log(self, namespace: str, pod: str, text: str) -> None:
         """Add `text` to the log of pod `namespace/pod`, as its container wrote it (thread-safe).
 
@@ -199,6 +270,14 @@ class KubeEmulator(kmock.KubernetesEmulator):
     def resource_version(self) -> int:
         return self._rv
 
+    def compact(self) -> None:
+        """Forget the watch history up to now (etcd's compaction): a watch from an older
+        resourceVersion answers 410 Gone, as does one from before `history_limit`'s window.
+        Call it holding the lock (`EmulatorServer.call`)."""
+        for resource in set(self._log) | set(self._resources):
+            self._log[resource] = []
+            self._compacted[resource] = self._rv
+
     async def close_watches(self) -> None:
         """End every open watch stream (else the HTTP server waits for them when it stops)."""
         async with self._lock:
@@ -212,6 +291,23 @@ class KubeEmulator(kmock.KubernetesEmulator):
             path = raw_request.path.replace("/api/v1/namespaces", f"/api/v1/{_NAMESPACES_ALIAS.plural}", 1)
             query = f"?{raw_request.query_string}" if raw_request.query_string else ""
             raw_request = raw_request.clone(rel_url=path + query)
+        too_large = aiohttp.web.json_response(
+            {
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": f"Request entity too large: limit is {self.max_request_bytes}",
+                "reason": "RequestEntityTooLarge", "code": 413,
+            },
+            status=413,
+        )  # fmt: skip
+        if (raw_request.content_length or 0) > self.max_request_bytes:
+            return too_large
+        # aiohttp's own default limit is 1 MiB: raise it to the API server's, then read the body
+        # once (cached: kmock's parsing reads it again), so that a chunked one is measured too.
+        raw_request = raw_request.clone(client_max_size=self.max_request_bytes)
+        try:
+            await raw_request.read()
+        except aiohttp.web.HTTPRequestEntityTooLarge:
+            return too_large
         return await super().__call__(raw_request)
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
@@ -219,6 +315,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
             original, request = request, attrs.evolve(request, resource=NAMESPACES)
             # Views (reactions, fallbacks) see only the recorded requests: record the mapped one.
             self._requests[:] = [request if seen is original else seen for seen in self._requests]
+        self._authorize(request)
         fault = self._take_fault(request)
         if fault is not None:
             raise _error(fault.status, fault.reason, f"injected failure ({fault.status})")
@@ -230,6 +327,50 @@ class KubeEmulator(kmock.KubernetesEmulator):
             return await super(kmock.KubernetesEmulator, self)._handle(request)
         finally:
             self._results.pop(request, None)
+            if self.archive is not None:
+                self.archive.append(request)
+                self._requests[:] = [seen for seen in self._requests if seen is not request]
+
+    def _authorize(self, request: kmock.Request) -> None:
+        """RBAC: 403 Forbidden unless a rule granted to the request's token allows it."""
+        if not self.rbac:
+            return
+        header = next((v for k, v in request.headers.items() if k.lower() == "authorization"), "")
+        subject = self.rbac.get(header.removeprefix("Bearer ").strip()) if header.startswith("Bearer ") else None
+        resource = request.resource
+        if subject is None or resource is None or resource.plural is None:  # discovery: everyone
+            return
+        attrs_ = Attributes(
+            verb=self._verb(request),
+            group=resource.group or "",
+            resource=resource.plural,
+            subresource=request.subresource or "",
+            name=request.name or "",
+            namespace=request.namespace or "",
+        )
+        if any(_allows(rule, namespace, attrs_) for namespace, rule in subject.grants):
+            return
+        path = request.url.path_qs.replace(f"/api/v1/{_NAMESPACES_ALIAS.plural}", "/api/v1/namespaces", 1)
+        refusal = Refusal(subject.user, attrs_, f"{self._method(request)} {path}")
+        self.forbidden.append(refusal)
+        raise _error(
+            403,
+            "Forbidden",
+            refusal.message,
+            **({"name": attrs_.name} if attrs_.name else {}),
+            group=attrs_.group,
+            kind=attrs_.resource,
+        )
+
+    def _verb(self, request: kmock.Request) -> str:
+        method = self._method(request)
+        if method in {"GET", "HEAD"}:
+            if self._is_watch(request):
+                return "watch"
+            return "get" if request.name is not None else "list"
+        if method == "DELETE":
+            return "delete" if request.name is not None else "deletecollection"
+        return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
 
     def _take_fault(self, request: kmock.Request) -> Fault | None:
         with self._faults_lock:
@@ -293,8 +434,19 @@ class KubeEmulator(kmock.KubernetesEmulator):
             raise not_found(key[0], key[2])
         return obj
 
-    def _live_items(self) -> list[tuple[Key, dict[str, Any]]]:
-        return [(key, copy.deepcopy(obj.raw)) for key, obj in self._objects.items() if not obj.deleted]
+    def _live_items(
+        self, keep: Callable[[Key, dict[str, Any]], bool] | None = None
+    ) -> list[tuple[Key, dict[str, Any]]]:
+        """Copies of the live objects `keep` accepts (it sees the stored object: it must not
+        change it). Filtering before copying keeps a list of a few objects among thousands cheap."""
+        items = []
+        for key, obj in self._objects.items():
+            if obj.deleted:
+                continue
+            raw = obj.raw
+            if keep is None or keep(key, raw):
+                items.append((key, copy.deepcopy(raw)))
+        return items
 
     def _next_rv(self) -> str:
         self._rv += 1
@@ -304,6 +456,11 @@ class KubeEmulator(kmock.KubernetesEmulator):
         check = self.checks.get(key[0].plural) if kind != "DELETED" else None
         if check is not None:
             check(obj)
+        transition = self.transition_checks.get(key[0].plural) if kind == "MODIFIED" else None
+        if transition is not None and old is not None:
+            transition(obj, old)
+        if kind != "DELETED" and len(json.dumps(obj, separators=(",", ":"))) > self.max_object_bytes:
+            raise _error(500, "InternalError", "etcdserver: request is too large")
         if key in self._objects:
             self._objects[key].create(copy.deepcopy(obj))
         else:
@@ -312,7 +469,12 @@ class KubeEmulator(kmock.KubernetesEmulator):
 
     async def _emit(self, resource: kmock.resource, kind: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
         event: Event = (kind, copy.deepcopy(obj), old)
-        self._log[resource].append((int(obj["metadata"]["resourceVersion"]), event))
+        log = self._log[resource]
+        log.append((int(obj["metadata"]["resourceVersion"]), event))
+        if self.history_limit is not None and len(log) > self.history_limit:
+            dropped = log[: len(log) - self.history_limit]
+            del log[: len(dropped)]
+            self._compacted[resource] = max(self._compacted.get(resource, 0), dropped[-1][0])
         await self._buses[resource].put(event)
 
     # --- validation ---------------------------------------------------------------------------
@@ -539,14 +701,13 @@ class KubeEmulator(kmock.KubernetesEmulator):
         return {"apiVersion": "v1", "kind": f"{info.kind or 'Object'}List", "metadata": {}, "items": deleted}
 
     def _dependents(self, uid: str) -> list[tuple[Key, dict[str, Any]]]:
-        return [
-            (key, obj) for key, obj in self._live_items()
-            if any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
-        ]  # fmt: skip
+        return self._live_items(
+            lambda _, obj: any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
+        )
 
     def _by_uid(self, uid: str) -> Key | None:
-        for key, obj in self._live_items():
-            if obj["metadata"].get("uid") == uid:
+        for key, obj in self._objects.items():
+            if not obj.deleted and obj.raw["metadata"].get("uid") == uid:
                 return key
         return None
 
@@ -714,7 +875,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         info = self._info(request.resource)
         match = self._selector(request)
         async with self._lock:
-            items = [obj for key, obj in self._live_items() if self._in_scope(request, key) and match(obj)]
+            items = [obj for _, obj in self._live_items(lambda key, raw: self._in_scope(request, key) and match(raw))]
             version = str(self._rv)
         items.sort(key=lambda obj: (obj["metadata"].get("namespace") or "", obj["metadata"]["name"]))
         assert request.resource is not None
@@ -735,15 +896,33 @@ class KubeEmulator(kmock.KubernetesEmulator):
         bus = self._buses[request.resource]
         async with self._lock:  # every write emits under this lock: the snapshot and the mark agree
             marker = await bus.mark()
-            if since.isdigit() and int(since) > 0:
+            expired: dict[str, Any] | None = None
+            if since.isdigit() and int(since) > 0 and int(since) < self._compacted.get(request.resource, 0):
+                # Events after `since` are gone: the API server's watch cache says 410 Expired.
+                oldest = self._compacted[request.resource] + 1
+                expired = {
+                    "type": "ERROR",
+                    "object": {
+                        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                        "message": f"too old resource version: {since} ({oldest})", "reason": "Expired",
+                        "code": 410,
+                    },
+                }  # fmt: skip
+                backlog = []
+                self.expired.append(f"{self._method(request)} {request.url.path_qs}")
+            elif since.isdigit() and int(since) > 0:
                 backlog = [event for rv, event in self._log[request.resource] if rv > int(since)]
             else:
-                backlog = [("ADDED", obj, None) for key, obj in self._live_items() if key[0] == request.resource]
+                items = self._live_items(lambda key, _: key[0] == request.resource)
+                backlog = [("ADDED", obj, None) for _, obj in items]
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         stream = cast(AsyncGenerator[Any, None], bus.stream(since=marker))
         try:
             yield b""  # send the headers: the stream is open even if nothing happens
+            if expired is not None:
+                yield expired
+                return
             for event in backlog:
                 if (out := self._watch_event(request, match, event)) is not None:
                     yield out
@@ -794,6 +973,65 @@ class KubeEmulator(kmock.KubernetesEmulator):
 
     async def _serve_delete_collection(self, request: kmock.Request) -> Any:
         return self._results[request]
+
+
+@dataclass
+class Subject:
+    user: str
+    #: (the Role's namespace, or None for a ClusterRole; a PolicyRule)
+    grants: list[tuple[str | None, dict[str, Any]]] = dataclasses.field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Attributes:
+    """What the API server's authorizer is asked about a resource request."""
+
+    verb: str
+    group: str
+    resource: str
+    subresource: str
+    name: str
+    namespace: str
+
+
+@dataclass(frozen=True)
+class Refusal:
+    user: str
+    attributes: Attributes
+    request: str  # "METHOD /path?query"
+
+    @property
+    def message(self) -> str:
+        """As the API server words it (k8s.io/apiserver's forbidden message)."""
+        a = self.attributes
+        what = f"{a.resource}.{a.group}" if a.group else a.resource
+        if a.name:
+            what += f' "{a.name}"'
+        resource = f"{a.resource}/{a.subresource}" if a.subresource else a.resource
+        scope = f' in the namespace "{a.namespace}"' if a.namespace else " at the cluster scope"
+        return (
+            f'{what} is forbidden: User "{self.user}" cannot {a.verb} resource "{resource}" '
+            f'in API group "{a.group}"{scope}'
+        )
+
+
+def _allows(rule: dict[str, Any], namespace: str | None, a: Attributes) -> bool:
+    """Whether one PolicyRule (of a Role in `namespace`, or of a ClusterRole: None) allows `a`,
+    with RBAC's matching: `*` for any verb, group or resource, `*/SUB` for a subresource of any
+    resource; `resourceNames` restricts the rule to those names (a create, list or watch without
+    a name is then not allowed)."""
+    if namespace is not None and a.namespace != namespace:
+        return False
+    verbs, groups, resources = rule.get("verbs") or [], rule.get("apiGroups") or [], rule.get("resources") or []
+    if "*" not in verbs and a.verb not in verbs:
+        return False
+    if "*" not in groups and a.group not in groups:
+        return False
+    wanted = f"{a.resource}/{a.subresource}" if a.subresource else a.resource
+    if not any(r in ("*", wanted) or (a.subresource and r == f"*/{a.subresource}") for r in resources):
+        return False
+    names = rule.get("resourceNames") or []
+    return not names or a.name in names
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

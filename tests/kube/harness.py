@@ -10,6 +10,9 @@ open watch streams included.
     server.emulator.fail(500, plural="renders", method="POST")
     server.object("renders", "ns", "r-x")   # a copy of the stored object, or None
     server.append_log("ns", "pod-x", "line\n")  # what GET .../pods/pod-x/log serves (thread-safe)
+    server.expire_watches()                 # etcd compaction: open watches resume into 410 Gone
+    server.call(install_render_schema)      # Render writes checked against the CRD (spec, status)
+    server.call(lambda e: e.grant(token, "system:serviceaccount:ns:sa", rules, "ns"))  # RBAC
     server.stop()
 
 What kopf needs from it: the resources in RESOURCES are registered (discovery lists them, with
@@ -112,6 +115,97 @@ def status_schema_check() -> Callable[[dict[str, Any]], None]:
     return check
 
 
+class SpecSchemaCheck:
+    """What the API server does to a Render's `spec` on every write, from the CRD's schema:
+    prune the fields the schema does not name (silently: the data is lost; each pruned path is
+    recorded in `pruned`, for tests to assert there is none), then validate (422 Invalid)."""
+
+    def __init__(self) -> None:
+        schema = crd.render_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        self.schema = schema["properties"]["spec"]
+        self.validator = jsonschema.Draft4Validator(_nullable(copy.deepcopy(self.schema)))
+        self.pruned: list[str] = []
+
+    def __call__(self, obj: dict[str, Any]) -> None:
+        if "spec" not in obj:
+            raise kmock.KubernetesError(status=422, reason="Invalid", message="spec: Required value", details={})
+        self.pruned += _prune(obj["spec"], self.schema, "spec")
+        errors = [f"spec.{'.'.join(map(str, e.path))}: {e.message}" for e in self.validator.iter_errors(obj["spec"])]
+        if errors:
+            name = obj.get("metadata", {}).get("name", "")
+            message = f'{crd.KIND}.{crd.GROUP} "{name}" is invalid: ' + "; ".join(errors[:5])
+            raise kmock.KubernetesError(status=422, reason="Invalid", message=message, details={})
+
+
+def render_schema_check(spec: SpecSchemaCheck | None = None) -> Callable[[dict[str, Any]], None]:
+    """The Render's whole schema: `spec` pruned and validated (SpecSchemaCheck), `status` as in
+    status_schema_check."""
+    spec = spec or SpecSchemaCheck()
+    status = status_schema_check()
+
+    def check(obj: dict[str, Any]) -> None:
+        spec(obj)
+        status(obj)
+
+    return check
+
+
+def immutable_spec_check(new: dict[str, Any], old: dict[str, Any]) -> None:
+    """The CRD's transition rule on `spec` (x-kubernetes-validations `self == oldSelf`)."""
+    if new.get("spec") != old.get("spec"):
+        name = new.get("metadata", {}).get("name", "")
+        raise kmock.KubernetesError(
+            status=422,
+            reason="Invalid",
+            message=f'{crd.KIND}.{crd.GROUP} "{name}" is invalid: spec: Invalid value: "object": '
+            f"{crd.IMMUTABLE_SPEC['message']}",
+            details={},
+        )
+
+
+def install_render_schema(emulator: KubeEmulator, spec: SpecSchemaCheck | None = None) -> None:
+    """Validate every Render write against the CRD: spec (pruned, validated, immutable), status."""
+    emulator.checks[crd.PLURAL] = render_schema_check(spec)
+    emulator.transition_checks[crd.PLURAL] = immutable_spec_check
+
+
+def _prune(value: Any, schema: dict[str, Any], path: str) -> list[str]:
+    """Drop, in place, what a structural schema does not name (the API server's pruning)."""
+    pruned: list[str] = []
+    if isinstance(value, dict) and schema.get("type") == "object":
+        if schema.get("x-kubernetes-preserve-unknown-fields"):
+            return pruned
+        properties = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        for key in list(value):
+            if properties is not None and key in properties:
+                pruned += _prune(value[key], properties[key], f"{path}.{key}")
+            elif isinstance(extra, dict):
+                pruned += _prune(value[key], extra, f"{path}.{key}")
+            elif extra is not True:
+                del value[key]
+                pruned.append(f"{path}.{key}")
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(value):
+            pruned += _prune(item, schema["items"], f"{path}[{index}]")
+    return pruned
+
+
+def _nullable(node: Any) -> Any:
+    """OpenAPI's `nullable: true` as JSON Schema: null is one more type (and enum value)."""
+    if isinstance(node, dict):
+        if node.get("nullable") and isinstance(node.get("type"), str):
+            node["type"] = [node["type"], "null"]
+            if "enum" in node:
+                node["enum"] = [*node["enum"], None]
+        for value in node.values():
+            _nullable(value)
+    elif isinstance(node, list):
+        for value in node:
+            _nullable(value)
+    return node
+
+
 def _closed(node: Any) -> Any:
     if isinstance(node, dict):
         if "properties" in node and "additionalProperties" not in node:
@@ -210,6 +304,14 @@ class EmulatorServer:
             return copy.deepcopy(emulator.objects[key].raw)
 
         return self.call(read)
+
+    def expire_watches(self) -> None:
+        """An etcd compaction under the open watches: forget the watch history up to now, then end
+        every stream. A client that re-watches from the resourceVersion it last saw (older than
+        now) gets 410 Gone, and must list again (see `KubeEmulator.compact`)."""
+        assert self._loop is not None and self.emulator is not None
+        self.call(lambda emulator: emulator.compact())
+        asyncio.run_coroutine_threadsafe(self.emulator.close_watches(), self._loop).result(timeout=10)
 
     def append_log(self, namespace: str, pod: str, text: str) -> None:
         """Add `text` to the pod's log, served by `GET .../pods/POD/log` (thread-safe, no loop hop):

@@ -31,10 +31,9 @@ import uvicorn
 from roughy.adapters.storage.s3 import MiB, S3Storage
 from roughy.adapters.store import SqlStore, make_engine, migrate
 from roughy.bootstrap import Kubernetes, Operator, build_kubernetes, build_operator, first_start
-from roughy.kube import crd
 from roughy.settings import Settings
 from tests.conftest import ADMIN_KEY, free_port, postgres_url
-from tests.kube.harness import EmulatorServer, running_operator, status_schema_check
+from tests.kube.harness import EmulatorServer, install_render_schema, running_operator
 from tests.kube.kubelet import FakeKubelet
 from tests.storage.conftest import BUCKET
 from tests.store.conftest import postgres_store
@@ -147,8 +146,9 @@ def start_kube_service(tmp_path: Path, s3_url: str, **overrides: Any) -> Iterato
     with contextlib.ExitStack() as stack:
         kube = EmulatorServer().start()
         stack.callback(kube.stop)
-        # Every status the operator writes must pass the CRD's schema, with nothing pruned.
-        kube.call(lambda emulator: emulator.checks.__setitem__(crd.PLURAL, status_schema_check()))
+        # Every status the operator writes must pass the CRD's schema, with nothing pruned; every
+        # spec the API writes is pruned and validated as the API server does, and is immutable.
+        kube.call(install_render_schema)
         store = stack.enter_context(test_store(tmp_path))
         storage = S3Storage.from_settings(settings)
         api_client = kube.api_client()

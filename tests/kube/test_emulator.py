@@ -14,7 +14,8 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 
-from tests.kube.harness import RENDERS, EmulatorServer
+from tests.kube.emulator import KubeEmulator
+from tests.kube.harness import RENDERS, EmulatorServer, SpecSchemaCheck, install_render_schema
 
 pytestmark = pytest.mark.kubernetes
 
@@ -413,3 +414,271 @@ def test_namespaces_and_the_render_crd_are_served(http: httpx.Client) -> None:
     assert names(http, PODS_URL) == []  # namespaced paths are unaffected
     crd = http.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/renders.roughy.ai")
     assert crd.status_code == 200 and crd.json()["spec"]["names"]["kind"] == "Render"
+
+
+# --- RBAC (opt-in: tokens granted rules; others unrestricted) ------------------------------------
+
+RBAC_USER = "system:serviceaccount:ns:robot"
+
+
+@pytest.fixture
+def robot(kube: EmulatorServer) -> Iterator[httpx.Client]:
+    rules = [
+        {"apiGroups": ["roughy.ai"], "resources": ["renders"], "verbs": ["get", "list", "create"]},
+        {"apiGroups": ["roughy.ai"], "resources": ["renders/status"], "verbs": ["patch"]},
+        {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get"], "resourceNames": ["allowed"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["*"], "verbs": ["*"]},
+    ]
+    kube.call(lambda e: e.grant("robot-token", RBAC_USER, rules, namespace=NS))
+    headers = {"Authorization": "Bearer robot-token"}
+    with httpx.Client(base_url=kube.url, timeout=5, headers=headers) as client:
+        yield client
+
+
+def forbidden(response: httpx.Response, message: str) -> None:
+    assert response.status_code == 403, response.text
+    body = response.json()
+    assert (body["kind"], body["status"], body["reason"], body["code"]) == ("Status", "Failure", "Forbidden", 403)
+    assert body["message"] == message
+
+
+def test_rbac_allows_what_a_rule_grants_and_refuses_the_rest_as_the_api_server_words_it(
+    kube: EmulatorServer, robot: httpx.Client, http: httpx.Client
+) -> None:
+    assert robot.post(RENDERS_URL, json=render("r-1")).status_code == 201
+    assert robot.get(f"{RENDERS_URL}/r-1").status_code == 200
+    assert robot.get(RENDERS_URL).status_code == 200
+    forbidden(
+        robot.patch(f"{RENDERS_URL}/r-1", content=json.dumps({"spec": {"n": 2}}), headers=MERGE),
+        'renders.roughy.ai "r-1" is forbidden: User "system:serviceaccount:ns:robot" cannot patch resource '
+        '"renders" in API group "roughy.ai" in the namespace "ns"',
+    )
+    forbidden(
+        robot.delete(RENDERS_URL),
+        'renders.roughy.ai is forbidden: User "system:serviceaccount:ns:robot" cannot deletecollection resource '
+        '"renders" in API group "roughy.ai" in the namespace "ns"',
+    )
+    forbidden(
+        robot.get(PODS_URL),
+        'pods is forbidden: User "system:serviceaccount:ns:robot" cannot list resource "pods" in API group "" '
+        'in the namespace "ns"',
+    )
+    # A Role's rules hold in its namespace only; cluster-scoped resources need a ClusterRole.
+    assert robot.get("/apis/roughy.ai/v1alpha1/namespaces/default/renders").status_code == 403
+    forbidden(
+        robot.get("/api/v1/namespaces"),
+        'namespaces is forbidden: User "system:serviceaccount:ns:robot" cannot list resource "namespaces" '
+        'in API group "" at the cluster scope',
+    )
+    # Discovery is everyone's (system:discovery); a token without grants, or none, is not restricted.
+    for path in ("/api", "/apis", "/version", "/apis/roughy.ai/v1alpha1", "/api/v1"):
+        assert robot.get(path).status_code == 200, path
+    assert http.patch(f"{RENDERS_URL}/r-1", content=json.dumps({"spec": {"n": 2}}), headers=MERGE).status_code == 200
+    other = http.get(PODS_URL, headers={"Authorization": "Bearer someone-else"})
+    assert other.status_code == 200
+    refused = kube.call(lambda e: [(r.attributes.verb, r.request) for r in e.forbidden])
+    assert refused == [
+        ("patch", f"PATCH {RENDERS_URL}/r-1"),
+        ("deletecollection", f"DELETE {RENDERS_URL}"),
+        ("list", f"GET {PODS_URL}"),
+        ("list", "GET /apis/roughy.ai/v1alpha1/namespaces/default/renders"),
+        ("list", "GET /api/v1/namespaces"),
+    ]
+    assert kube.object("renders", NS, "r-1")["spec"] == {"n": 2}, "the refused patch changed nothing"
+
+
+def test_rbac_subresources_resource_names_watch_and_wildcards(
+    kube: EmulatorServer, robot: httpx.Client, http: httpx.Client
+) -> None:
+    create(http, RENDERS_URL, render("r-1"))
+    # renders/status is its own resource: patch allowed there, not on the object, and vice versa.
+    status = robot.patch(f"{RENDERS_URL}/r-1/status", content=json.dumps({"status": {"x": 1}}), headers=MERGE)
+    assert status.status_code == 200, status.text
+    forbidden(
+        robot.get(f"{RENDERS_URL}/r-1/status"),
+        'renders.roughy.ai "r-1" is forbidden: User "system:serviceaccount:ns:robot" cannot get resource '
+        '"renders/status" in API group "roughy.ai" in the namespace "ns"',
+    )
+    # pods/log: get on the subresource is not get on pods.
+    create(http, PODS_URL, {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}})
+    assert robot.get(f"{PODS_URL}/p").status_code == 403
+    assert robot.get(f"{PODS_URL}/p/log").status_code == 400  # allowed; the pod has no node yet
+    # watch=true on a list is the verb `watch`, which the rule does not grant (list and get it does).
+    forbidden(
+        robot.get(RENDERS_URL, params={"watch": "true"}),
+        'renders.roughy.ai is forbidden: User "system:serviceaccount:ns:robot" cannot watch resource "renders" '
+        'in API group "roughy.ai" in the namespace "ns"',
+    )
+    assert robot.get(RENDERS_URL, params={"watch": "True"}).status_code == 403  # the official client's spelling
+    # resourceNames: that name only; a list (no name) is not covered.
+    create(http, JOBS_URL, {"metadata": {"name": "allowed"}, "spec": {}})
+    create(http, JOBS_URL, {"metadata": {"name": "other"}, "spec": {}})
+    assert robot.get(f"{JOBS_URL}/allowed").status_code == 200
+    assert robot.get(f"{JOBS_URL}/other").status_code == 403
+    assert robot.get(JOBS_URL).status_code == 403
+    # `*` verbs and resources: anything in that group (leases), in the Role's namespace.
+    leases = f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases"
+    assert robot.post(leases, json={"metadata": {"name": "l"}, "spec": {}}).status_code == 201
+    assert (
+        robot.put(f"{leases}/l", json={"metadata": {"name": "l"}, "spec": {"holderIdentity": "a"}}).status_code == 200
+    )
+    assert robot.delete(f"{leases}/l").status_code == 200
+    assert len(kube.call(lambda e: e.forbidden)) == 6
+
+
+def test_rbac_refuses_before_anything_changes(kube: EmulatorServer, robot: httpx.Client, http: httpx.Client) -> None:
+    create(http, JOBS_URL, {"metadata": {"name": "other"}, "spec": {}})
+    version = kube.call(lambda e: e.resource_version)
+    assert robot.delete(f"{JOBS_URL}/other").status_code == 403
+    assert robot.post(JOBS_URL, json={"metadata": {"name": "new"}, "spec": {}}).status_code == 403
+    assert kube.call(lambda e: e.resource_version) == version
+    assert kube.object("jobs", NS, "other") is not None and kube.object("jobs", NS, "new") is None
+
+
+# --- 410 Gone: a watch from a resourceVersion the history no longer holds ---------------------------
+
+
+def raw_watch(http: httpx.Client, url: str, **params: str) -> list[dict[str, Any]]:
+    with http.stream("GET", url, params={"watch": "true", "timeoutSeconds": "0.5", **params}) as response:
+        assert response.status_code == 200
+        return [json.loads(line) for line in response.iter_lines() if line.strip()]
+
+
+def test_a_watch_from_before_the_history_window_gets_410_gone() -> None:
+    server = EmulatorServer(lambda: KubeEmulator(history_limit=2)).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=5) as http:
+            versions = [create(http, RENDERS_URL, render(name))["metadata"]["resourceVersion"] for name in "abcd"]
+            # c and d are kept: from b's version on, nothing is missing.
+            assert watch_events(http, RENDERS_URL, resourceVersion=versions[1]) == [("ADDED", "c"), ("ADDED", "d")]
+            (event,) = raw_watch(http, RENDERS_URL, resourceVersion=versions[0])
+            assert event["type"] == "ERROR"
+            status = event["object"]
+            assert (status["kind"], status["code"], status["reason"]) == ("Status", 410, "Expired")
+            assert status["message"] == f"too old resource version: {versions[0]} ({int(versions[1]) + 1})"
+            # A list, then a watch from its resourceVersion, recovers (what a client does on 410).
+            listed = http.get(RENDERS_URL).json()
+            assert len(listed["items"]) == 4
+            create(http, RENDERS_URL, render("e"))
+            assert watch_events(http, RENDERS_URL, resourceVersion=listed["metadata"]["resourceVersion"]) == [
+                ("ADDED", "e")
+            ]
+            # Without a resourceVersion: the current state, never 410.
+            assert len(watch_events(http, RENDERS_URL)) == 5
+        assert server.call(lambda e: e.expired) == [
+            f"GET {RENDERS_URL}?watch=true&timeoutSeconds=0.5&resourceVersion={versions[0]}"
+        ]
+    finally:
+        server.stop()
+
+
+def test_compaction_expires_every_older_watch(kube: EmulatorServer, http: httpx.Client) -> None:
+    before = create(http, RENDERS_URL, render("a"))["metadata"]["resourceVersion"]
+    create(http, RENDERS_URL, render("b"))
+    kube.call(lambda e: e.compact())
+    # From the compaction's resourceVersion itself nothing is missing.
+    assert watch_events(http, RENDERS_URL, resourceVersion=str(kube.call(lambda e: e.resource_version))) == []
+    (event,) = raw_watch(http, RENDERS_URL, resourceVersion=before)
+    assert (event["type"], event["object"]["code"]) == ("ERROR", 410)
+    now = str(kube.call(lambda e: e.resource_version))
+    create(http, RENDERS_URL, render("c"))
+    assert watch_events(http, RENDERS_URL, resourceVersion=now) == [("ADDED", "c")]
+
+
+# --- size limits: the API server's on request bodies, etcd's on stored objects ----------------------
+
+
+def test_a_request_body_over_3_mib_is_413_and_an_object_over_1_5_mib_is_refused_by_etcd(
+    kube: EmulatorServer, http: httpx.Client
+) -> None:
+    big = http.post(RENDERS_URL, json=render("a", note="x" * (3 * 1024 * 1024)))
+    assert big.status_code == 413, big.text[:300]
+    assert big.json() | {"metadata": {}} == {
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": "Request entity too large: limit is 3145728", "reason": "RequestEntityTooLarge", "code": 413,
+    }  # fmt: skip
+    # Chunked (no Content-Length): measured as it is read.
+    chunked = http.post(
+        RENDERS_URL,
+        content=iter([json.dumps(render("a", note="x" * (3 * 1024 * 1024))).encode()]),
+        headers={"Content-Type": "application/json"},
+    )
+    assert chunked.status_code == 413, chunked.text[:300]
+    # Under 3 MiB the request is read; over 1.5 MiB stored, etcd refuses it (a 500, as passed on).
+    stored = http.post(RENDERS_URL, json=render("a", note="x" * (2 * 1024 * 1024)))
+    assert stored.status_code == 500, stored.text[:300]
+    assert stored.json()["message"] == "etcdserver: request is too large"
+    assert kube.object("renders", NS, "a") is None
+    # Between 1 and 1.5 MiB (above aiohttp's own 1 MiB default): accepted, and so is a status
+    # patch that keeps it under; one that takes it over is refused and changes nothing.
+    create(http, RENDERS_URL, render("a", note="x" * (1200 * 1024)))
+    patch(http, f"{RENDERS_URL}/a/status", {"status": {"detail": "y" * 1024}})
+    over = http.patch(
+        f"{RENDERS_URL}/a/status", content=json.dumps({"status": {"detail": "y" * (400 * 1024)}}), headers=MERGE
+    )
+    assert over.status_code == 500, over.text[:300]
+    assert len(kube.object("renders", NS, "a")["status"]["detail"]) == 1024
+
+
+# --- the Render CRD's schema on spec: pruning, validation, immutability (opt-in) --------------------
+
+
+def valid_spec() -> dict[str, Any]:
+    return {
+        "renderId": "rnd_1", "accountId": "acc_1", "assetId": "ast_1",
+        "plan": {"format": "mp3", "duration": 3.0, "audio": {"bitrateKbps": 192, "channels": 2, "sampleRate": 48000}},
+        "sources": {"audio": "k/audio"}, "outputKey": "k/out.mp3",
+    }  # fmt: skip
+
+
+@pytest.fixture
+def schema(kube: EmulatorServer) -> SpecSchemaCheck:
+    spec = SpecSchemaCheck()
+    kube.call(lambda emulator: install_render_schema(emulator, spec))
+    return spec
+
+
+def test_a_render_spec_is_pruned_then_validated_against_the_crd(
+    kube: EmulatorServer, http: httpx.Client, schema: SpecSchemaCheck
+) -> None:
+    created = create(http, RENDERS_URL, {"metadata": {"name": "r-1"}, "spec": valid_spec()})
+    assert created["spec"] == valid_spec() and schema.pruned == []
+    # Fields the schema does not name are dropped, as the API server prunes them (recorded here).
+    extra = valid_spec() | {"surprise": 1}
+    extra["plan"] = extra["plan"] | {"gpu": True}
+    created = create(http, RENDERS_URL, {"metadata": {"name": "r-2"}, "spec": extra})
+    assert created["spec"] == valid_spec() == kube.object("renders", NS, "r-2")["spec"]
+    assert schema.pruned == ["spec.plan.gpu", "spec.surprise"]
+    # Invalid: 422, nothing stored.
+    for bad in (
+        valid_spec() | {"outputKey": ""},
+        {k: v for k, v in valid_spec().items() if k != "assetId"},
+        valid_spec() | {"plan": {"format": "wav", "duration": 1}},
+    ):
+        response = http.post(RENDERS_URL, json={"metadata": {"name": "r-3"}, "spec": bad})
+        assert response.status_code == 422, (bad, response.text)
+        assert response.json()["reason"] == "Invalid"
+        assert response.json()["message"].startswith('Render.roughy.ai "r-3" is invalid: spec')
+    assert http.post(RENDERS_URL, json={"metadata": {"name": "r-3"}}).status_code == 422  # spec is required
+    assert kube.object("renders", NS, "r-3") is None
+    # Optional fields may be null (nullable), as OpenAPI allows.
+    create(http, RENDERS_URL, {"metadata": {"name": "r-4"}, "spec": valid_spec() | {"cutId": None}})
+
+
+def test_a_render_spec_is_immutable_but_its_metadata_and_status_are_not(
+    kube: EmulatorServer, http: httpx.Client, schema: SpecSchemaCheck
+) -> None:
+    create(http, RENDERS_URL, {"metadata": {"name": "r-1"}, "spec": valid_spec()})
+    response = http.patch(f"{RENDERS_URL}/r-1", content=json.dumps({"spec": {"outputKey": "k/other"}}), headers=MERGE)
+    assert response.status_code == 422, response.text
+    assert response.json()["message"] == (
+        'Render.roughy.ai "r-1" is invalid: spec: Invalid value: "object": '
+        "spec is immutable: delete the Render and create another"
+    )
+    assert kube.object("renders", NS, "r-1")["spec"] == valid_spec()
+    patch(http, f"{RENDERS_URL}/r-1", {"metadata": {"labels": {"a": "b"}, "finalizers": ["x/y"]}})
+    patch(http, f"{RENDERS_URL}/r-1", {"spec": valid_spec()})  # the same spec: no change, allowed
+    assert http.delete(f"{RENDERS_URL}/r-1").status_code == 200  # deletion marks pass too
+    patch(http, f"{RENDERS_URL}/r-1", {"metadata": {"finalizers": None}})
+    assert kube.object("renders", NS, "r-1") is None

@@ -61,3 +61,31 @@ def test_kopf_reconciles_renders_through_the_emulator(kube: EmulatorServer, kube
         )
         assert eventually(lambda: kube.object("renders", NAMESPACE, "r-1") is None)
         assert kube.object("jobs", NAMESPACE, "r-1-encode") is None
+
+
+def test_kopf_lists_again_after_410_gone_and_keeps_reconciling(kube: EmulatorServer, kube_api: k8s.ApiClient) -> None:
+    """A watch that resumes from a compacted resourceVersion gets an ERROR event with 410 Gone, as
+    from a real API server; kopf must list again and go on (else new Renders go unnoticed)."""
+    registry = kopf.OperatorRegistry()
+    seen: list[str] = []
+
+    @kopf.on.create(crd.GROUP, crd.VERSION, crd.PLURAL, registry=registry)
+    def created(name: str, **_: Any) -> None:
+        seen.append(name)
+
+    objects = k8s.CustomObjectsApi(kube_api)
+
+    def create(name: str) -> None:
+        body = {"apiVersion": crd.API_VERSION, "kind": crd.KIND, "metadata": {"name": name}, "spec": {"n": 1}}
+        objects.create_namespaced_custom_object(crd.GROUP, crd.VERSION, NAMESPACE, crd.PLURAL, body)
+
+    with running_operator(kube, registry, namespaces=[NAMESPACE]):
+        create("r-1")
+        assert eventually(lambda: seen == ["r-1"])
+        time.sleep(0.5)  # kopf's own patches of r-1 are done: its watch is idle
+        # A write elsewhere moves the resourceVersion past the last Render event kopf saw.
+        k8s.CoreV1Api(kube_api).create_namespaced_secret(NAMESPACE, {"metadata": {"name": "elsewhere"}})
+        kube.expire_watches()
+        assert eventually(lambda: kube.call(lambda e: [w for w in e.expired if "/renders" in w]))
+        create("r-2")
+        assert eventually(lambda: seen == ["r-1", "r-2"], timeout=10), seen
