@@ -114,7 +114,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -243,7 +243,11 @@ class FakeKubelet:
         workdir: Path,
         grace_cap: float = 2.0,
         poll: float = 0.05,
+        executables: Mapping[str, str] | None = None,
     ) -> None:
+        """`executables`: a command's program by its name, instead of the venv's (a bench's
+        stand-in for `roughy-encode`)."""
+        self.executables = dict(executables or {})
         self.server = server
         self.namespaces = tuple(namespaces)
         self.workdir = Path(workdir)
@@ -465,7 +469,7 @@ class FakeKubelet:
             cwd.mkdir(parents=True, exist_ok=True)
         if not container.get("command"):
             return self._start_failed(run, "no command: the image's entrypoint is not emulated")
-        executable = _resolve(argv[0])
+        executable = self.executables.get(argv[0]) or _resolve(argv[0])
         if executable is None:
             return self._start_failed(run, f'exec: "{argv[0]}": executable file not found in $PATH')
         try:
