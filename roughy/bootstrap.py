@@ -255,8 +255,10 @@ def job_settings(settings: Settings) -> JobSettings:
         values = json.loads(Path(settings.jobs_config).read_text())
     if settings.encoder_image:
         values["image"] = settings.encoder_image
-    if not values.get("api_url"):  # where encoder pods reach the API: the chart names its Service
-        values["api_url"] = settings.encoder_api_url or settings.resolved_public_url()
+    if settings.encoder_api_url:  # where encoder pods reach the API (the chart's jobs.json names its Service)
+        values["api_url"] = settings.encoder_api_url
+    elif not values.get("api_url"):
+        values["api_url"] = settings.resolved_public_url()
     if not values.get("image"):
         raise ValueError("no encoder image: set ROUGHY_ENCODER_IMAGE or `image` in the ROUGHY_JOBS_CONFIG file")
     return JobSettings.model_validate(values)

@@ -107,9 +107,9 @@ def cmd_operator(args: argparse.Namespace) -> int:
             liveness_endpoint=args.liveness or None,
         )
     finally:
+        operator.service.stop()  # asset work, webhooks, pruning: stopped before the standby starts them
         if operator.elector is not None:
-            operator.elector.release()  # the standby takes over now; what stops below is safe twice
-        operator.service.stop()
+            operator.elector.release()  # the standby takes over now
     return 0
 
 

@@ -284,7 +284,8 @@ class KubeApi:
             secret = self.call(self._core.read_namespaced_secret, name, namespace)
         except KubeNotFound:
             return None
-        return {"metadata": {"name": name}, "data": dict(secret.data or {})}
+        owners = [{"uid": ref.uid} for ref in (secret.metadata.owner_references or [])] if secret.metadata else []
+        return {"metadata": {"name": name, "ownerReferences": owners}, "data": dict(secret.data or {})}
 
     def list_pods(self, namespace: str, label_selector: str) -> list[k8s.V1Pod]:
         pods: list[k8s.V1Pod] = self.call(

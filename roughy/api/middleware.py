@@ -204,7 +204,10 @@ def _seconds(wait: float) -> int:
 
 
 def _is_json_api(path: str) -> bool:
-    return path.startswith("/v1/") and not path.startswith(SIGNED)
+    """JSON bodies, limited in size before anything reads them: the public API, and the encoder
+    pods' channel (`/internal/`, reachable wherever the API is: its body is read before its
+    token is checked)."""
+    return (path.startswith("/v1/") and not path.startswith(SIGNED)) or path.startswith("/internal/")
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

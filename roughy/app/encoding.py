@@ -126,6 +126,7 @@ class EncoderGateway:
         self.renders.progress(render_id, progress)
         if self.show_progress is None:
             return
-        before, after = shown_step(render.progress), shown_step(max(progress, render.progress))
+        # The status shows 100 % once the operator has recorded the render completed, not before.
+        before, after = shown_step(render.progress), shown_step(min(max(progress, render.progress), 0.999))
         if after > before or report.encoder:
             self.show_progress(render, after, report.encoder)

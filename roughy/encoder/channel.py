@@ -170,7 +170,8 @@ class ProgressSender:
         while True:
             if self._send():
                 reports += 1
-            if self._wake.wait(min(self.interval, FIRST_INTERVAL * (reports + 1))) or self._stopped:
+            if self._wake.wait(min(self.interval, FIRST_INTERVAL * max(1, reports))) or self._stopped:
+                self._send()  # the last value (the output stored: 1.0), unless it is no step further
                 return
 
     def _send(self) -> bool:

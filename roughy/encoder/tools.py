@@ -67,11 +67,11 @@ NVENC_CHECK_TIMEOUT = 20.0
 #: (which has passed its own check by then), for NVDEC to decode.
 CUDA_SAMPLE_ARGS = (
     "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-    "-f", "lavfi", "-i", "testsrc2=s=256x144:r=25:d=0.2",
+    "-f", "lavfi", "-i", "testsrc2=s=320x240:r=25:d=0.2",  # NVENC refuses frames under ~145 px
     "-c:v", H264_NVENC, "-pix_fmt", "yuv420p", "-f", "mp4",
 )  # fmt: skip
 #: ... and the plan it is rendered with: the same command line as a real render's.
-CUDA_CHECK_PLAN = EncodePlan(Format.MP4, 0.2, VideoPlan(width=128, height=72, fps=25.0, bitrate_kbps=500), None,
+CUDA_CHECK_PLAN = EncodePlan(Format.MP4, 0.2, VideoPlan(width=256, height=192, fps=25.0, bitrate_kbps=500), None,
                              video_demuxer="mov")  # fmt: skip
 CUDA_CHECK_TIMEOUT = 20.0
 

@@ -135,15 +135,15 @@ def upload_to_target(
     except _TooLarge as exc:
         _abort(str(target["abort"]["url"]), timeout)
         raise EncodeFailed(str(exc)) from None
-    except EncodeFailed:
+    except BaseException:  # a failure, or SIGTERM (the encoder's Terminated) while uploading
         if abort_on_failure:
-            _abort(str(target["abort"]["url"]), timeout)
+            _abort_quietly(str(target["abort"]["url"]), timeout)
         raise
     try:
         _complete(str(target["complete"]["url"]), etags, timeout)
-    except EncodeFailed:
+    except BaseException:
         if abort_on_failure:
-            _abort(str(target["abort"]["url"]), timeout)
+            _abort_quietly(str(target["abort"]["url"]), timeout)
         raise
 
 
@@ -205,6 +205,14 @@ def _complete(url: str, etags: list[tuple[int, str]], timeout: float) -> None:
         return text
 
     _with_retries(post)
+
+
+def _abort_quietly(url: str, timeout: float) -> None:
+    """Abort an upload on the way out of a failure: whatever happens, the failure is what counts."""
+    try:
+        _abort(url, min(timeout, 10.0))
+    except Exception as exc:  # noqa: BLE001 - best effort
+        log.warning("could not abort the multipart upload: %s", exc)
 
 
 def _abort(url: str, timeout: float) -> None:

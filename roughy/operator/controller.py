@@ -119,11 +119,12 @@ class Controller:
         Render as kopf just listed or watched it (a create, a resume), which spares reading it
         again: a restart costs a Job read and a pod list per unfinished Render."""
         with self._locks[f"{namespace}/{name}"], _temporary_on_api_errors():
-            self._synced[name] = time.monotonic()
             render = body if body is not None else self._get_render(namespace, name)
             if render is None or render["metadata"].get("deletionTimestamp"):
                 return None
-            return self._sync(render)
+            status = self._sync(render)
+            self._synced[name] = time.monotonic()  # only once it went through: a failed one is due again
+            return status
 
     def due(self, now: float | None = None) -> list[str]:
         """The unfinished Renders a sweep should reconcile (one list call): pending ones past
@@ -277,12 +278,11 @@ class Controller:
         token = new_token()
         try:
             self.api.create_secret(meta["namespace"], build_credentials_secret(render, self.config.jobs, token))
-        except KubeConflict:
-            if self.store.encoder_token(render_id):
-                return None
+        except KubeConflict:  # made by an earlier attempt, or left by a Render of that name being collected
             secret = self.api.read_secret(meta["namespace"], credentials_secret_name(meta["name"]))
             data = (secret or {}).get("data") or {}
-            if TOKEN_KEY not in data:
+            owners = {ref.get("uid") for ref in ((secret or {}).get("metadata") or {}).get("ownerReferences") or []}
+            if TOKEN_KEY not in data or meta.get("uid") not in owners:
                 raise kopf.TemporaryError("the render's Secret is being replaced", delay=RETRY_DELAY) from None
             token = base64.b64decode(data[TOKEN_KEY]).decode()
         except KubeTemporaryError as exc:

@@ -387,6 +387,9 @@ class LeaderElector:
             except LeadershipLost as exc:
                 self._lost(str(exc))
                 return
+            except BaseException as exc:  # an unforeseen error must not leave a leader that no longer renews
+                self._lost(f"the Lease could not be renewed: {exc!r}")
+                return
 
     def _since_renewal_until(self, seconds: float) -> float:
         with self._lock:

@@ -6,7 +6,7 @@ render's URLs only, while it runs. Left out of the OpenAPI document: clients nev
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,7 +26,9 @@ class OutputAsk(BaseModel):
 class ProgressIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     progress: float = Field(ge=0.0, le=1.0)
-    encoder: str | None = Field(None, max_length=40, description="The video encoder the encode runs with.")
+    encoder: Literal["libx264", "h264_nvenc"] | None = Field(
+        None, description="The video encoder the encode runs with (what a Render's status.encoder accepts)."
+    )
 
 
 @router.post("/inputs")
