@@ -26,6 +26,7 @@ from roughy.settings import Settings
 log = logging.getLogger("roughy.api")
 
 PUBLIC = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc")
+PROBES = ("/healthz", "/readyz", "/metrics")
 SIGNED = ("/v1/uploads/", "/v1/files/")
 #: A client's own X-Request-Id is kept when it is short and plain; anything else is replaced
 #: (it is echoed in a header and written to every log line).
@@ -122,7 +123,10 @@ class EdgeMiddleware:
                 )(scope, receive, send_with_id)
         finally:
             duration_ms = round((time.monotonic() - started) * 1000, 1)
-            log.info(
+            # Probes and scrapes come every few seconds from the platform: DEBUG, unless they fail.
+            quiet = scope["path"] in PROBES and status_holder["status"] < 400
+            log.log(
+                logging.DEBUG if quiet else logging.INFO,
                 "%s %s -> %s (%.1f ms) request_id=%s",
                 scope["method"],
                 scope["path"],

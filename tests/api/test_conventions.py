@@ -5,6 +5,7 @@ Everything goes through the real service over real HTTP; no media processing is 
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from pathlib import Path
@@ -354,6 +355,15 @@ def test_metrics_expose_renders_and_queue_depth(service):
     assert "roughy_encode_seconds_count" in text, "encode seconds are exported"
     for state in ("running", "completed", "failed"):
         assert f'roughy_renders{{state="{state}"}}' in text
+    assert re.search(r'^roughy_build_info\{python="[0-9.]+",version="[0-9a-z.+-]+"\} 1(\.0)?$', text, re.M), text
+
+
+def test_probes_are_logged_at_debug_and_everything_else_at_info(service, api, caplog):
+    with caplog.at_level(logging.DEBUG, logger="roughy.api"):
+        httpx.get(service.url + "/readyz")
+        api.get("/v1/credits")
+    levels = {r.getMessage().split(" ")[1]: r.levelno for r in caplog.records if r.getMessage().startswith("GET ")}
+    assert levels == {"/readyz": logging.DEBUG, "/v1/credits": logging.INFO}, levels
 
 
 def test_a_bug_is_500_internal_error_with_the_request_id_and_no_traceback(service, api, monkeypatch):

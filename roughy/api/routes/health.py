@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable, Iterator
 
 from fastapi import APIRouter, Request, Response
@@ -9,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from roughy import __version__
 from roughy.api.deps import ServicesDep
 from roughy.core.models import RenderState
 
@@ -50,6 +52,10 @@ class StoreCollector(Collector):
         self.counts = counts
 
     def collect(self) -> Iterator[Metric]:
+        build = GaugeMetricFamily("roughy_build_info", "The roughy build serving (always 1)",
+                                  labels=["version", "python"])  # fmt: skip
+        build.add_metric([__version__, platform.python_version()], 1)
+        yield build
         counts = self.counts()
         by_state = GaugeMetricFamily("roughy_renders", "Renders by state", labels=["state"])
         for state in RenderState:
