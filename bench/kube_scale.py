@@ -49,10 +49,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-import yaml  # noqa: E402
 
 from tests.conftest import ADMIN_KEY, free_port, upload_part  # noqa: E402
-from tests.kube.harness import EmulatorServer  # noqa: E402
+from tests.kube.harness import EmulatorServer, kubeconfig  # noqa: E402
 from tests.kube.kubelet import FakeKubelet  # noqa: E402
 from tests.media import make_audio  # noqa: E402
 from tests.storage.conftest import BUCKET  # noqa: E402
@@ -81,19 +80,6 @@ AWS = {
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def kubeconfig(path: Path, server: str, token: str) -> Path:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "emulator", "cluster": {"server": server}}],
-        "users": [{"name": token, "user": {"token": token}}],
-        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": token, "namespace": NAMESPACE}}],
-        "current-context": "emulator",
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 @contextmanager

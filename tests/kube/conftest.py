@@ -10,13 +10,18 @@ for it; `executor` is the real `KubeExecutor` (on a `KubeApi` over that client) 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from kubernetes import client as k8s
 
 from roughy.adapters.executor.kube import KubeExecutor
 from roughy.adapters.kubeapi import KubeApi
 from tests.kube.harness import EmulatorServer
+from tests.kube.stack import KubeService, start_kube_service
+from tests.storage.s3server import StrictS3Server
 
 NAMESPACE = "roughy"
 
@@ -48,3 +53,18 @@ def executor(kube_api: k8s.ApiClient) -> KubeExecutor:
 
 # S3 over HTTP (moto's server), shared with tests/storage: the Kubernetes runtime's media store.
 from tests.storage.conftest import s3, s3_server  # noqa: E402, F401
+
+
+# The whole Kubernetes runtime without a cluster (tests/kube/stack.py), and a client of its API
+# with the first account's key. A test module that needs other settings defines its own
+# `kube_service`; `api` follows it.
+@pytest.fixture
+def kube_service(tmp_path: Path, s3_server: StrictS3Server, s3: Any) -> Iterator[KubeService]:  # noqa: F811
+    with start_kube_service(tmp_path, s3_server.url) as service:
+        yield service
+
+
+@pytest.fixture
+def api(kube_service: KubeService) -> Iterator[httpx.Client]:
+    with kube_service.client() as client:
+        yield client

@@ -30,12 +30,14 @@ import contextlib
 import copy
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 import jsonschema
 import kmock
 import kopf
+import yaml
 from kubernetes import client as k8s
 
 from roughy.kube import crd
@@ -191,31 +193,54 @@ def _prune(value: Any, schema: dict[str, Any], path: str) -> list[str]:
     return pruned
 
 
-def _nullable(node: Any) -> Any:
-    """OpenAPI's `nullable: true` as JSON Schema: null is one more type (and enum value)."""
+def _each_schema(node: Any, fix: Callable[[dict[str, Any]], None]) -> Any:
+    """`fix` applied to every object of a schema, nested ones included; the schema, changed."""
     if isinstance(node, dict):
-        if node.get("nullable") and isinstance(node.get("type"), str):
-            node["type"] = [node["type"], "null"]
-            if "enum" in node:
-                node["enum"] = [*node["enum"], None]
+        fix(node)
         for value in node.values():
-            _nullable(value)
+            _each_schema(value, fix)
     elif isinstance(node, list):
         for value in node:
-            _nullable(value)
+            _each_schema(value, fix)
     return node
+
+
+def _nullable(node: Any) -> Any:
+    """OpenAPI's `nullable: true` as JSON Schema: null is one more type (and enum value)."""
+
+    def fix(schema: dict[str, Any]) -> None:
+        if schema.get("nullable") and isinstance(schema.get("type"), str):
+            schema["type"] = [schema["type"], "null"]
+            if "enum" in schema:
+                schema["enum"] = [*schema["enum"], None]
+
+    return _each_schema(node, fix)
 
 
 def _closed(node: Any) -> Any:
-    if isinstance(node, dict):
-        if "properties" in node and "additionalProperties" not in node:
-            node["additionalProperties"] = False
-        for value in node.values():
-            _closed(value)
-    elif isinstance(node, list):
-        for value in node:
-            _closed(value)
-    return node
+    """No property the schema does not name (what the API server would prune)."""
+
+    def fix(schema: dict[str, Any]) -> None:
+        if "properties" in schema and "additionalProperties" not in schema:
+            schema["additionalProperties"] = False
+
+    return _each_schema(node, fix)
+
+
+def kubeconfig(path: Path, server: str, token: str = "unused", namespace: str = "roughy") -> Path:
+    """A kubeconfig for a process of its own (`roughy serve`, `roughy operator`, a bench's) to
+    reach this server as the chart's pods reach theirs. The bearer token names the process in
+    the emulator's record of requests (and, with RBAC granted to it, picks its rules)."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "emulator", "cluster": {"server": server}}],
+        "users": [{"name": token, "user": {"token": token}}],
+        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": token, "namespace": namespace}}],
+        "current-context": "emulator",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 async def seed(server_url: str, namespaces: Iterable[str]) -> None:

@@ -35,12 +35,6 @@ def kube_service(tmp_path: Path, s3_server: StrictS3Server, s3: Any) -> Iterator
         yield service
 
 
-@pytest.fixture
-def api(kube_service: KubeService) -> Iterator[httpx.Client]:
-    with kube_service.client() as client:
-        yield client
-
-
 def the_render_resource(service: KubeService) -> dict[str, Any]:
     def read(emulator: Any) -> list[dict[str, Any]]:
         return [obj.raw for key, obj in emulator.objects.items() if key[0].plural == crd.PLURAL and not obj.deleted]

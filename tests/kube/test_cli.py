@@ -17,32 +17,16 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from roughy.kube import crd
 from tests.conftest import ADMIN_KEY, free_port, ready_asset, wait_for
-from tests.kube.harness import EmulatorServer
+from tests.kube.harness import EmulatorServer, kubeconfig
 from tests.kube.kubelet import FakeKubelet
 from tests.storage.conftest import BUCKET
 from tests.storage.s3server import StrictS3Server
 
 pytestmark = pytest.mark.kubernetes
 NAMESPACE = "roughy"
-
-
-def kubeconfig(path: Path, server: str) -> Path:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "emulator", "cluster": {"server": server}}],
-        "users": [{"name": "tester", "user": {"token": "unused"}}],
-        "contexts": [
-            {"name": "emulator", "context": {"cluster": "emulator", "user": "tester", "namespace": NAMESPACE}}
-        ],
-        "current-context": "emulator",
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 @pytest.fixture

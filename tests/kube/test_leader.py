@@ -29,13 +29,12 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from kubernetes import client as k8s
 
 from roughy.adapters.kubeapi import KubeApi, KubeTemporaryError
 from roughy.operator.leader import EXIT_LOST, LeaderElector, Timing
 from tests.conftest import ADMIN_KEY, free_port, ready_asset, wait_for
-from tests.kube.harness import EmulatorServer
+from tests.kube.harness import EmulatorServer, kubeconfig
 from tests.kube.kubelet import FakeKubelet
 from tests.kube.test_cli import answers, environment, processes, roughy  # noqa: F401  (fixtures)
 from tests.media import make_video
@@ -216,20 +215,6 @@ def test_of_two_standbys_racing_for_a_released_lease_one_wins(kube: EmulatorServ
 
 
 # --- two `roughy operator` processes -----------------------------------------------------------------
-
-
-def kubeconfig(path: Path, server: str, token: str) -> Path:
-    """As tests.kube.test_cli's, with a token of the process's own (the emulator records it)."""
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "emulator", "cluster": {"server": server}}],
-        "users": [{"name": token, "user": {"token": token}}],
-        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": token, "namespace": NAMESPACE}}],
-        "current-context": "emulator",
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 @dataclass

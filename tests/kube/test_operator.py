@@ -35,12 +35,6 @@ def kube_service(tmp_path: Path, s3_server: StrictS3Server, s3: Any) -> Iterator
 
 
 @pytest.fixture
-def api(kube_service: KubeService) -> Iterator[httpx.Client]:
-    with kube_service.client() as client:
-        yield client
-
-
-@pytest.fixture
 def asset(api: httpx.Client, clip: Path) -> dict[str, Any]:
     ready = ready_asset(api, clip)
     assert ready["state"] == "ready", ready

@@ -10,34 +10,19 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from roughy.kube import crd
 from roughy.kube.jobs import credentials_secret_name
 from tests.conftest import ready_asset, wait_for
-from tests.kube.stack import NAMESPACE, KubeService, start_kube_service
+from tests.kube.stack import NAMESPACE, KubeService
 from tests.kube.test_operator import finished, render_of, the_render_resource
 from tests.media import make_video
-from tests.storage.s3server import StrictS3Server
 
 OPERATOR_AGENTS = ("roughy-operator", "kopf")
-
-
-@pytest.fixture
-def kube_service(tmp_path: Path, s3_server: StrictS3Server, s3: Any) -> Iterator[KubeService]:
-    with start_kube_service(tmp_path, s3_server.url) as service:
-        yield service
-
-
-@pytest.fixture
-def api(kube_service: KubeService) -> Iterator[httpx.Client]:
-    with kube_service.client() as client:
-        yield client
 
 
 def requests(service: KubeService, since: int = 0) -> list[Any]:

@@ -27,14 +27,15 @@ from tests.chart import chart
 from tests.chart.test_helm import HELM, TEST_VALUES, helm
 from tests.conftest import free_port, ready_asset, wait_for
 from tests.kube.emulator import Refusal
-from tests.kube.harness import EmulatorServer, SpecSchemaCheck, install_render_schema
+from tests.kube.harness import EmulatorServer, SpecSchemaCheck, install_render_schema, kubeconfig
 from tests.kube.kubelet import FakeKubelet
 from tests.kube.test_cli import answers, environment, processes, roughy  # noqa: F401  (fixtures)
-from tests.kube.test_leader import client_for, kubeconfig
+from tests.kube.test_leader import client_for
 from tests.media import make_video
 
 pytestmark = [
     pytest.mark.kubernetes,
+    # `make test` (and CI) fetch helm first (tools/get_helm.py), so this runs in the default suite.
     pytest.mark.skipif(HELM is None, reason="helm not installed (python tools/get_helm.py fetches it)"),
 ]
 

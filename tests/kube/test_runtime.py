@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +24,6 @@ from tests.media import make_video
 from tests.storage.s3server import StrictS3Server
 
 pytestmark = pytest.mark.kubernetes
-
-
-@pytest.fixture
-def kube_service(tmp_path: Path, s3_server: StrictS3Server, s3: Any) -> Iterator[KubeService]:
-    with start_kube_service(tmp_path, s3_server.url) as service:
-        yield service
-
-
-@pytest.fixture
-def api(kube_service: KubeService) -> Iterator[httpx.Client]:
-    with kube_service.client() as client:
-        yield client
 
 
 def renders_in_cluster(service: KubeService) -> list[dict[str, Any]]:
