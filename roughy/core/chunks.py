@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from roughy.core.models import Segment
 
 #: The most chunks of one render: a longer render gets longer chunks. It bounds what one render
-#: asks of a cluster at once and the size of its Jobs (a presigned URL per chunk, in one
-#: environment variable of ~96 KiB at most, `roughy.kube.jobs.ENV_VALUE_BUDGET`).
+#: asks of a cluster at once (pods of its Indexed Job, chunk objects, the join's downloads).
 MAX_CHUNKS = 32
 #: The share of a chunked render's progress that its chunks take; the join has the rest.
 CHUNK_SHARE = 0.95

@@ -18,17 +18,17 @@ running (cancelled, finished): the encode has nobody to deliver to, and fails.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import threading
-import time
 import urllib.error
 import urllib.request
 from typing import Any
 
 from roughy.encoder.errors import EncodeFailed
-from roughy.encoder.upload import RETRY_DELAYS
+from roughy.encoder.upload import Retryable, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -90,16 +90,9 @@ class Channel:
         self._call("progress", body, retries=False)
 
     def _call(self, what: str, body: dict[str, Any], *, retries: bool = True) -> Any:
-        delays = list(RETRY_DELAYS) if retries else []
-        while True:
-            try:
-                return self._post(what, body)
-            except _Again as exc:
-                if not delays:
-                    raise ChannelError(f"asking the API for {what} failed: {exc}") from None
-                delay = delays.pop(0)
-                log.warning("asking the API for %s failed (%s); trying again in %g s", what, exc, delay)
-                time.sleep(delay)
+        return with_retries(
+            functools.partial(self._post, what, body), f"asking the API for {what}", None if retries else ()
+        )
 
     def _post(self, what: str, body: dict[str, Any]) -> Any:
         request = urllib.request.Request(  # noqa: S310 - the scheme is checked in __init__
@@ -113,15 +106,11 @@ class Channel:
                 text = response.read()
         except urllib.error.HTTPError as exc:
             if exc.code >= 500 or exc.code in (408, 429):
-                raise _Again(f"HTTP {exc.code}") from None
+                raise Retryable(f"HTTP {exc.code}") from None
             raise ChannelError(f"the API refused {what} for render {self.render_id}: {_message(exc)}") from None
         except OSError as exc:
-            raise _Again(str(getattr(exc, "reason", exc))) from None
+            raise Retryable(str(getattr(exc, "reason", exc))) from None
         return json.loads(text) if text else None
-
-
-class _Again(Exception):
-    pass
 
 
 def _message(exc: urllib.error.HTTPError) -> str:

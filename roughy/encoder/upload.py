@@ -39,7 +39,7 @@ def upload(path: str, url: str, content_type: str, *, timeout: float = TIMEOUT) 
     """PUT the file at `path` to `url`; raise EncodeFailed when it cannot be stored."""
     if not url.lower().startswith(("http://", "https://")):
         raise EncodeFailed(f"cannot upload to {_safe(url)}: not an http(s) URL")
-    _with_retries(functools.partial(_put, path, url, content_type, timeout), f"uploading the output to {_safe(url)}")
+    with_retries(functools.partial(_put, path, url, content_type, timeout), f"uploading the output to {_safe(url)}")
 
 
 def download(url: str, path: str, *, timeout: float = TIMEOUT) -> int:
@@ -47,7 +47,7 @@ def download(url: str, path: str, *, timeout: float = TIMEOUT) -> int:
     Retried like an upload; EncodeFailed when it cannot be read."""
     if not url.lower().startswith(("http://", "https://")):
         raise EncodeFailed(f"cannot download {_safe(url)}: not an http(s) URL")
-    return _with_retries(functools.partial(_get, url, path, timeout), f"downloading {_safe(url)}")
+    return with_retries(functools.partial(_get, url, path, timeout), f"downloading {_safe(url)}")
 
 
 def _get(url: str, path: str, timeout: float) -> int:
@@ -66,7 +66,7 @@ def _get(url: str, path: str, timeout: float) -> int:
     return size
 
 
-class _Retryable(Exception):
+class Retryable(Exception):
     """A failure another attempt may get past."""
 
 
@@ -87,10 +87,10 @@ def _put(path: str, url: str, content_type: str, timeout: float) -> None:
         except urllib.error.HTTPError as exc:
             reason = f"HTTP {exc.code} {exc.reason}"
             if exc.code >= 500 or exc.code in (408, 429):
-                raise _Retryable(reason) from None
+                raise Retryable(reason) from None
             raise EncodeFailed(f"uploading the output to {_safe(url)} failed: {reason}") from None
         except OSError as exc:  # URLError included: refused, reset, timed out, DNS
-            raise _Retryable(_os_reason(exc)) from None
+            raise Retryable(_os_reason(exc)) from None
     if not 200 <= status < 300:
         raise EncodeFailed(f"uploading the output to {_safe(url)} failed: HTTP {status}")
     log.info("uploaded %d bytes to %s in %.1f s", size, _safe(url), time.monotonic() - started)
@@ -166,7 +166,7 @@ def _put_parts(path: str, target: dict[str, Any], timeout: float) -> list[tuple[
         if offset >= size and etags:
             break
         length = min(part_size, size - offset)
-        etag = _with_retries(functools.partial(_put_range, path, str(part["url"]), offset, length, timeout))
+        etag = with_retries(functools.partial(_put_range, path, str(part["url"]), offset, length, timeout))
         etags.append((int(part["part_number"]), etag))
     log.info("uploaded %d bytes in %d parts in %.1f s", size, len(etags), time.monotonic() - started)
     return etags
@@ -201,10 +201,10 @@ def _complete(url: str, etags: list[tuple[int, str]], timeout: float) -> None:
         with _answer(request, url, timeout) as response:
             text = bytes(response.read(64 * 1024)).decode("utf-8", "replace")
         if "<Error>" in text:  # S3 may answer 200 and report the failure in the body
-            raise _Retryable(clean_line(text)[:200])
+            raise Retryable(clean_line(text)[:200])
         return text
 
-    _with_retries(post)
+    with_retries(post)
 
 
 def _abort_quietly(url: str, timeout: float) -> None:
@@ -253,19 +253,22 @@ def _answer(
     except urllib.error.HTTPError as exc:
         reason = f"HTTP {exc.code} {exc.reason}"
         if exc.code >= 500 or exc.code in (408, 429):
-            raise _Retryable(reason) from None
+            raise Retryable(reason) from None
         raise EncodeFailed(f"{what} {_safe(url)} failed: {reason}") from None
     except OSError as exc:
-        raise _Retryable(_os_reason(exc)) from None
+        raise Retryable(_os_reason(exc)) from None
 
 
-def _with_retries(action: Callable[[], T], what: str = "uploading the output") -> T:
-    """`action()`, tried again after each of RETRY_DELAYS when it fails in a retryable way."""
-    delays = list(RETRY_DELAYS)
+def with_retries(
+    action: Callable[[], T], what: str = "uploading the output", delays: Sequence[float] | None = None
+) -> T:
+    """`action()`, tried again after each of `delays` (default RETRY_DELAYS) when it raises
+    Retryable; EncodeFailed once they are spent. Also the encoder's calls to the API (channel)."""
+    delays = list(RETRY_DELAYS if delays is None else delays)
     while True:
         try:
             return action()
-        except _Retryable as exc:
+        except Retryable as exc:
             if not delays:
                 raise EncodeFailed(f"{what} failed: {exc}") from None
             delay = delays.pop(0)

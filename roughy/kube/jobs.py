@@ -1,4 +1,4 @@
-"""The encoder Job of a Render: `build_job(render, settings, urls) -> dict`, pure and unit-tested.
+"""The encoder Job of a Render: `build_job(render, settings) -> dict`, pure and unit-tested.
 
 Why the Job looks the way it does:
 

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 import kopf
 from pydantic import ValidationError
 
-from roughy.adapters.executor.kube import ANNOTATION_DELETION_REASON, UNFINISHED_SELECTOR
+from roughy.adapters.executor.kube import ANNOTATION_DELETION_REASON, UNFINISHED_SELECTOR, parse_time
 from roughy.adapters.executor.kube_tasks import job_pods, last_outcome
 from roughy.adapters.kubeapi import KubeApi, KubeConflict, KubeError, KubePermanentError, KubeTemporaryError
 from roughy.app.renders import RenderService
@@ -145,7 +145,7 @@ class Controller:
             # One this process has not reconciled yet is being resumed (kopf's resume handler,
             # which may take minutes for thousands): counted from now, not reconciled twice.
             last = self._synced.setdefault(meta["name"], now)
-            created = _parse_time(meta.get("creationTimestamp"))
+            created = parse_time(meta.get("creationTimestamp"))
             waited = (clock - created).total_seconds() if created else 0.0
             if now - last >= self.config.resync_seconds:
                 due.append(meta["name"])
@@ -440,15 +440,6 @@ def _camel_result(result: dict[str, Any]) -> dict[str, Any] | None:
 
 def _render_result(status_result: dict[str, Any]) -> RenderResult:
     return crd.ResultStatus.model_validate(status_result).to_result()
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
-    except ValueError:
-        return None
 
 
 def _stamp(when: datetime) -> str:

@@ -308,7 +308,7 @@ class KubeExecutor:
             meta, status = item.get("metadata") or {}, item.get("status") or {}
             if meta.get("deletionTimestamp") or status.get("state") not in TERMINAL_STATES:
                 continue
-            completed_at = _parse_time(status.get("completedAt"))
+            completed_at = parse_time(status.get("completedAt"))
             if completed_at is None or completed_at > cutoff:
                 continue
             name = meta["name"]
@@ -403,7 +403,8 @@ def translate(exc: KubeError) -> RoughyError:
     return ExecutorFailed(f"the Kubernetes API refused the request: {exc}")
 
 
-def _parse_time(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
+    """A Kubernetes timestamp (RFC 3339, `Z`) as an aware datetime; None if absent or malformed."""
     if not isinstance(value, str) or not value:
         return None
     try:
