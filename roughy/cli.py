@@ -13,14 +13,13 @@ roughy render FILE --format mp4 [--resolution 720p] [--cut 1.5-10,20-30] [-o OUT
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from roughy import logs
 from roughy.core.formats import AUDIO_BITRATES_KBPS, VIDEO_BITRATES_MBPS
 from roughy.core.models import Format, Resolution
 from roughy.settings import Settings
@@ -44,7 +43,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from roughy.bootstrap import build_embedded, first_start
 
     settings = _settings(args)
-    setup_logging(settings.log_format)
+    logs.setup(settings.log_format)
     if settings.runtime == "kubernetes":
         return _serve_kubernetes(settings)
     try:
@@ -63,7 +62,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
             flush=True,
         )
     print(f"roughy: serving on {url} (OpenAPI at {url}/openapi.json)", flush=True)
-    uvicorn.run(embedded.app, host=settings.host, port=settings.port, log_level="warning")
+    uvicorn.run(
+        embedded.app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        log_config=logs.uvicorn_config(settings.log_format),
+    )
     return 0
 
 
@@ -78,7 +83,13 @@ def _serve_kubernetes(settings: Settings) -> int:
         f"(namespace {service.executor.namespace})",
         flush=True,
     )
-    uvicorn.run(service.app, host=settings.host, port=settings.port, log_level="warning")
+    uvicorn.run(
+        service.app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        log_config=logs.uvicorn_config(settings.log_format),
+    )
     return 0
 
 
@@ -90,7 +101,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
 
     overrides = {"namespace": args.namespace or None, "leader_election": args.leader_election}
     settings = Settings(**{key: value for key, value in overrides.items() if value is not None})
-    setup_logging(settings.log_format)
+    logs.setup(settings.log_format)
     operator = build_operator(settings)
     if args.metrics_port:
         from prometheus_client import start_http_server
@@ -138,33 +149,6 @@ def cmd_drain(args: argparse.Namespace) -> int:
         return _fail(f"{len(left)} Render(s) still present after {args.wait:g} s: {', '.join(left[:10])}")
     print(f"roughy: drained the Renders of namespace {executor.namespace}", flush=True)
     return 0
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line, for log pipelines (ROUGHY_LOG_FORMAT=json)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key in ("request_id", "method", "path", "status", "duration_ms"):
-            if hasattr(record, key):
-                entry[key] = getattr(record, key)
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def setup_logging(fmt: str) -> None:
-    handler = logging.StreamHandler()
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
 
 def cmd_admin(args: argparse.Namespace) -> int:
