@@ -45,9 +45,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1024 * 1024, gt=0, description="Largest accepted JSON request body.")
     workers: int = Field(2, ge=1, description="Renders encoded at once by the embedded runtime.")
     asset_workers: int = Field(1, ge=1, description="Assets and cuts processed at once.")
-    max_active_renders: int = Field(
-        200, ge=1, description="Pending or running renders an account may have before 429."
-    )
+    max_active_renders: int = Field(200, ge=1, description="Pending or running renders an account may have before 429.")
     max_uploading_assets: int = Field(
         50, ge=1, description="Assets an account may have waiting for an upload (state uploading) before 429."
     )

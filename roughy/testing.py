@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import AsyncIterator, Callable, Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -51,7 +51,7 @@ from roughy.core.models import (
     VideoInfo,
 )
 from roughy.core.passthrough import copied_streams
-from roughy.core.ports import Announce, EncodeJob, ExecutionListener, Outcome
+from roughy.core.ports import Announce, EncodeJob, ExecutionListener, IdempotencyRecord, Outcome
 from roughy.core.webhooks import Attempt, Delivery, Event, WebhookEndpoint
 
 T = TypeVar("T")
@@ -85,6 +85,7 @@ class _Tables:
     cuts: dict[str, Cut] = field(default_factory=dict)
     renders: dict[str, Render] = field(default_factory=dict)
     encoder_tokens: dict[str, str] = field(default_factory=dict)
+    idempotency: dict[tuple[str, str], IdempotencyRecord] = field(default_factory=dict)
     endpoints: dict[str, WebhookEndpoint] = field(default_factory=dict)
     events: dict[str, Event] = field(default_factory=dict)
     deliveries: dict[str, Delivery] = field(default_factory=dict)
@@ -226,6 +227,27 @@ class MemoryStore:
                 del self.t.cuts[cut_id]
             self.t.assets.pop(asset_id, None)
             return ids
+
+    # -- idempotency keys ----------------------------------------------------------------------
+
+    def claim_idempotency_key(
+        self, account_id: str, key: str, fingerprint: str, resource_id: str, *, expired_before: datetime
+    ) -> IdempotencyRecord | None:
+        with self._lock:
+            record = self.t.idempotency.get((account_id, key))
+            if record is not None and record.created_at >= expired_before:
+                return record
+            self.t.idempotency[(account_id, key)] = IdempotencyRecord(fingerprint, resource_id, now(), False)
+            return None
+
+    def finish_idempotency_key(self, account_id: str, key: str) -> None:
+        with self._lock:
+            if (record := self.t.idempotency.get((account_id, key))) is not None:
+                self.t.idempotency[(account_id, key)] = replace(record, finished=True)
+
+    def release_idempotency_key(self, account_id: str, key: str) -> None:
+        with self._lock:
+            self.t.idempotency.pop((account_id, key), None)
 
     # -- cuts --------------------------------------------------------------------------------
 
@@ -552,9 +574,7 @@ class MemoryStore:
                 return True
             return False
 
-    def list_deliveries(
-        self, endpoint_id: str, limit: int, starting_after: str | None
-    ) -> tuple[list[Delivery], bool]:
+    def list_deliveries(self, endpoint_id: str, limit: int, starting_after: str | None) -> tuple[list[Delivery], bool]:
         with self._lock:
             mine = [d for d in self.t.deliveries.values() if d.endpoint_id == endpoint_id]
             return _page(mine, limit, starting_after, lambda d: d.id)
@@ -776,4 +796,3 @@ class AllowTargets:
     def check_url(self, url: str) -> None:
         if url in self.refused:
             raise ValidationFailed("this target is refused (test)", param="url")
-

@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -42,6 +43,9 @@ class Server:
             if "serving on" in line:
                 break
             assert time.monotonic() < deadline, "".join(self.output)
+        # Keep reading its output: a full pipe would block the server's next log line.
+        self._drain = threading.Thread(target=lambda: self.output.extend(self.proc.stdout or []), daemon=True)
+        self._drain.start()
         wait_for(lambda: {"ok": self._healthy()}, lambda r: r["ok"], timeout=30)
 
     def _healthy(self) -> bool:
@@ -56,6 +60,7 @@ class Server:
     def crash(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
+        self._drain.join(timeout=10)
 
 
 def test_a_render_running_when_the_process_dies_completes_after_restart(tmp_path, media_dir):
@@ -122,9 +127,7 @@ def test_an_asset_uploaded_but_not_processed_is_processed_after_restart(tmp_path
     second = Server(data)
     try:
         with second.client(key) as api:
-            ready = wait_for(
-                lambda: api.get(f"/v1/assets/{asset['id']}").json(), lambda a: a["state"] != "processing"
-            )
+            ready = wait_for(lambda: api.get(f"/v1/assets/{asset['id']}").json(), lambda a: a["state"] != "processing")
             assert ready["state"] == "ready" and ready["cuttable"], ready
             assert ready["video"]["width"] == 320
     finally:
@@ -138,7 +141,7 @@ def test_json_logs_carry_the_request_id(tmp_path):
         resp = api.get("/v1/credits", headers={"X-Request-Id": "req-from-client-42"})
         assert resp.headers["x-request-id"] == "req-from-client-42"
     server.crash()
-    rest = (server.proc.stdout.read() if server.proc.stdout else "").splitlines()
+    rest = "".join(server.output).splitlines()
     import json
 
     entries = [json.loads(line) for line in rest if line.startswith("{")]

@@ -4,24 +4,28 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI
 
 from roughy import __version__
-from roughy.api import errors, schemas
+from roughy.api import errors, openapi, schemas
 from roughy.api.deps import Services
 from roughy.api.middleware import EdgeMiddleware
-from roughy.api.routes import admin, assets, credits, cuts, encoder, files, health, renders, webhooks
+from roughy.api.routes import admin, assets, console, credits, cuts, docs, encoder, files, health, renders, webhooks
 from roughy.core.events import EventType
 
+DESCRIPTION = """\
+Upload a source asset, optionally derive a cut (the kept time segments), and ask for renders:
+asynchronous jobs that each produce one downloadable file.
 
-def _error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """Document the envelope every error actually has (and replace FastAPI's default 422 body)."""
-    return {
-        status: {"model": schemas.ErrorEnvelope, "description": HTTPStatus(status).phrase} for status in statuses
-    }
+**Authentication:** `Authorization: Bearer <api key>` (the admin routes take the admin key).
+**Errors:** `{"error": {"code", "message", "param", "request_id", "doc_url"}}`, with the codes each
+operation lists; every code is explained at [/docs/errors](/docs/errors).
+**Retries:** 429 and 503 carry `Retry-After`. `POST /v1/renders` is idempotent on its content;
+`POST /v1/assets` and `POST /v1/assets/{asset_id}/cuts` take an `Idempotency-Key` header.
+**Lists:** `limit` (1-100) and `starting_after`, newest first, `has_more`.
+"""
 
 
 def create_app(
@@ -42,17 +46,24 @@ def create_app(
         title="roughy",
         version=__version__,
         summary="Upload, cut and render video and audio.",
+        description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by routes/docs.py, with local assets
+        redoc_url=None,
+        generate_unique_id_function=openapi.operation_id,
     )
     app.state.services = services
     app.state.metrics_registry = health.store_registry(services.app.renders.counts)
     errors.install(app)
     for module in (assets, cuts, renders, credits, admin, webhooks):
-        app.include_router(module.router, responses=_error_responses(400, 401, 404, 409, 413, 422, 429, 500))
-    app.include_router(files.router, responses=_error_responses(403, 404, 409, 413, 422))
+        app.include_router(module.router, responses=openapi.errors(*openapi.AUTHENTICATED))
+    app.include_router(files.router)
     app.include_router(health.router)
+    app.include_router(docs.router)
+    app.include_router(console.router)
     app.include_router(encoder.router)
     _document_webhooks(app)
+    openapi.install(app)
     app.add_middleware(EdgeMiddleware, authenticate=services.app.accounts.authenticate, settings=services.settings)
     return app
 

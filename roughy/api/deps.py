@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPBearer
 
 from roughy.app import Application
@@ -14,7 +14,12 @@ from roughy.core.models import Account
 from roughy.core.ports import ServedFiles
 from roughy.settings import Settings
 
-bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
+bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey", description="An API key: `Authorization: Bearer <key>`.")
+admin_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="AdminKey",
+    description="The service's admin key (`ROUGHY_ADMIN_KEY`): `Authorization: Bearer <admin key>`.",
+)
 
 
 @dataclass
@@ -36,6 +41,19 @@ def get_account(request: Request, _key: Any = Depends(bearer)) -> Account:
     return request.state.account  # type: ignore[no-any-return]
 
 
+def admin_key(_key: Any = Depends(admin_bearer)) -> None:
+    """The middleware checked the admin key; this only documents it."""
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Any unique string (a UUID) per logical request, the same on each of its retries: a retry "
+        "then answers the first try's resource instead of creating (and charging for) another. Remembered 24 h; "
+        "reusing a key for another request is a 422.",
+    ),
+]
 ServicesDep = Annotated[Services, Depends(get_services)]
 AccountDep = Annotated[Account, Depends(get_account)]
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size (1-100).")]

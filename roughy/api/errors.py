@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from contextvars import ContextVar
+from typing import Any, NamedTuple
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from roughy.core.errors import RoughyError
+from roughy.core.errors import ErrorCode, RoughyError
 
 log = logging.getLogger("roughy.api")
+
+#: Where each error's `doc_url` points: a page the service serves itself (`routes/docs.py`).
+ERRORS_PAGE = "/docs/errors"
+
+
+class RequestContext(NamedTuple):
+    request_id: str
+    base_url: str  # the service's public URL, for `doc_url`
+
+
+#: Set by the request edge for the whole request (routes, handlers, the edge's own answers).
+CURRENT: ContextVar[RequestContext | None] = ContextVar("roughy_request", default=None)
 
 BAD_BODY_TYPES = {"json_invalid", "model_attributes_type", "dict_type", "model_type"}
 
@@ -20,9 +33,14 @@ BAD_BODY_TYPES = {"json_invalid", "model_attributes_type", "dict_type", "model_t
 def error_response(
     status: int, code: str, message: str, param: str | None = None, headers: dict[str, str] | None = None
 ) -> JSONResponse:
+    """The SPEC's envelope, plus the request's id and a link to the code's documentation."""
     body: dict[str, Any] = {"code": code, "message": message}
     if param:
         body["param"] = param
+    if (context := CURRENT.get()) is not None:
+        body["request_id"] = context.request_id
+        if code in ErrorCode.__members__.values():
+            body["doc_url"] = f"{context.base_url.rstrip('/')}{ERRORS_PAGE}#{code}"
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
@@ -49,20 +67,19 @@ def install(app: FastAPI) -> None:
         first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
         loc = tuple(first.get("loc", ()))
         if first.get("type") in BAD_BODY_TYPES and len(loc) <= 1 or (loc == ("body",)):
-            return error_response(400, "bad_request", "the body must be a JSON object")
+            return error_response(400, ErrorCode.BAD_REQUEST, "the body must be a JSON object")
         if first.get("type") == "json_invalid":
-            return error_response(400, "bad_request", "the body is not valid JSON")
+            return error_response(400, ErrorCode.BAD_REQUEST, "the body is not valid JSON")
         message = str(first.get("msg", "invalid value"))
         param = param_from_loc(loc)
         if first.get("type") == "extra_forbidden":
             message = f"unknown field {param!r}"
-        return error_response(422, "validation_error", message, param)
+        return error_response(422, ErrorCode.VALIDATION_ERROR, message, param)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
-            exc.status_code, "bad_request"
-        )
+        codes = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED, 413: ErrorCode.PAYLOAD_TOO_LARGE}
+        code = codes.get(exc.status_code, ErrorCode.BAD_REQUEST)
         return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
@@ -70,5 +87,5 @@ def install(app: FastAPI) -> None:
         request_id = getattr(request.state, "request_id", "-")
         log.exception("unhandled error (request %s)", request_id)
         return error_response(
-            500, "internal_error", f"an internal error occurred; quote request id {request_id}"
+            500, ErrorCode.INTERNAL_ERROR, f"an internal error occurred; quote request id {request_id}"
         )

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from roughy.core.errors import ErrorCode
 from roughy.core.events import EventType, Resource
 from roughy.core.formats import AUDIO_BITRATES_KBPS, VIDEO_BITRATES_MBPS
 from roughy.core.models import AssetKind, AssetState, CutMethod, CutState, Format, RenderState, Resolution
@@ -78,9 +79,11 @@ class CreditGrant(Strict):
 
 
 class ErrorBody(BaseModel):
-    code: str
-    message: str
-    param: str | None = None
+    code: ErrorCode = Field(description="What went wrong, for programs: one of a fixed list (see `doc_url`).")
+    message: str = Field(description="What went wrong, for people.")
+    param: str | None = Field(None, description="The field (or header) at fault, when one is.")
+    request_id: str = Field(description="This request's id (also the `X-Request-Id` header): quote it in a report.")
+    doc_url: str = Field(description="The code's documentation, served by the service (`/docs/errors`).")
 
 
 class ErrorEnvelope(BaseModel):
@@ -121,6 +124,11 @@ class ErrorInfoOut(BaseModel):
     message: str
 
 
+class PosterOut(BaseModel):
+    url: str = Field(description="A signed GET URL of the JPEG (fetch the asset again for a fresh one).")
+    expires_at: datetime
+
+
 class AssetOut(BaseModel):
     id: str
     object: Literal["asset"] = "asset"
@@ -135,6 +143,11 @@ class AssetOut(BaseModel):
     created_at: datetime
     upload: dict[str, UploadTarget] | None = Field(
         description="Upload targets for the parts still awaiting upload (fresh on every read)."
+    )
+    poster: PosterOut | None = Field(
+        None,
+        description="A video asset's poster frame (a JPEG, at most 640 px on its longer edge, as displayed "
+        "after rotation): null until the video is processed, for audio assets, and when none could be made.",
     )
 
 
@@ -223,10 +236,12 @@ class ApiKeyOut(BaseModel):
 
 # -- webhooks ------------------------------------------------------------------------------------
 
+
 class AssetEventData(AssetOut):
-    """An asset as `GET /v1/assets/{id}` returns it, without upload targets."""
+    """An asset as `GET /v1/assets/{id}` returns it, without upload targets or a poster URL."""
 
     upload: None = None
+    poster: None = None
 
 
 class RenderEventData(RenderOut):

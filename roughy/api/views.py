@@ -9,9 +9,13 @@ from roughy.core.models import Asset, Cut, LedgerEntry, Render
 from roughy.core.resources import asset_resource, cut_resource, render_resource
 
 
-def asset_out(asset: Asset, uploads: dict[str, dict[str, object]]) -> s.AssetOut:
+def asset_out(
+    asset: Asset, uploads: dict[str, dict[str, object]], poster: tuple[str, datetime] | None = None
+) -> s.AssetOut:
+    """The asset, with fresh upload targets and, once there is one, a signed URL of its poster."""
     upload = {part: s.UploadTarget.model_validate(target) for part, target in uploads.items()}
-    return s.AssetOut(**asset_resource(asset), upload=upload or None)
+    image = s.PosterOut(url=poster[0], expires_at=poster[1]) if poster is not None else None
+    return s.AssetOut(**asset_resource(asset), upload=upload or None, poster=image)
 
 
 def cut_out(cut: Cut) -> s.CutOut:

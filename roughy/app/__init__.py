@@ -69,6 +69,7 @@ def build_application(
         max_upload_bytes=settings.max_upload_bytes,
         max_uploading=settings.max_uploading_assets,
         upload_ttl=settings.upload_url_ttl,
+        poster_ttl=settings.download_url_ttl,
         wake=signal.wake,
     )
     return Application(

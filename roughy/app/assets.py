@@ -8,16 +8,19 @@ a limit); the embedded upload route also stops a stream as soon as it passes the
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from datetime import datetime
+from pathlib import Path, PurePath
 
 import anyio
 
+from roughy.app.idempotency import Idempotency, fingerprint
 from roughy.core.errors import InvalidState, NotFound, PayloadTooLarge, RateLimited, ValidationFailed
 from roughy.core.events import asset_events
 from roughy.core.ids import new_id, now
-from roughy.core.keys import asset_prefix, part_key, upload_key
+from roughy.core.keys import asset_prefix, part_key, poster_key, upload_key
 from roughy.core.lifecycle import WAITING, part_uploaded
 from roughy.core.models import Asset, AssetKind, AssetState, PartName, PartState
 from roughy.core.ports import ServedFiles, Storage, Store
@@ -35,6 +38,7 @@ class AssetService:
         max_upload_bytes: int = 5 * 2**30,
         max_uploading: int = 50,
         upload_ttl: int = 3600,
+        poster_ttl: int = 900,
         wake: Callable[[], None] = lambda: None,
     ):
         self.store = store
@@ -43,13 +47,35 @@ class AssetService:
         self.max_upload_bytes = max_upload_bytes
         self.max_uploading = max_uploading
         self.upload_ttl = upload_ttl
+        self.poster_ttl = poster_ttl
         self.wake = wake
         # Per asset, uploads landing and parts completing take turns (this API process serves
         # its own uploads only with local storage, where it owns the data directory). Striped:
         # a complete that copies a big object on S3 holds up only the assets of its stripe.
         self._seals = [threading.Lock() for _ in range(SEAL_STRIPES)]
 
-    def create(self, account_id: str, kind: AssetKind, filename: str, client_audio: bool) -> Asset:
+    def create(
+        self,
+        account_id: str,
+        kind: AssetKind,
+        filename: str,
+        client_audio: bool,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Asset:
+        """A new asset awaiting its uploads; with `idempotency_key`, a retry answers the first
+        try's asset (`roughy.app.idempotency`)."""
+        request = fingerprint("create_asset", {"kind": kind, "filename": filename, "client_audio": client_audio})
+        return Idempotency(self.store).once(
+            account_id,
+            idempotency_key,
+            request,
+            new_id("ast"),
+            lambda asset_id: self._create(asset_id, account_id, kind, filename, client_audio),
+            lambda asset_id: self.store.get_asset(asset_id, account_id),
+        )
+
+    def _create(self, asset_id: str, account_id: str, kind: AssetKind, filename: str, client_audio: bool) -> Asset:
         if client_audio and kind is AssetKind.AUDIO:
             raise ValidationFailed("client_audio applies to video assets only", param="client_audio")
         if self.store.count_assets(account_id, WAITING) >= self.max_uploading:
@@ -60,7 +86,7 @@ class AssetService:
             )
         video = kind is AssetKind.VIDEO
         asset = Asset(
-            id=new_id("ast"),
+            id=asset_id,
             account_id=account_id,
             kind=kind,
             filename=filename,
@@ -89,6 +115,14 @@ class AssetService:
             for part in asset.parts
             if asset.part_state(part) is PartState.AWAITING_UPLOAD
         }
+
+    def poster(self, asset: Asset) -> tuple[str, datetime] | None:
+        """A fresh signed URL of the asset's poster frame and its expiry; None while there is
+        none (no video processed yet, an audio asset, or the poster could not be made)."""
+        if asset.video is None or not asset.video.poster:
+            return None
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", PurePath(asset.filename).stem).strip("._") or "asset"
+        return self.storage.download_url(poster_key(asset.id), f"{stem[:80]}-poster.jpg", self.poster_ttl)
 
     async def receive_part(
         self, files: ServedFiles, asset_id: str, part: PartName, chunks: AsyncIterator[bytes], length: int | None

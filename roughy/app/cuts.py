@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from roughy.app.idempotency import Idempotency, fingerprint
 from roughy.core.errors import NotFound, ValidationFailed
 from roughy.core.gates import require_cuttable
 from roughy.core.ids import new_id, now
@@ -27,8 +28,29 @@ class CutService:
         asset_id: str,
         segments: list[Segment] | None,
         silence: dict[str, float] | None,
+        *,
+        idempotency_key: str | None = None,
     ) -> Cut:
-        """Exactly one of `segments` (explicit) and `silence` (its parameters) is given."""
+        """Exactly one of `segments` (explicit) and `silence` (its parameters) is given. With
+        `idempotency_key`, a retry answers the first try's cut (`roughy.app.idempotency`)."""
+        plan = {"segments": [(s.start, s.end) for s in segments] if segments is not None else None, "silence": silence}
+        return Idempotency(self.store).once(
+            account_id,
+            idempotency_key,
+            fingerprint(f"create_cut {asset_id}", plan),
+            new_id("cut"),
+            lambda cut_id: self._create(cut_id, account_id, asset_id, segments, silence),
+            lambda cut_id: self.store.get_cut(cut_id, account_id),
+        )
+
+    def _create(
+        self,
+        cut_id: str,
+        account_id: str,
+        asset_id: str,
+        segments: list[Segment] | None,
+        silence: dict[str, float] | None,
+    ) -> Cut:
         if (segments is None) == (silence is None):
             raise ValidationFailed('give either "segments" or "method": "silence"', param="segments")
         checked = check_structure(segments) if segments is not None else []
@@ -37,7 +59,7 @@ class CutService:
             raise NotFound(f"no such asset: {asset_id}")
         require_cuttable(asset)  # 409 asset_processing / asset_payment_required / asset_failed (SPEC 2)
         cut = Cut(
-            id=new_id("cut"),
+            id=cut_id,
             account_id=account_id,
             asset_id=asset.id,
             state=CutState.PENDING,

@@ -1,4 +1,5 @@
-"""Asset and cut processing: charge, probe, extract audio, check or derive cut segments.
+"""Asset and cut processing: charge, probe, extract audio, store a video's poster frame, check or
+derive cut segments.
 
 Written against the ports (store, storage, asset tasks) and the asset's state machine
 (`roughy.core.lifecycle`); run by the embedded scheduler's worker threads and by the operator.
@@ -14,12 +15,13 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 
 from roughy.core.errors import InsufficientCredit
 from roughy.core.events import asset_events, cut_events
 from roughy.core.ids import now
-from roughy.core.keys import asset_prefix, audio_key, extracted_audio_key, part_key
+from roughy.core.keys import asset_prefix, audio_key, extracted_audio_key, part_key, poster_key
 from roughy.core.lifecycle import (
     WAITING,
     Change,
@@ -44,12 +46,15 @@ from roughy.core.models import (
 from roughy.core.ports import AssetTasks, Storage, Store
 from roughy.core.segments import SegmentsOutOfRange, finalize, keep_between_silences
 from roughy.encoder.errors import EncoderError, InvalidMedia
+from roughy.encoder.poster import make_poster
 from roughy.encoder.probe import MediaInfo, probe
 from roughy.encoder.sources import SourceLimits
 
 log = logging.getLogger(__name__)
 
 Prober = Callable[[str], MediaInfo]
+#: Writes a video's poster frame: (source URL, target, what the probe found).
+PosterMaker = Callable[[str, str, MediaInfo], None]
 #: Seconds between two looks for abandoned uploads.
 EXPIRY_INTERVAL = 60.0
 
@@ -62,6 +67,7 @@ class AssetProcessor:
         tasks: AssetTasks,
         *,
         probe: Prober | None = None,
+        poster: PosterMaker | None = None,
         limits: SourceLimits = SourceLimits(),  # noqa: B008 - frozen
         upload_expiry: float = 86400.0,
     ):
@@ -69,11 +75,33 @@ class AssetProcessor:
         self.storage = storage
         self.tasks = tasks
         self.probe = probe  # None: the encoder's PyAV probe, looked up when called
+        self.poster = poster  # None: the encoder's ffmpeg, in this process (a seek and one frame)
         self.upload_expiry = upload_expiry
         self.limits = limits
 
     def _probe(self, src: str) -> MediaInfo:
         return self.probe(src) if self.probe is not None else probe(src, self.limits)
+
+    def _make_poster(self, asset: Asset, info: MediaInfo) -> bool:
+        """Store the video's poster frame beside its media; whether it was. Light enough to run
+        where the probe runs (on Kubernetes, ffmpeg in the operator reads the presigned source
+        with a seek). A poster is a nicety: any failure is logged and the asset goes on without."""
+        if info.video is None:
+            return False
+        try:
+            src = self.storage.source_url(part_key(asset.id, PartName.VIDEO))
+            target = self.storage.output_target(poster_key(asset.id))
+            if self.poster is not None:
+                self.poster(src, target, info)
+            else:
+                make_poster(src, target, info.video, info.duration, demuxer=info.demuxer)
+        except EncoderError as exc:
+            log.warning("asset %s: no poster frame: %s", asset.id, exc.message)
+            return False
+        except Exception:  # storage trouble, say: still no reason to fail the asset
+            log.exception("asset %s: no poster frame", asset.id)
+            return False
+        return True
 
     def process_asset(self, asset_id: str) -> None:
         """Process each uploaded part and record what was found; the credit is charged once,
@@ -161,9 +189,10 @@ class AssetProcessor:
                 duration=info.duration,
                 labels={"roughy.ai/asset": asset.id, "roughy.ai/account": asset.account_id},
             )
+        video = replace(info.video, poster=True) if self._make_poster(asset, info) and info.video else info.video
 
         def record(a: Asset) -> None:
-            a.video = info.video
+            a.video = video
             a.duration = info.duration  # the video's timeline is the source's timeline
             if not a.client_audio:
                 a.audio = extracted

@@ -13,11 +13,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import PurePath
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 ENCODE_SECONDS = Histogram(
     "roughy_encode_seconds",
     "Wall time of completed encodes, from the claim to the outcome",
+    ["format", "tier", "encoder"],  # see encode_labels
     buckets=(1, 5, 15, 30, 60, 120, 300, 900, 3600),
 )
 RENDERS_FINISHED = Counter("roughy_renders_finished_total", "Renders that reached a final state", ["state"])
@@ -92,6 +95,8 @@ class RenderService:
         )
         stored, created = self.store.create_render(render, render_events)
         if created:
+            log.info("render %s created (asset %s, %s)", stored.id, stored.asset_id, _output(stored),
+                     extra=render_fields(stored))  # fmt: skip
             self.wake()
         return stored, created
 
@@ -136,6 +141,7 @@ class RenderService:
         render = self.store.get_render(render_id, account_id)
         if render is None or not self.store.delete_render(render.id):
             raise NotFound(f"no such render: {render_id}")
+        log.info("render %s cancelled (was %s)", render.id, render.state.value, extra=render_fields(render))
         self.stop([render.id])
 
     def stop(self, render_ids: list[str]) -> None:
@@ -196,6 +202,8 @@ class RenderService:
             return True
         if self.store.get_render(render.id) is None:  # cancelled between the claim and the hand-over
             self.stop([render.id])
+            return True
+        log.info("render %s started (%s)", render.id, _output(render), extra=render_fields(render))
         return True
 
     def progress(self, render_id: str, progress: float) -> None:
@@ -217,16 +225,17 @@ class RenderService:
         if self.store.finish_render(render_id, outcome.result, outcome.error, announce, from_pending=True):
             render = settled[-1]
             RENDERS_FINISHED.labels(render.state.value).inc()
-            if render.state is RenderState.COMPLETED and render.started_at is not None:
-                ENCODE_SECONDS.observe(max(0.0, (now() - render.started_at).total_seconds()))
+            seconds = max(0.0, (now() - render.started_at).total_seconds()) if render.started_at else None
+            if render.state is RenderState.COMPLETED and seconds is not None:
+                ENCODE_SECONDS.labels(*encode_labels(render)).observe(seconds)
             if render.state is RenderState.FAILED:
                 self.storage.delete_prefix(render_prefix(render_id))
+            _log_finished(render, seconds)
         else:
             row = self.store.get_render(render_id)
             if row is None or row.state is RenderState.FAILED:
                 self.storage.delete_prefix(render_prefix(render_id))
-        log.info("render %s %s%s", render_id, "completed" if outcome.result else "failed",
-                 "" if settled else " (already settled)")
+            log.debug("render %s: an outcome for a render already settled or gone, ignored", render_id)
 
     def requeue_lost(self, executing: set[str], started_before: datetime) -> list[str]:
         """Renders claimed before `started_before` that no executor has: back to pending, their
@@ -254,8 +263,68 @@ class RenderService:
             else:
                 message = "the render's Render resource was deleted on the cluster before the encode finished"
                 error = ErrorInfo("encode_failed", message)
-                self.store.finish_render(render_id, None, error, render_events, from_pending=True)
+                if self.store.finish_render(render_id, None, error, render_events, from_pending=True):
+                    failed = dataclasses.replace(row, state=RenderState.FAILED, error=error)
+                    _log_finished(failed, None)
         self.storage.delete_prefix(render_prefix(render_id))
+
+
+def render_fields(render: Render) -> dict[str, Any]:
+    """The structured fields of a render's lifecycle lines (docs/observability.md)."""
+    fields: dict[str, Any] = {
+        "render_id": render.id,
+        "asset_id": render.asset_id,
+        "account_id": render.account_id,
+        "state": render.state.value,
+        "format": render.output.format.value,
+        "tier": _tier(render),
+    }
+    if render.cut_id:
+        fields["cut_id"] = render.cut_id
+    return fields
+
+
+def encode_labels(render: Render) -> tuple[str, str, str]:
+    """`roughy_encode_seconds`'s labels: format; tier (720p, 1080p, 4k, `source` for a video
+    kept at its own size, `audio`); encoder (the result's: libx264, h264_nvenc,
+    h264_nvenc+cuda; `copy` for a copied video; `none` when no video was encoded here: an
+    audio render, or a chunked render whose chunks were encoded elsewhere)."""
+    result = render.result
+    encoder = "none"
+    if result is not None and result.encoder:
+        encoder = result.encoder
+    elif result is not None and "video" in result.copied:
+        encoder = "copy"
+    return render.output.format.value, _tier(render), encoder
+
+
+def _tier(render: Render) -> str:
+    if not render.output.format.is_video:
+        return "audio"
+    return render.output.resolution.value if render.output.resolution else "source"
+
+
+def _output(render: Render) -> str:
+    return f"{render.output.format.value} {_tier(render)}"
+
+
+def _log_finished(render: Render, seconds: float | None) -> None:
+    """The one line of a render that reached a final state (completed or failed)."""
+    fields = render_fields(render)
+    if seconds is not None:
+        fields["encode_seconds"] = round(seconds, 3)
+    if render.state is RenderState.COMPLETED:
+        fields["encoder"] = encode_labels(render)[2]
+        fields["size_bytes"] = render.result.size_bytes if render.result else None
+        said = [_output(render)]
+        said += [fields["encoder"]] if fields["encoder"] != "none" else []
+        said += [f"{seconds:.1f} s"] if seconds is not None else []
+        log.info("render %s completed (%s)", render.id, ", ".join(said), extra=fields)
+        return
+    code = render.error.code if render.error else "internal_error"
+    fields["error_code"] = code
+    log.info("render %s failed: %s (%s)", render.id, code, render.error.message if render.error else "",
+             extra=fields)  # fmt: skip
 
 
 def download_filename(asset_filename: str, render: Render) -> str:
@@ -264,4 +333,3 @@ def download_filename(asset_filename: str, render: Render) -> str:
     tier = f"-{render.output.resolution.value}" if render.output.resolution else ""
     cut = "-cut" if render.cut_id else ""
     return f"{stem[:80]}{cut}{tier}.{render.output.format.extension}"
-

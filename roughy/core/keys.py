@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from roughy.core.models import Asset, PartName, Render
 
+POSTER_NAME = "poster.jpg"
+
 
 def render_prefix(render_id: str) -> str:
     """Everything stored for one render: deleted together on cancel or failure."""
@@ -43,6 +45,17 @@ def upload_key(asset_id: str, part: PartName) -> str:
 
 def extracted_audio_key(asset_id: str) -> str:
     return f"{asset_prefix(asset_id)}extracted-audio.mka"
+
+
+def poster_key(asset_id: str) -> str:
+    """A video asset's poster frame (a JPEG), beside its media: deleted with the asset."""
+    return f"{asset_prefix(asset_id)}{POSTER_NAME}"
+
+
+def is_poster_key(key: str) -> bool:
+    """Whether `key` is an asset's poster (the one asset object a signed GET may serve)."""
+    head, _, name = key.rpartition("/")
+    return name == POSTER_NAME and head.startswith("assets/") and head.count("/") == 1
 
 
 def audio_key(asset: Asset) -> str:

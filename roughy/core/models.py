@@ -97,6 +97,9 @@ class VideoInfo:
     square_pixels: bool | None = None  # sample aspect ratio 1:1 (or unset)
     constant_rate: bool | None = None  # the average frame rate is the stream's base rate
     interlaced: bool | None = None  # the first frame is interlaced
+    #: A poster frame (a JPEG at `keys.poster_key`) was stored when the video was processed.
+    #: Not a probe fact: recorded here (the asset's `video` JSON) so that no migration is needed.
+    poster: bool = False
 
 
 @dataclass(frozen=True)

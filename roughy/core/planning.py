@@ -61,17 +61,14 @@ def validate_output(
         if spec.resolution is not None:
             raise ValidationFailed("resolution applies to video formats only", param="output.resolution")
         if spec.video_bitrate is not None:
-            raise ValidationFailed(
-                "video_bitrate applies to video formats only", param="output.video_bitrate"
-            )
+            raise ValidationFailed("video_bitrate applies to video formats only", param="output.video_bitrate")
         if probed and audio is None:
             raise ValidationFailed("the source has no audio track", param="output.format")
     if not (probed and video and spec.format.is_video):
         return
     if spec.resolution is not None and spec.resolution.short_edge > min(video.width, video.height):
         raise ValidationFailed(
-            f"{spec.resolution.value} is above the source's {min(video.width, video.height)}p;"
-            " renders never upscale",
+            f"{spec.resolution.value} is above the source's {min(video.width, video.height)}p; renders never upscale",
             param="output.resolution",
         )
     if (

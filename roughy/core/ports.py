@@ -201,7 +201,34 @@ class WebhookStore(Protocol):
     ) -> tuple[list[Delivery], bool]: ...
 
 
-class Store(AccountStore, CreditStore, AssetStore, CutStore, RenderStore, WebhookStore, Protocol):
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """What an `Idempotency-Key` made: the request's fingerprint and the resource's id."""
+
+    fingerprint: str
+    resource_id: str
+    created_at: datetime
+    finished: bool  # the resource was created (it may have been deleted since)
+
+
+class IdempotencyStore(Protocol):
+    def claim_idempotency_key(
+        self, account_id: str, key: str, fingerprint: str, resource_id: str, *, expired_before: datetime
+    ) -> IdempotencyRecord | None:
+        """Record that this account's `key` makes `resource_id` and answer None, atomically;
+        unless a record of the key newer than `expired_before` exists: then answer it, unchanged."""
+        ...
+
+    def finish_idempotency_key(self, account_id: str, key: str) -> None:
+        """Its resource is created: a retry answers it from now on."""
+        ...
+
+    def release_idempotency_key(self, account_id: str, key: str) -> None:
+        """Forget the key (its request failed: a retry runs it again)."""
+        ...
+
+
+class Store(AccountStore, CreditStore, AssetStore, CutStore, RenderStore, WebhookStore, IdempotencyStore, Protocol):
     """The whole system of record (one database)."""
 
     def ping(self) -> None:

@@ -26,13 +26,16 @@ PROTECTED = [
 
 
 def assert_error(resp: httpx.Response, status: int, code: str, param: str | None = None) -> dict:
-    """The SPEC's envelope: {"error": {"code", "message", "param"?}} and nothing else."""
+    """The SPEC's envelope: {"error": {"code", "message", "param"?}}, plus the request's id and
+    the code's documentation (issue 11), and nothing else."""
     assert resp.status_code == status, (resp.status_code, resp.text)
     assert resp.headers["content-type"].startswith("application/json")
     body = resp.json()
     assert set(body) == {"error"}, body
     err = body["error"]
-    assert set(err) <= {"code", "message", "param"}, err
+    assert set(err) - {"param"} == {"code", "message", "request_id", "doc_url"}, err
+    assert err["request_id"] == resp.headers["x-request-id"]
+    assert err["doc_url"].endswith(f"/docs/errors#{code}"), err
     assert err["code"] == code, err
     assert isinstance(err["message"], str) and err["message"].strip(), err
     if param is not None:
@@ -118,8 +121,8 @@ def test_auth_is_checked_before_the_body(service):
 def _same_shape(a: dict, b: dict, ids: tuple[str, str]) -> None:
     """Two error bodies that are identical once each mentions its own id."""
     assert a["error"]["message"].replace(ids[0], "ID") == b["error"]["message"].replace(ids[1], "ID")
-    assert {k: v for k, v in a["error"].items() if k != "message"} == {
-        k: v for k, v in b["error"].items() if k != "message"
+    assert {k: v for k, v in a["error"].items() if k not in ("message", "request_id")} == {
+        k: v for k, v in b["error"].items() if k not in ("message", "request_id")
     }
 
 
@@ -332,9 +335,9 @@ def test_openapi_documents_the_error_envelope_the_service_sends(service):
     create = doc["paths"]["/v1/assets"]["post"]["responses"]
     for status in ("401", "422"):
         assert status in create, sorted(create)
-        ref = create[status]["content"]["application/json"]["schema"]["$ref"]
-        schema = doc["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+        schema = create[status]["content"]["application/json"]["schema"]
         assert list(schema["properties"]) == ["error"], schema
+        assert set(schema["properties"]["error"]["required"]) == {"code", "message", "request_id", "doc_url"}
     assert "404" in doc["paths"]["/v1/assets/{asset_id}"]["get"]["responses"]
 
 
@@ -352,7 +355,8 @@ def test_metrics_expose_renders_and_queue_depth(service):
     text = resp.text
     assert re.search(r'^roughy_renders\{state="pending"\} 0(\.0)?$', text, re.M), text
     assert re.search(r"^roughy_queue_depth 0(\.0)?$", text, re.M), text
-    assert "roughy_encode_seconds_count" in text, "encode seconds are exported"
+    # labelled (format, tier, encoder): a series appears with its first encode, the family at once
+    assert "# TYPE roughy_encode_seconds histogram" in text, "encode seconds are exported"
     for state in ("running", "completed", "failed"):
         assert f'roughy_renders{{state="{state}"}}' in text
     assert re.search(r'^roughy_build_info\{python="[0-9.]+",version="[0-9a-z.+-]+"\} 1(\.0)?$', text, re.M), text

@@ -66,9 +66,17 @@ def account(store: SqlStore, credits: int = 0) -> str:
 
 def asset(store: SqlStore, account_id: str, **kw: Any) -> Asset:
     a = Asset(
-        id=new_id("ast"), account_id=account_id, kind=AssetKind.VIDEO, filename="talk.mp4",
-        client_audio=False, state=kw.pop("state", AssetState.READY), video_part=PartState.PROCESSED,
-        audio_part=None, created_at=now(), duration=10.0, **kw,
+        id=new_id("ast"),
+        account_id=account_id,
+        kind=AssetKind.VIDEO,
+        filename="talk.mp4",
+        client_audio=False,
+        state=kw.pop("state", AssetState.READY),
+        video_part=PartState.PROCESSED,
+        audio_part=None,
+        created_at=now(),
+        duration=10.0,
+        **kw,
     )
     store.insert_asset(a)
     return a
@@ -76,8 +84,13 @@ def asset(store: SqlStore, account_id: str, **kw: Any) -> Asset:
 
 def cut(store: SqlStore, a: Asset) -> Cut:
     c = Cut(
-        id=new_id("cut"), account_id=a.account_id, asset_id=a.id, state=CutState.COMPLETED,
-        method=CutMethod.SEGMENTS, created_at=now(), segments=[Segment(0.0, 1.0), Segment(2.0, 3.5)],
+        id=new_id("cut"),
+        account_id=a.account_id,
+        asset_id=a.id,
+        state=CutState.COMPLETED,
+        method=CutMethod.SEGMENTS,
+        created_at=now(),
+        segments=[Segment(0.0, 1.0), Segment(2.0, 3.5)],
     )
     store.insert_cut(c)
     return c
@@ -86,8 +99,14 @@ def cut(store: SqlStore, a: Asset) -> Cut:
 def render(a: Asset, spec: OutputSpec | None = None, cut_id: str | None = None) -> Render:
     spec = spec or OutputSpec(Format.MP4)
     return Render(
-        id=new_id("rnd"), account_id=a.account_id, asset_id=a.id, cut_id=cut_id, output=spec,
-        signature=render_signature(a.id, cut_id, spec), state=RenderState.PENDING, created_at=now(),
+        id=new_id("rnd"),
+        account_id=a.account_id,
+        asset_id=a.id,
+        cut_id=cut_id,
+        output=spec,
+        signature=render_signature(a.id, cut_id, spec),
+        state=RenderState.PENDING,
+        created_at=now(),
     )
 
 
@@ -133,8 +152,11 @@ def test_a_live_render_is_returned_not_duplicated(store: SqlStore) -> None:
     a = asset(store, account(store))
     first, created = store.create_render(render(a), render_events)
     assert created
-    for state_change in (lambda: None, lambda: store.claim_next_render(render_events),
-                         lambda: store.finish_render(first.id, result(), None, render_events)):
+    for state_change in (
+        lambda: None,
+        lambda: store.claim_next_render(render_events),
+        lambda: store.finish_render(first.id, result(), None, render_events),
+    ):
         state_change()
         again, created = store.create_render(render(a), render_events)
         assert not created and again.id == first.id
@@ -453,8 +475,10 @@ def test_a_cursor_stays_valid_when_its_render_leaves_the_filtered_state(store: S
     """Paging through pending renders while a worker claims one must not end the listing early."""
     acct = account(store)
     a = asset(store, acct)
-    ids = [store.create_render(render(a, OutputSpec(Format.MP4, audio_bitrate=b)), render_events)[0].id
-           for b in (None, 128, 192, 256, 320)]
+    ids = [
+        store.create_render(render(a, OutputSpec(Format.MP4, audio_bitrate=b)), render_events)[0].id
+        for b in (None, 128, 192, 256, 320)
+    ]
     page, more = store.list_renders(acct, 4, None, state=RenderState.PENDING)
     assert [r.id for r in page] == ids[::-1][:4] and more
     # meanwhile the render the cursor names leaves the filter (a worker claims it)
@@ -541,3 +565,36 @@ def test_claims_are_fair_across_accounts(store: SqlStore) -> None:
     order = [store.claim_next_render(render_events) for _ in range(4)]
     assert [r.id for r in order if r] == [heavy[0].id, light.id, heavy[1].id, heavy[2].id]
     assert store.claim_next_render(render_events) is None
+
+
+# -- idempotency keys ------------------------------------------------------------------------
+
+
+def test_an_idempotency_key_is_claimed_once_per_account_until_it_expires(store: SqlStore) -> None:
+    a, b = store.create_account("a").id, store.create_account("b").id
+    fresh = now() - timedelta(hours=24)
+    assert store.claim_idempotency_key(a, "k", "fp1", "ast_1", expired_before=fresh) is None
+    record = store.claim_idempotency_key(a, "k", "fp2", "ast_2", expired_before=fresh)
+    assert record is not None and (record.fingerprint, record.resource_id, record.finished) == ("fp1", "ast_1", False)
+    store.finish_idempotency_key(a, "k")
+    assert store.claim_idempotency_key(a, "k", "fp1", "ast_3", expired_before=fresh).finished  # type: ignore[union-attr]
+    assert store.claim_idempotency_key(b, "k", "fp1", "ast_4", expired_before=fresh) is None, "per account"
+    # Expired (claimed before `expired_before`): the key is free again.
+    assert store.claim_idempotency_key(a, "k", "fp9", "ast_5", expired_before=now() + timedelta(seconds=1)) is None
+    assert store.claim_idempotency_key(a, "k", "x", "x", expired_before=fresh).resource_id == "ast_5"  # type: ignore[union-attr]
+    store.release_idempotency_key(a, "k")
+    assert store.claim_idempotency_key(a, "k", "fp1", "ast_6", expired_before=fresh) is None, "released"
+
+
+def test_concurrent_claims_of_one_key_have_one_winner(store: SqlStore) -> None:
+    account = store.create_account("a").id
+    fresh = now() - timedelta(hours=24)
+    with ThreadPoolExecutor(8) as pool:
+        records = list(
+            pool.map(
+                lambda i: store.claim_idempotency_key(account, "k", "fp", f"ast_{i}", expired_before=fresh), range(8)
+            )
+        )
+    winners = [i for i, r in enumerate(records) if r is None]
+    assert len(winners) == 1
+    assert {r.resource_id for r in records if r is not None} == {f"ast_{winners[0]}"}

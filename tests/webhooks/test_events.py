@@ -16,7 +16,7 @@ from tests.conftest import Service, finished_render, ready_asset, wait_for
 from tests.webhooks.helpers import create_endpoint, deliveries, junk_asset, new_account, wait_deliveries
 from tests.webhooks.receiver import Receiver
 
-NO_URLS = ("download_url", "download_expires_at", "upload")  # signed links are not in events
+NO_URLS = ("download_url", "download_expires_at", "upload", "poster")  # signed links are not in events
 
 
 @pytest.fixture(scope="module")

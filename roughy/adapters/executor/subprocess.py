@@ -57,8 +57,14 @@ class LocalExecutor:
         self._jobs: dict[str, Future[None]] = {}
         # The encoder reads its Job contract (plan, source and output URLs, encoder) from these;
         # an embedded render passes everything as arguments and must never inherit them.
-        job_env = {"ROUGHY_PLAN", "ROUGHY_VIDEO_URL", "ROUGHY_AUDIO_URL", "ROUGHY_OUTPUT_URL",
-                   "ROUGHY_OUTPUT_CONTENT_TYPE", "ROUGHY_ENCODER"}
+        job_env = {
+            "ROUGHY_PLAN",
+            "ROUGHY_VIDEO_URL",
+            "ROUGHY_AUDIO_URL",
+            "ROUGHY_OUTPUT_URL",
+            "ROUGHY_OUTPUT_CONTENT_TYPE",
+            "ROUGHY_ENCODER",
+        }
         self._env = {k: v for k, v in os.environ.items() if k not in job_env}
         if ffmpeg:
             self._env["ROUGHY_FFMPEG"] = ffmpeg
@@ -151,8 +157,20 @@ class LocalExecutor:
     def command(self, job: EncodeJob, plan_path: Path) -> list[str]:
         time_limit = job.plan.time_limit(*self._timeout)
         output = self.storage.output_target(job.output_key)
-        argv = [sys.executable, "-m", "roughy.encoder", "render", "--plan", str(plan_path), "--output", output,
-                "--time-limit", f"{time_limit:.3f}", "--parallel", str(self.parallel)]
+        argv = [
+            sys.executable,
+            "-m",
+            "roughy.encoder",
+            "render",
+            "--plan",
+            str(plan_path),
+            "--output",
+            output,
+            "--time-limit",
+            f"{time_limit:.3f}",
+            "--parallel",
+            str(self.parallel),
+        ]
         if job.video_key:
             argv += ["--video", self.storage.source_url(job.video_key)]
         if job.audio_key:
@@ -233,4 +251,3 @@ class LocalExecutor:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-

@@ -49,7 +49,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from roughy.core.errors import Forbidden, NotFound, PayloadTooLarge, RoughyError, ValidationFailed
+from roughy.core.errors import ErrorCode, Forbidden, NotFound, PayloadTooLarge, RoughyError, ValidationFailed
 from roughy.core.formats import format_of
 
 if TYPE_CHECKING:
@@ -77,7 +77,10 @@ _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound", "NoSuchUpload"}
 class StorageUnavailable(RoughyError):
     """Object storage could not be reached, or refused the service's own credentials/bucket."""
 
-    code, status = "storage_unavailable", 503
+    code, status = ErrorCode.STORAGE_UNAVAILABLE, 503
+
+    def __init__(self, message: str, *, retry_after: int = 5):
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
 
 
 @contextmanager

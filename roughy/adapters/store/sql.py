@@ -43,7 +43,7 @@ from roughy.core.models import (
     Segment,
     VideoInfo,
 )
-from roughy.core.ports import Announce
+from roughy.core.ports import Announce, IdempotencyRecord
 
 
 def hash_key(key: str) -> str:
@@ -123,9 +123,7 @@ class SqlStore(WebhookStore):
         key_id = new_id("key")
         with self.tx() as c:
             c.execute(
-                insert(t.api_keys).values(
-                    id=key_id, account_id=account_id, key_hash=hash_key(key), created_at=now()
-                )
+                insert(t.api_keys).values(id=key_id, account_id=account_id, key_hash=hash_key(key), created_at=now())
             )
         return key_id
 
@@ -157,9 +155,7 @@ class SqlStore(WebhookStore):
         return entry
 
     def balance(self, account_id: str, conn: Connection | None = None) -> int:
-        query = select(func.coalesce(func.sum(t.ledger.c.amount), 0)).where(
-            t.ledger.c.account_id == account_id
-        )
+        query = select(func.coalesce(func.sum(t.ledger.c.amount), 0)).where(t.ledger.c.account_id == account_id)
         if conn is not None:
             return int(conn.execute(query).scalar_one())
         with self.read() as c:
@@ -274,6 +270,38 @@ class SqlStore(WebhookStore):
             c.execute(delete(t.cuts).where(t.cuts.c.asset_id == asset_id))
             c.execute(delete(t.assets).where(t.assets.c.id == asset_id))
         return ids
+
+    # -- idempotency keys -------------------------------------------------------------------
+
+    def claim_idempotency_key(
+        self, account_id: str, key: str, fingerprint: str, resource_id: str, *, expired_before: datetime
+    ) -> IdempotencyRecord | None:
+        k = t.idempotency_keys
+        this = and_(k.c.account_id == account_id, k.c.key == key)
+        for _ in range(3):
+            try:
+                with self.tx() as c:
+                    c.execute(delete(k).where(this, k.c.created_at < expired_before))
+                    c.execute(insert(k).values(account_id=account_id, key=key, fingerprint=fingerprint,
+                                               resource_id=resource_id, finished=False, created_at=now()))  # fmt: skip
+                return None
+            except IntegrityError:  # the primary key: another request has the key
+                with self.read() as c:
+                    row = c.execute(select(k).where(this)).mappings().first()
+                if row is not None:
+                    created = _utc(row["created_at"])
+                    return IdempotencyRecord(row["fingerprint"], row["resource_id"], created, row["finished"])
+        raise RoughyError(f"the Idempotency-Key {key!r} keeps changing hands")
+
+    def finish_idempotency_key(self, account_id: str, key: str) -> None:
+        k = t.idempotency_keys
+        with self.tx() as c:
+            c.execute(update(k).where(k.c.account_id == account_id, k.c.key == key).values(finished=True))
+
+    def release_idempotency_key(self, account_id: str, key: str) -> None:
+        k = t.idempotency_keys
+        with self.tx() as c:
+            c.execute(delete(k).where(k.c.account_id == account_id, k.c.key == key))
 
     # -- cuts -------------------------------------------------------------------------------
 
@@ -537,9 +565,7 @@ class SqlStore(WebhookStore):
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _page(
-        self, table: Any, where: list[Any], limit: int, starting_after: str | None
-    ) -> tuple[list[Any], bool]:
+    def _page(self, table: Any, where: list[Any], limit: int, starting_after: str | None) -> tuple[list[Any], bool]:
         """Newest first, `limit` rows after the row `starting_after` (an id), and has_more.
 
         `where[0]` is the owner scope (account or asset); the cursor is looked up in it alone, so
@@ -567,7 +593,12 @@ def _ledger_row(e: LedgerEntry) -> dict[str, Any]:
 
 def _ledger_entry(r: Any) -> LedgerEntry:
     return LedgerEntry(
-        r["id"], r["account_id"], LedgerType(r["type"]), r["amount"], r["asset_id"], r["reason"],
+        r["id"],
+        r["account_id"],
+        LedgerType(r["type"]),
+        r["amount"],
+        r["asset_id"],
+        r["reason"],
         _utc(r["created_at"]),
     )
 

@@ -87,6 +87,20 @@ assets = Table(
     Index("ix_assets_state", "state"),
 )
 
+#: Idempotency-Key of POST /v1/assets and POST /v1/assets/{id}/cuts: one row per account and
+#: key (the primary key makes concurrent requests with one key create one resource).
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("account_id", String(40), ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("resource_id", String(40), nullable=False),
+    Column("finished", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_idempotency_keys_created", "created_at"),
+)
+
 cuts = Table(
     "cuts",
     metadata,

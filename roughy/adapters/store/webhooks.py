@@ -49,8 +49,13 @@ def _queue(conn: Connection, event_id: str, endpoint_id: str, at: datetime) -> s
     delivery_id = new_id("dlv")
     conn.execute(
         insert(t.deliveries).values(
-            id=delivery_id, event_id=event_id, endpoint_id=endpoint_id, state=PENDING, attempts=0,
-            next_attempt_at=at, created_at=at,
+            id=delivery_id,
+            event_id=event_id,
+            endpoint_id=endpoint_id,
+            state=PENDING,
+            attempts=0,
+            next_attempt_at=at,
+            created_at=at,
         )
     )
     return delivery_id
@@ -94,9 +99,7 @@ class WebhookStore:
     def rotate_secret(self, endpoint_id: str, secret: str, overlap: float) -> WebhookEndpoint | None:
         """The new secret signs from now on; the old one too, for `overlap` seconds."""
         with self.tx() as c:
-            row = c.execute(
-                select(t.webhook_endpoints.c.secret).where(t.webhook_endpoints.c.id == endpoint_id)
-            ).first()
+            row = c.execute(select(t.webhook_endpoints.c.secret).where(t.webhook_endpoints.c.id == endpoint_id)).first()
             if row is None:
                 return None
             c.execute(
@@ -237,9 +240,7 @@ class WebhookStore:
                     disabled = res.rowcount > 0
         return disabled
 
-    def list_deliveries(
-        self, endpoint_id: str, limit: int, starting_after: str | None
-    ) -> tuple[list[Delivery], bool]:
+    def list_deliveries(self, endpoint_id: str, limit: int, starting_after: str | None) -> tuple[list[Delivery], bool]:
         rows, more = self._page(t.deliveries, [t.deliveries.c.endpoint_id == endpoint_id], limit, starting_after)
         if not rows:
             return [], more
@@ -346,7 +347,10 @@ def _claimed(row: Any) -> tuple[Delivery, Event, WebhookEndpoint]:
         created_at=_utc(m[t.deliveries.c.created_at]),
     )
     event = Event(
-        m[t.events.c.id], m[t.events.c.account_id], m[t.events.c.type], m[t.events.c.data],
+        m[t.events.c.id],
+        m[t.events.c.account_id],
+        m[t.events.c.type],
+        m[t.events.c.data],
         _utc(m[t.events.c.created_at]),
     )
     endpoint = _endpoint({c.name: m[c] for c in t.webhook_endpoints.c})

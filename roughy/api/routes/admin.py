@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Depends, Response, status
 
 from roughy.api import schemas as s
-from roughy.api.deps import ServicesDep
+from roughy.api.deps import ServicesDep, admin_key
+from roughy.api.openapi import WITH_BODY, errors
 from roughy.api.views import ledger_out
+from roughy.core.errors import ErrorCode as E
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(
+    prefix="/v1/admin",
+    tags=["admin"],
+    dependencies=[Depends(admin_key)],
+    responses=errors(E.NOT_FOUND),  # also: the admin API is not enabled
+)
 
 
-@router.post("/accounts", status_code=status.HTTP_201_CREATED, response_model=s.AccountOut)
+@router.post(
+    "/accounts", status_code=status.HTTP_201_CREATED, response_model=s.AccountOut, responses=errors(*WITH_BODY)
+)
 def create_account(body: s.AccountCreate, svc: ServicesDep) -> s.AccountOut:
     account = svc.app.accounts.create_account(body.name)
     return s.AccountOut(id=account.id, name=account.name)
@@ -29,7 +38,12 @@ def revoke_api_key(key_id: str, svc: ServicesDep) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/accounts/{account_id}/credits", status_code=status.HTTP_201_CREATED, response_model=s.LedgerEntryOut)
+@router.post(
+    "/accounts/{account_id}/credits",
+    status_code=status.HTTP_201_CREATED,
+    response_model=s.LedgerEntryOut,
+    responses=errors(*WITH_BODY),
+)
 def grant_credits(account_id: str, body: s.CreditGrant, svc: ServicesDep) -> s.LedgerEntryOut:
     """A grant wakes the runtime: assets waiting in payment_required resume by themselves."""
     return ledger_out(svc.app.accounts.grant(account_id, body.amount, body.reason))

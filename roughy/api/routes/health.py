@@ -17,22 +17,37 @@ from roughy.core.models import RenderState
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}})
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_class=Response,
+    responses={
+        200: {"description": "Ready: the database answers.",
+              "content": {"application/json": {"example": {"status": "ok"}}}},
+        503: {"description": "Not ready, and why.",
+              "content": {"application/json": {"example": {"status": "unavailable", "reason": "OperationalError"}}}},
+    },
+)  # fmt: skip
 def readyz(svc: ServicesDep) -> Response:
     try:
         svc.app.ping()
     except Exception as exc:  # not ready: say why, without a traceback
-        return Response(f'{{"status": "unavailable", "reason": "{type(exc).__name__}"}}', 503,
-                        media_type="application/json")
+        return Response(
+            f'{{"status": "unavailable", "reason": "{type(exc).__name__}"}}', 503, media_type="application/json"
+        )
     return Response('{"status": "ok"}', media_type="application/json")
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"description": "Prometheus text format.",
+                     "content": {"text/plain": {"example": 'roughy_renders{state="running"} 2.0\n'}}}},
+)  # fmt: skip
 def metrics(request: Request) -> Response:
     """Process-wide metrics (encode seconds, requests) plus this app's store gauges."""
     body = generate_latest(REGISTRY) + generate_latest(request.app.state.metrics_registry)

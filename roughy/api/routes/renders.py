@@ -7,7 +7,9 @@ from fastapi.responses import JSONResponse
 
 from roughy.api import schemas as s
 from roughy.api.deps import AccountDep, Limit, ServicesDep, StartingAfter
+from roughy.api.openapi import WITH_BODY, errors
 from roughy.api.views import render_out
+from roughy.core.errors import ErrorCode as E
 from roughy.core.models import OutputSpec, Render, RenderState
 
 router = APIRouter(prefix="/v1/renders", tags=["renders"])
@@ -17,7 +19,22 @@ router = APIRouter(prefix="/v1/renders", tags=["renders"])
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=s.RenderOut,
-    responses={200: {"model": s.RenderOut, "description": "An identical live render already exists."}},
+    responses={
+        200: {
+            "model": s.RenderOut,
+            "description": "An identical live render already exists: no second job, no charge.",
+        },
+        **errors(
+            *WITH_BODY,
+            E.NOT_FOUND,
+            E.ASSET_NOT_READY,
+            E.ASSET_PROCESSING,
+            E.ASSET_PAYMENT_REQUIRED,
+            E.ASSET_FAILED,
+            E.MODIFIER_NOT_READY,
+            E.EXECUTOR_UNAVAILABLE,
+        ),
+    },
 )
 def create_render(body: s.RenderCreate, svc: ServicesDep, account: AccountDep) -> JSONResponse:
     spec = OutputSpec(
@@ -38,7 +55,9 @@ def _json(render: Render, status_code: int) -> JSONResponse:
 NO_URLS = {"data": {"__all__": {"download_url", "download_expires_at"}}}
 
 
-@router.get("", response_model=s.ListOf[s.RenderOut], response_model_exclude=NO_URLS)
+@router.get(
+    "", response_model=s.ListOf[s.RenderOut], response_model_exclude=NO_URLS, responses=errors(E.VALIDATION_ERROR)
+)
 def list_renders(
     svc: ServicesDep,
     account: AccountDep,
@@ -52,13 +71,18 @@ def list_renders(
     return s.ListOf[s.RenderOut](data=[render_out(r) for r in items], has_more=more)
 
 
-@router.get("/{render_id}", response_model=s.RenderOut)
+@router.get("/{render_id}", response_model=s.RenderOut, responses=errors(E.NOT_FOUND, E.STORAGE_UNAVAILABLE))
 def get_render(render_id: str, svc: ServicesDep, account: AccountDep) -> s.RenderOut:
     render = svc.app.renders.get(account.id, render_id)
     return render_out(render, svc.app.renders.download(render))
 
 
-@router.delete("/{render_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+@router.delete(
+    "/{render_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=errors(E.NOT_FOUND, E.EXECUTOR_UNAVAILABLE),
+)
 def cancel_render(render_id: str, svc: ServicesDep, account: AccountDep) -> Response:
     """Hard delete: the row goes first (so nothing can complete it), then the encode and the files."""
     svc.app.renders.cancel(account.id, render_id)
