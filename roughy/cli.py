@@ -51,9 +51,11 @@ app.add_typer(admin_app, name="admin", no_args_is_help=True)
 app.add_typer(renders_app, name="renders")
 app.add_typer(assets_app, name="assets")
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Names, reasons and messages come from users and the API: never read them as rich markup
+# (`clip [final].mp4` would lose its brackets, `weird[/].mp4` would raise) or emoji codes.
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 # Tables piped into a file or another program are not cut at 80 columns.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+out = Console(highlight=False, markup=False, emoji=False, width=None if sys.stdout.isatty() else 200)
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 ApiUrl = Annotated[str, typer.Option("--api-url", envvar="ROUGHY_API_URL", help="the service (ROUGHY_API_URL)")]
@@ -331,13 +333,17 @@ def _client(api_url: str, api_key: str | None) -> Iterator[Any]:
             yield client
     except UsageProblem as exc:
         _error(str(exc), 2)
-    except ConnectionFailed:
+    except ConnectionFailed as exc:
+        if exc.url.rstrip("/") != api_url.rstrip("/"):
+            _error(str(exc))  # a signed URL's host (object storage), or a transfer cut short
         _error(
             f"cannot reach roughy at {api_url} (is the server running? start it with `roughy serve`, "
             "or point ROUGHY_API_URL / --api-url at it)"
         )
     except (ApiError, Failed, SdkError) as exc:
         _error(str(exc))
+    except OSError as exc:  # the local side: a file that cannot be written, a full disk
+        _error(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
 
 
 def _error(message: str, code: int = 1) -> NoReturn:
@@ -397,7 +403,9 @@ def render(
         output=output,
         reuse=reuse,
     )
-    console = Console(stderr=True, highlight=False, force_terminal=True if progress else None)
+    console = Console(
+        stderr=True, highlight=False, markup=False, emoji=False, force_terminal=True if progress else None
+    )
     with _client(api_url, api_key) as client:
         run = RenderRun(client, request, AssetCache(api_url, api_key or ""), console)
         try:

@@ -29,10 +29,14 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TaskProgressColumn, TextColumn
 
+from roughy.core.errors import ValidationFailed
 from roughy.core.formats import Format
 from roughy.core.models import Resolution
+from roughy.core.models import Segment as CoreSegment
+from roughy.core.segments import SegmentsOutOfRange, check_structure, finalize
 from roughy.encoder.errors import EncoderError
 from roughy.encoder.probe import MediaInfo, probe
+from roughy.encoder.sources import SourceLimits
 from roughy.sdk import Asset, Client, NotFound, Render, Segment, parse_cut
 
 HASH_CHUNK = 1 << 20
@@ -58,6 +62,11 @@ class RenderRequest:
     reuse: bool = True
 
 
+#: The local probe reads what the file is; whether the service takes a source that long, that
+#: large or with that many channels is its own configured rule (ROUGHY_MAX_SOURCE_*).
+NO_LIMITS = SourceLimits(max_pixels=2**62, max_seconds=float("inf"), max_channels=2**31)
+
+
 # -- checks before anything is sent --------------------------------------------------------------
 
 
@@ -66,12 +75,17 @@ def precheck(request: RenderRequest) -> tuple[MediaInfo, list[Segment] | None]:
     path = request.file
     if not path.is_file():
         raise UsageProblem(f"no such file: {path}")
+    if request.output is not None and not request.output.is_dir():
+        folder = request.output.parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise UsageProblem(f"-o {request.output}: {folder} is not a folder this user can write to")
     try:
-        info = probe(str(path))
+        info = probe(str(path), NO_LIMITS)  # the service's own limits are its to apply
     except EncoderError as exc:
         raise UsageProblem(f"{path.name} is not a video or audio file roughy can read ({exc})") from None
     check_output(request, info)
-    segments = check_cut(request.cut, info.duration) if request.cut is not None else None
+    fps = info.video.fps if info.video is not None else None
+    segments = check_cut(request.cut, info.duration, fps) if request.cut is not None else None
     return info, segments
 
 
@@ -106,16 +120,21 @@ def check_output(request: RenderRequest, info: MediaInfo) -> None:
         )
 
 
-def check_cut(text: str, duration: float) -> list[Segment]:
+def check_cut(text: str, duration: float, fps: float | None) -> list[Segment]:
+    """The cut parsed and checked by the service's own rules (`roughy.core.segments`): its
+    structure, then against the file's duration and frame grid, as the cut would be checked
+    once the upload is processed."""
     try:
         segments = parse_cut(text)
     except ValueError as exc:
         raise UsageProblem(f"--cut {text!r}: {exc}") from None
-    for segment in segments:
-        if segment.start >= duration or segment.end > duration + 0.001:
-            raise UsageProblem(
-                f"--cut: the segment {segment.start:g}-{segment.end:g} runs past the end of the file ({duration:.2f} s)"
-            )
+    plan = [CoreSegment(s.start, s.end) for s in segments]
+    try:
+        finalize(check_structure(plan), duration=duration, fps=fps)
+    except ValidationFailed as exc:
+        raise UsageProblem(f"--cut {text!r}: {exc.message}") from None
+    except SegmentsOutOfRange as exc:
+        raise UsageProblem(f"--cut: {exc} (the file is {duration:.2f} s long)") from None
     return segments
 
 
@@ -191,10 +210,10 @@ class Bars:
     def __init__(self, console: Console):
         self.progress = Progress(
             SpinnerColumn(),
-            TextColumn("{task.description:<10}"),
+            TextColumn("{task.description:<10}", markup=False),
             BarColumn(),
             TaskProgressColumn(),
-            TextColumn("{task.fields[detail]}"),
+            TextColumn("{task.fields[detail]}", markup=False),
             console=console,
         )
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +34,19 @@ QUIET = (
     "uvicorn.access",  # the edge middleware logs every request, with its request id
     "aiohttp.access",  # kopf's liveness endpoint, called by the kubelet
 )
+
+
+#: The id of the request being answered, set by the API's edge (`roughy.api.middleware`) for the
+#: whole request: every line logged while answering it carries it as `request_id` (a render's
+#: "created" line too), not only the request's own line.
+REQUEST_ID: ContextVar[str | None] = ContextVar("roughy_request_id", default=None)
+
+
+class RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id") and (request_id := REQUEST_ID.get()) is not None:
+            record.request_id = request_id
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -68,8 +82,14 @@ def config(fmt: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,  # loggers made at import time keep logging
         "formatters": {"roughy": formatter},
+        "filters": {"request_id": {"()": RequestIdFilter}},
         "handlers": {
-            "stderr": {"class": "logging.StreamHandler", "formatter": "roughy", "stream": "ext://sys.stderr"},
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "roughy",
+                "filters": ["request_id"],
+                "stream": "ext://sys.stderr",
+            },
         },
         "root": {"level": "INFO", "handlers": ["stderr"]},
         "loggers": {

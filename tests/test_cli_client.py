@@ -105,3 +105,13 @@ def test_bad_options_are_usage_errors(service):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     done = roughy("renders", "list", "--limit", "500", url=service.url, key=service.key)
     assert done.returncode == 2
+
+
+def test_names_with_brackets_are_shown_as_they_are(service):
+    """A filename is the user's text, not rich markup: `[final]` stays, `[/]` does not crash."""
+    with service.client() as api:
+        for name in ("clip [final].mp4", "weird[/].mp4 :smile:"):
+            assert api.post("/v1/assets", json={"kind": "video", "filename": name}).status_code == 201
+    listed = roughy("assets", "list", url=service.url, key=service.key)
+    assert listed.returncode == 0, listed.stderr
+    assert "clip [final].mp4" in listed.stdout and "weird[/].mp4 :smile:" in listed.stdout

@@ -91,7 +91,7 @@ def test_checks_before_upload_name_the_option_and_charge_nothing(service, clip, 
         ((str(clip), "--format", "m4a", "--video-bitrate", "5"), ["--video-bitrate", "--format m4a"]),
         ((str(clip), "--format", "mp4", "--resolution", "720p"), ["--resolution 720p", "640x360", "upscale"]),
         ((str(clip), "--format", "mp4", "--video-bitrate", "50"), ["--video-bitrate 50", "source's video bitrate"]),
-        ((str(clip), "--format", "mp4", "--cut", "1-2,2.5-9"), ["--cut", "2.5-9", "past the end"]),
+        ((str(clip), "--format", "mp4", "--cut", "1-2,2.5-9"), ["--cut", "2.5-9", "beyond the source's end"]),
         ((str(clip), "--format", "mp4", "--cut", "2-1"), ["--cut", "end must come after the start"]),
         ((str(clip), "--format", "mp4", "--cut", "abc"), ["--cut", "START-END"]),
         ((str(clip), "--format", "webm"), ["--format", "mp4, mov, m4a, mp3"]),
@@ -159,3 +159,25 @@ def test_ctrl_c_on_a_terminal_asks_and_cancels_the_render(service, media_dir, tm
     assert f"cancelled render {render['id']}" in stderr and "Traceback" not in stderr
     with service.client() as api:
         assert api.get(f"/v1/renders/{render['id']}").status_code == 404, "cancelled: a hard delete"
+
+
+@pytest.mark.parametrize(
+    ("cut", "accepted"),
+    [
+        ("0-10.02", True),  # within a frame past the end: the service clamps it to the end
+        ("1-2,5-6", True),
+        ("9.99-10", False),  # starts within half a frame of the end: the service would fail the cut
+        ("0-10.1", False),
+        ("2-1", False),
+        ("0-2,1-3", False),  # overlapping
+        (",".join(f"{i}-{i + 0.01}" for i in range(501)), False),  # over the service's 500 segments
+    ],
+)
+def test_the_cut_is_checked_by_the_services_own_rules(cut: str, accepted: bool) -> None:
+    from roughy.cli_render import UsageProblem, check_cut
+
+    if accepted:
+        assert check_cut(cut, 10.0, 30.0)
+    else:
+        with pytest.raises(UsageProblem):
+            check_cut(cut, 10.0, 30.0)

@@ -20,6 +20,7 @@ from prometheus_client import Histogram
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from roughy import logs
 from roughy.api.errors import CURRENT, RequestContext, error_response
 from roughy.core.errors import PayloadTooLarge, RateLimited, RoughyError, Unauthorized
 from roughy.core.models import Account
@@ -109,6 +110,7 @@ class EdgeMiddleware:
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         CURRENT.set(RequestContext(request_id, self.settings.resolved_public_url()))
+        logs.REQUEST_ID.set(request_id)  # every log line of this request carries it
         started = time.monotonic()
         status_holder = {"status": 500, "started": False, "routed": False}
 

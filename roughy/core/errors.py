@@ -81,8 +81,8 @@ _CODES: dict[ErrorCode, tuple[int, str]] = {
     ),
     ErrorCode.INVALID_STATE: (
         409,
-        "The resource's state does not allow this action now (completing a part twice, a finished render's "
-        "encoder channel).",
+        "The resource's state does not allow this action now (completing a part nothing was uploaded to, "
+        "an upload to a part that is not awaiting one).",
     ),
     ErrorCode.IDEMPOTENCY_KEY_IN_USE: (
         409,
@@ -164,7 +164,7 @@ class ModifierNotReady(Conflict):
 
 
 class InvalidState(Conflict):
-    """An action that the resource's state does not allow (e.g. completing a part twice)."""
+    """An action that the resource's state does not allow (e.g. uploading to a part already uploaded)."""
 
     code = ErrorCode.INVALID_STATE
 

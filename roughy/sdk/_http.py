@@ -99,6 +99,9 @@ class Sender:
             else:
                 if response.status_code < 400:
                     return response
+                if attempt > 0 and request.method == "DELETE" and response.status_code == 404:
+                    response.close()
+                    return response  # an earlier try deleted it; only its answer was lost
                 if stream:
                     response.read()
                 retry_after = parse_retry_after(response.headers.get("retry-after"))

@@ -16,7 +16,7 @@ from urllib.parse import unquote
 import httpx
 from pydantic import BaseModel
 
-from roughy.sdk.errors import Forbidden, WaitTimeout
+from roughy.sdk.errors import ConnectionFailed, Forbidden, WaitTimeout
 from roughy.sdk.models import (
     ASSET_FINAL,
     CUT_FINAL,
@@ -403,15 +403,22 @@ def _destination(path: str | os.PathLike[str] | None, suggested: str) -> Path:
 def _write_atomically(dest: Path, response: httpx.Response, total: int | None, progress: BytesProgress | None) -> None:
     fd, temp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     try:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # as any new file (mkstemp makes it owner-only)
         with os.fdopen(fd, "wb") as out:
             done = 0
             if progress is not None:
                 progress(0, total)
-            for chunk in response.iter_bytes(CHUNK_SIZE):
-                out.write(chunk)
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, total)
+            try:
+                for chunk in response.iter_bytes(CHUNK_SIZE):
+                    out.write(chunk)
+                    done += len(chunk)
+                    if progress is not None:
+                        progress(done, total)
+            except httpx.TransportError as exc:  # the connection dropped mid-file
+                url = response.request.url
+                raise ConnectionFailed(f"{url.scheme}://{url.netloc.decode()}", exc) from exc
         os.replace(temp, dest)
     except BaseException:
         Path(temp).unlink(missing_ok=True)

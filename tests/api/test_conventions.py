@@ -363,11 +363,17 @@ def test_metrics_expose_renders_and_queue_depth(service):
 
 
 def test_probes_are_logged_at_debug_and_everything_else_at_info(service, api, caplog):
+    def levels() -> dict[str, int]:
+        return {r.getMessage().split(" ")[1]: r.levelno for r in caplog.records if r.getMessage().startswith("GET ")}
+
     with caplog.at_level(logging.DEBUG, logger="roughy.api"):
         httpx.get(service.url + "/readyz")
         api.get("/v1/credits")
-    levels = {r.getMessage().split(" ")[1]: r.levelno for r in caplog.records if r.getMessage().startswith("GET ")}
-    assert levels == {"/readyz": logging.DEBUG, "/v1/credits": logging.INFO}, levels
+        # The line is written once the answer is sent: it may come just after the client has it.
+        deadline = time.monotonic() + 5
+        while len(levels()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert levels() == {"/readyz": logging.DEBUG, "/v1/credits": logging.INFO}, levels()
 
 
 def test_a_bug_is_500_internal_error_with_the_request_id_and_no_traceback(service, api, monkeypatch):

@@ -118,3 +118,31 @@ def test_kopfs_object_lines_carry_the_object_they_are_about(caplog: Any) -> None
     entry = json.loads(JsonFormatter().format(caplog.records[-1]))
     assert entry["object"]["name"] == "r-1" and entry["object"]["kind"] == "Render"
     assert "settings" not in entry and "k8s_skip" not in entry
+
+
+def test_every_line_logged_while_a_request_is_answered_carries_its_id() -> None:
+    """Not only the request's own line: a render's "created" line, logged by the application
+    while it answers POST /v1/renders, carries the request id too (the edge sets it)."""
+    import io
+    import logging.config
+
+    from roughy import logs
+
+    stream = io.StringIO()
+    config = logs.config("json")
+    config["handlers"]["stderr"]["stream"] = stream
+    root = logging.getLogger()
+    before = (root.handlers[:], root.level)
+    logging.config.dictConfig(config)
+    try:
+        log = logging.getLogger("roughy.app.renders")
+        token = logs.REQUEST_ID.set("req_abc")
+        log.info("render rnd_1 created", extra={"render_id": "rnd_1"})
+        logs.REQUEST_ID.reset(token)
+        log.info("render rnd_1 started")  # a worker thread's line: no request
+    finally:
+        root.handlers[:] = before[0]
+        root.setLevel(before[1])
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["request_id"] == "req_abc" and first["render_id"] == "rnd_1"
+    assert "request_id" not in second

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from roughy.sdk import Client, ConnectionFailed, RateLimited, ServerError
+from roughy.sdk import Client, ConnectionFailed, NotFound, RateLimited, ServerError
 from roughy.sdk._http import RetryPolicy, parse_retry_after
 
 NOW = "2026-12-03T19:00:00Z"
@@ -194,3 +194,30 @@ def test_unknown_fields_and_states_from_a_newer_server_are_kept_not_refused():
     render = client.renders.get("rnd_1")
     assert render.state == "queued_on_gpu" and render.model_extra == {"priority": 5}
     assert render.output.format == "webm"
+
+
+def test_a_delete_whose_answer_was_lost_is_done_not_not_found():
+    lost = httpx.RemoteProtocolError("the connection dropped after the server acted")
+    client, requests, _ = mocked([lost, (404, {"error": {"code": "not_found", "message": "no such render"}})])
+    client.renders.cancel("rnd_1")  # no NotFound: the first try deleted it
+    assert [r.method for r in requests] == ["DELETE", "DELETE"]
+    first_try, _, _ = mocked([(404, {"error": {"code": "not_found", "message": "no such render"}})])
+    with pytest.raises(NotFound):
+        first_try.renders.cancel("rnd_1")  # a first answer of 404 is the truth
+
+
+def test_a_download_cut_short_is_connection_failed_and_leaves_no_file(tmp_path):
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/v1/renders/"):
+            return httpx.Response(200, json=RENDER | {"state": "completed", "download_url": "http://files.test/r.mp4"})
+
+        def body() -> Iterator[bytes]:
+            yield b"\0" * 1024
+            raise httpx.ReadError("connection reset")
+
+        return httpx.Response(200, headers={"Content-Length": "4096"}, content=body())
+
+    client = Client("http://roughy.test", "rk", transport=httpx.MockTransport(handle), sleep=lambda _: None)
+    with pytest.raises(ConnectionFailed):
+        client.renders.download("rnd_1", tmp_path / "out.mp4")
+    assert list(tmp_path.iterdir()) == [], "no partial file left behind"

@@ -598,3 +598,22 @@ def test_concurrent_claims_of_one_key_have_one_winner(store: SqlStore) -> None:
     winners = [i for i, r in enumerate(records) if r is None]
     assert len(winners) == 1
     assert {r.resource_id for r in records if r is not None} == {f"ast_{winners[0]}"}
+
+
+@pytest.mark.sql_only("it reads and writes the assets table's JSON")
+def test_the_video_json_stays_readable_across_releases(store: SqlStore) -> None:
+    """The poster flag is a column, not a key in the `video` JSON: the release before it reads
+    `VideoInfo(**video)` and would refuse a key it does not know (a rolling update, a rollback).
+    And a key a newer release adds to that JSON does not break this one."""
+    from roughy.core.models import VideoInfo
+
+    video = VideoInfo(width=640, height=360, fps=30.0, codec="h264", bitrate_kbps=900, rotation=0, poster=True)
+    a = asset(store, account(store), video=video)
+    with store.engine.connect() as c:
+        row = c.execute(select(t.assets.c.video, t.assets.c.poster).where(t.assets.c.id == a.id)).one()
+    assert "poster" not in row.video and row.poster is True
+    back = store.get_asset(a.id)
+    assert back is not None and back.video == video
+    with store.engine.begin() as c:
+        c.execute(update(t.assets).where(t.assets.c.id == a.id).values(video={**row.video, "hdr_kind": "pq"}))
+    assert store.get_asset(a.id).video == video  # type: ignore[union-attr]

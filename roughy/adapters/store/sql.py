@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import datetime
 from typing import Any
 
@@ -615,11 +615,20 @@ def _asset_row(a: Asset) -> dict[str, Any]:
         "audio_part": a.audio_part.value if a.audio_part else None,
         "charged": a.charged,
         "duration": a.duration,
-        "video": asdict(a.video) if a.video else None,
+        # The poster flag has its own column: a release before it would refuse an unknown key
+        # in this JSON (a rolling update, a rollback), while it ignores a column it does not know.
+        "video": _known(asdict(a.video), VideoInfo, drop=("poster",)) if a.video else None,
+        "poster": bool(a.video and a.video.poster),
         "audio": asdict(a.audio) if a.audio else None,
         "error": asdict(a.error) if a.error else None,
         "created_at": a.created_at,
     }
+
+
+def _known(values: dict[str, Any], cls: type, drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`values` without keys `cls` does not have (written by a newer release) nor `drop`."""
+    names = {f.name for f in fields(cls)} - set(drop)
+    return {k: v for k, v in values.items() if k in names}
 
 
 def _asset(r: Any) -> Asset:
@@ -634,8 +643,8 @@ def _asset(r: Any) -> Asset:
         audio_part=PartState(r["audio_part"]) if r["audio_part"] else None,
         created_at=_utc(r["created_at"]),
         duration=r["duration"],
-        video=VideoInfo(**r["video"]) if r["video"] else None,
-        audio=AudioInfo(**r["audio"]) if r["audio"] else None,
+        video=VideoInfo(**_known(r["video"], VideoInfo), poster=bool(r["poster"])) if r["video"] else None,
+        audio=AudioInfo(**_known(r["audio"], AudioInfo)) if r["audio"] else None,
         error=ErrorInfo(**r["error"]) if r["error"] else None,
         charged=bool(r["charged"]),
     )

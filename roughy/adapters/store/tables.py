@@ -82,6 +82,7 @@ assets = Table(
     Column("video", JSON, nullable=True),
     Column("audio", JSON, nullable=True),
     Column("error", JSON, nullable=True),
+    Column("poster", Boolean, nullable=False, server_default=text("false")),  # a poster frame is stored
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_assets_account", "account_id", "seq"),
     Index("ix_assets_state", "state"),

@@ -132,7 +132,8 @@ function bytes(n) {
   return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
 }
 const badge = (text) => el("span", { class: `badge state-${text}` }, text);
-const FINAL_ASSET = ["ready", "failed"];
+// payment_required waits for an operator's grant: not worth a poll a second.
+const FINAL_ASSET = ["ready", "failed", "payment_required"];
 const FINAL_RENDER = ["completed", "failed"];
 const FINAL_CUT = ["completed", "failed"];
 

@@ -1,4 +1,5 @@
-"""idempotency_keys: what each Idempotency-Key of POST /v1/assets and /cuts made
+"""idempotency_keys: what each Idempotency-Key of POST /v1/assets and /cuts made; assets.poster:
+whether a video asset's poster frame was stored
 
 Revision ID: 0005
 Revises: 0004
@@ -27,8 +28,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('account_id', 'key'),
     )
     op.create_index('ix_idempotency_keys_created', 'idempotency_keys', ['created_at'])
+    with op.batch_alter_table('assets') as batch:
+        batch.add_column(sa.Column('poster', sa.Boolean(), server_default=sa.text('false'), nullable=False))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('assets') as batch:
+        batch.drop_column('poster')
     op.drop_index('ix_idempotency_keys_created', table_name='idempotency_keys')
     op.drop_table('idempotency_keys')
