@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from contextvars import ContextVar
-from typing import Any, NamedTuple
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from roughy import logs
 from roughy.core.errors import ErrorCode, RoughyError
 
 log = logging.getLogger("roughy.api")
@@ -19,13 +20,9 @@ log = logging.getLogger("roughy.api")
 ERRORS_PAGE = "/docs/errors"
 
 
-class RequestContext(NamedTuple):
-    request_id: str
-    base_url: str  # the service's public URL, for `doc_url`
-
-
-#: Set by the request edge for the whole request (routes, handlers, the edge's own answers).
-CURRENT: ContextVar[RequestContext | None] = ContextVar("roughy_request", default=None)
+#: The service's public URL, for `doc_url`; set by the request edge for the whole request.
+#: (The request's id is `roughy.logs.REQUEST_ID`, which the log lines read too.)
+PUBLIC_URL: ContextVar[str | None] = ContextVar("roughy_public_url", default=None)
 
 BAD_BODY_TYPES = {"json_invalid", "model_attributes_type", "dict_type", "model_type"}
 
@@ -37,10 +34,10 @@ def error_response(
     body: dict[str, Any] = {"code": code, "message": message}
     if param:
         body["param"] = param
-    if (context := CURRENT.get()) is not None:
-        body["request_id"] = context.request_id
-        if code in ErrorCode.__members__.values():
-            body["doc_url"] = f"{context.base_url.rstrip('/')}{ERRORS_PAGE}#{code}"
+    if (request_id := logs.REQUEST_ID.get()) is not None:
+        body["request_id"] = request_id
+    if (base := PUBLIC_URL.get()) is not None and code in ErrorCode.__members__.values():
+        body["doc_url"] = f"{base.rstrip('/')}{ERRORS_PAGE}#{code}"
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 

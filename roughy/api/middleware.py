@@ -21,7 +21,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from roughy import logs
-from roughy.api.errors import CURRENT, RequestContext, error_response
+from roughy.api.errors import PUBLIC_URL, error_response
 from roughy.core.errors import PayloadTooLarge, RateLimited, RoughyError, Unauthorized
 from roughy.core.models import Account
 from roughy.settings import Settings
@@ -109,8 +109,8 @@ class EdgeMiddleware:
             request_id = f"req_{uuid.uuid4().hex[:16]}"
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
-        CURRENT.set(RequestContext(request_id, self.settings.resolved_public_url()))
-        logs.REQUEST_ID.set(request_id)  # every log line of this request carries it
+        logs.REQUEST_ID.set(request_id)  # every log line and error body of this request carries it
+        PUBLIC_URL.set(self.settings.resolved_public_url())  # errors' doc_url
         started = time.monotonic()
         status_holder = {"status": 500, "started": False, "routed": False}
 
