@@ -158,7 +158,8 @@ def test_a_render_resource_deleted_by_hand_fails_its_render_and_is_not_resubmitt
     failed = finished(api, render["id"])
     assert failed["state"] == "failed" and failed["error"]["code"] == "encode_failed"
     assert "deleted on the cluster" in failed["error"]["message"]
-    wait_for(lambda: {"n": len(resources(kube_service, crd.PLURAL))}, lambda d: d["n"] == 0, timeout=20)
+    # The Render goes once its Job's pod has stopped: 15 s alone, longer beside two other workers.
+    wait_for(lambda: {"n": len(resources(kube_service, crd.PLURAL))}, lambda d: d["n"] == 0, timeout=60)
     assert kube_service.kubelet.processes() == {}, "the Job's encoder was stopped"
     kube_service.kubernetes.runtime.scheduler.sweep(0.0)
     kube_service.kubernetes.runtime.scheduler.tick()
@@ -173,7 +174,8 @@ def test_a_render_resource_whose_render_is_gone_is_removed_by_the_operator(
     render = api.post("/v1/renders", json={"asset_id": source["id"], "output": {"format": "mp4"}}).json()
     wait_for(lambda: render_of(api, render["id"]), lambda r: r["progress"] > 0, timeout=60)
     assert kube_service.store.delete_render(render["id"])  # behind the API's back
-    wait_for(lambda: {"n": len(resources(kube_service, crd.PLURAL))}, lambda d: d["n"] == 0, timeout=20)
+    # The Render goes once its Job's pod has stopped: 15 s alone, longer beside two other workers.
+    wait_for(lambda: {"n": len(resources(kube_service, crd.PLURAL))}, lambda d: d["n"] == 0, timeout=60)
     assert kube_service.kubelet.processes() == {}
     assert kube_service.stored_keys(f"renders/{render['id']}") == []
 
